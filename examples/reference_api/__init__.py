@@ -1,0 +1,1 @@
+"""Reference API built only from fastapi-secure blocks."""

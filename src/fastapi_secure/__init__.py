@@ -1,0 +1,63 @@
+"""Security building blocks for FastAPI.
+
+Each block is usable alone and installs no global state::
+
+    from fastapi_secure import PasswordHasher, TokenIssuer, BearerAuth, RoleChecker
+
+Optional backends (Redis, SQLAlchemy, asyncpg) are imported only when used,
+so ``import fastapi_secure`` never pulls in a database or cache driver.
+"""
+
+from fastapi_secure.clock import Clock, system_clock
+from fastapi_secure.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    CSRFError,
+    ErrorCode,
+    ExpiredTokenError,
+    HTTPSecurityError,
+    InsufficientScopeError,
+    InvalidTokenError,
+    MissingDependencyError,
+    PasswordError,
+    PasswordTooLongError,
+    PermissionDeniedError,
+    RateLimitExceededError,
+    RequestTooLargeError,
+    RevokedTokenError,
+    SecurityError,
+    ServiceUnavailableError,
+    StoreUnavailableError,
+    TokenReuseError,
+    WeakPasswordError,
+)
+from fastapi_secure.settings import SecuritySettings
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AuthenticationError",
+    "CSRFError",
+    "Clock",
+    "ConfigurationError",
+    "ErrorCode",
+    "ExpiredTokenError",
+    "HTTPSecurityError",
+    "InsufficientScopeError",
+    "InvalidTokenError",
+    "MissingDependencyError",
+    "PasswordError",
+    "PasswordTooLongError",
+    "PermissionDeniedError",
+    "RateLimitExceededError",
+    "RequestTooLargeError",
+    "RevokedTokenError",
+    "SecurityError",
+    "SecuritySettings",
+    "ServiceUnavailableError",
+    "StoreUnavailableError",
+    "TokenReuseError",
+    "WeakPasswordError",
+    "__version__",
+    "system_clock",
+]

@@ -1,0 +1,76 @@
+"""Package hygiene: public names, lazy optional imports, version, typing marker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import fastapi_secure
+from fastapi_secure import MissingDependencyError
+from fastapi_secure._optional import require
+
+SRC = Path(fastapi_secure.__file__).parent
+
+
+def test_all_is_sorted_and_unique() -> None:
+    names = list(fastapi_secure.__all__)
+    assert names == sorted(names)
+    assert len(names) == len(set(names))
+
+
+def test_all_is_complete() -> None:
+    """Every public module attribute defined by the package is exported, and vice versa."""
+    exported = set(fastapi_secure.__all__)
+    for name in exported:
+        assert hasattr(fastapi_secure, name), name
+    public = {
+        name
+        for name, value in vars(fastapi_secure).items()
+        if not name.startswith("_")
+        and getattr(value, "__module__", "").startswith("fastapi_secure")
+    }
+    assert public <= exported, public - exported
+
+
+def test_version_is_single_sourced() -> None:
+    from importlib.metadata import version
+
+    assert version("fastapi-secure") == fastapi_secure.__version__
+
+
+def test_py_typed_is_shipped() -> None:
+    assert (SRC / "py.typed").is_file()
+
+
+def test_import_pulls_in_no_optional_backend() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        import fastapi_secure
+        import fastapi_secure.testing
+        heavy = ("redis", "sqlalchemy", "asyncpg", "aiosqlite", "alembic", "psycopg", "psycopg2")
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in heavy)
+        print(",".join(loaded))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""
+
+
+def test_missing_extra_names_the_install_command() -> None:
+    with pytest.raises(MissingDependencyError) as caught:
+        require("fastapi_secure_no_such_module", extra="redis", feature="RedisTokenStore")
+    message = str(caught.value)
+    assert 'pip install "fastapi-secure[redis]"' in message
+    assert "RedisTokenStore" in message
+    assert isinstance(caught.value, ImportError)
+
+
+def test_require_returns_the_module() -> None:
+    assert require("json", extra="x", feature="y").__name__ == "json"
