@@ -1,0 +1,172 @@
+"""The client's address, trusting forwarding headers only from configured proxies.
+
+Without ``trusted_proxies`` the client is the socket peer and every
+``X-Forwarded-For`` / ``Forwarded`` / ``X-Forwarded-Proto`` header is ignored:
+a client cannot choose its own address. With trusted proxies configured (as
+CIDRs), the chain of addresses is walked from right (nearest) to left and the
+first hop that is not a trusted proxy is the client.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+from starlette.types import Scope
+
+from fastapi_secure.errors import ConfigurationError
+
+__all__ = ["IPAddress", "IPNetwork", "TrustedProxies"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+ForwardedHeader = Literal["x-forwarded-for", "forwarded"]
+
+
+def _parse_ip(text: str) -> IPAddress | None:
+    text = text.strip().strip('"')
+    if not text or len(text) > 64:
+        return None
+    if text.startswith("["):  # "[2001:db8::1]:4711" (Forwarded, RFC 7239)
+        end = text.find("]")
+        if end == -1:
+            return None
+        text = text[1:end]
+    elif text.count(":") == 1:  # "192.0.2.1:4711"
+        text = text.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _header_values(scope: Scope, name: bytes) -> list[str]:
+    values = []
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            values.append(value.decode("latin-1"))
+    return values
+
+
+def _forwarded_for_chain(values: Sequence[str]) -> list[str]:
+    """``for=`` values of RFC 7239 ``Forwarded`` headers, left to right."""
+    chain: list[str] = []
+    for value in values:
+        for element in value.split(","):
+            found = ""
+            for pair in element.split(";"):
+                key, _, item = pair.strip().partition("=")
+                if key.strip().lower() == "for":
+                    found = item.strip()
+            chain.append(found)
+    return chain
+
+
+class TrustedProxies:
+    """Resolves the client address and scheme of a request.
+
+    Args:
+        networks: CIDRs (or single addresses) of the reverse proxies in front of
+            the app. Empty (the default): forwarding headers are ignored.
+        header: which forwarding header the proxies set: ``"x-forwarded-for"``
+            (default) or ``"forwarded"`` (RFC 7239). Only that one is read.
+        max_hops: longest forwarding chain examined; a longer one is cut to its
+            nearest hops, so a client cannot make each request costly.
+    """
+
+    def __init__(
+        self,
+        networks: Iterable[str | IPNetwork] = (),
+        *,
+        header: ForwardedHeader = "x-forwarded-for",
+        max_hops: int = 20,
+    ) -> None:
+        parsed: list[IPNetwork] = []
+        for network in networks:
+            try:
+                parsed.append(ipaddress.ip_network(network, strict=False))
+            except ValueError as exc:
+                raise ConfigurationError(f"trusted proxy {network!r} is not an IP network") from exc
+        if header not in ("x-forwarded-for", "forwarded"):
+            raise ConfigurationError("header must be 'x-forwarded-for' or 'forwarded'")
+        if max_hops < 1:
+            raise ConfigurationError("max_hops must be at least 1")
+        self.networks: tuple[IPNetwork, ...] = tuple(parsed)
+        self.header: ForwardedHeader = header
+        self.max_hops = max_hops
+
+    def __repr__(self) -> str:
+        networks = [str(n) for n in self.networks]
+        return f"TrustedProxies({networks!r}, header={self.header!r})"
+
+    def is_trusted(self, address: IPAddress | None) -> bool:
+        """Whether ``address`` belongs to a trusted proxy network."""
+        if address is None:
+            return False
+        return any(address in network for network in self.networks)
+
+    def peer(self, scope: Scope) -> IPAddress | None:
+        """The socket peer of the connection, or None when the server gave none."""
+        client = scope.get("client")
+        if not client:
+            return None
+        return _parse_ip(str(client[0]))
+
+    def client_ip(self, scope: Scope) -> IPAddress | None:
+        """The address of the client that made the request.
+
+        The socket peer, unless the peer is a trusted proxy; then the
+        forwarding chain is walked right to left and the first untrusted hop
+        wins. An unparsable hop stops the walk at the last trusted address, so
+        garbage cannot inject an address.
+        """
+        peer = self.peer(scope)
+        if not self.networks or not self.is_trusted(peer):
+            return peer
+        if self.header == "forwarded":
+            chain = _forwarded_for_chain(_header_values(scope, b"forwarded"))
+        else:
+            chain = [
+                item
+                for value in _header_values(scope, b"x-forwarded-for")
+                for item in value.split(",")
+            ]
+        current = peer
+        for hop in reversed(chain[-self.max_hops :]):
+            address = _parse_ip(hop)
+            if address is None:
+                return current
+            current = address
+            if not self.is_trusted(address):
+                return address
+        return current
+
+    def scheme(self, scope: Scope) -> str:
+        """``http`` or ``https`` as the client saw it.
+
+        ``X-Forwarded-Proto`` (or ``proto=`` of ``Forwarded``) is honoured only
+        when the socket peer is a trusted proxy.
+        """
+        scheme = str(scope.get("scheme", "http"))
+        if not self.networks or not self.is_trusted(self.peer(scope)):
+            return scheme
+        if self.header == "forwarded":
+            values = _header_values(scope, b"forwarded")
+            proto = ""
+            for value in values:
+                for element in value.split(","):
+                    for pair in element.split(";"):
+                        key, _, item = pair.strip().partition("=")
+                        if key.strip().lower() == "proto":
+                            proto = item.strip().strip('"').lower()
+        else:
+            values = _header_values(scope, b"x-forwarded-proto")
+            proto = values[-1].split(",")[-1].strip().lower() if values else ""
+        if proto in ("http", "https", "ws", "wss"):
+            return proto
+        return scheme

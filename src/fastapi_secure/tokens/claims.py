@@ -1,0 +1,123 @@
+"""Typed claims of the tokens that :class:`~fastapi_secure.TokenIssuer` issues.
+
+Every token carries ``iss``, ``sub``, ``aud``, ``exp``, ``iat``, ``jti``, its
+kind twice (the JOSE ``typ`` header and the ``token_use`` claim) and ``sid``,
+the id of its token family (one login session). Access tokens add ``roles``,
+``scope`` (space-delimited, RFC 9068 / RFC 8693), ``fresh`` and ``auth_time``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+
+__all__ = [
+    "ACCESS_TOKEN_TYP",
+    "REFRESH_TOKEN_TYP",
+    "RESERVED_CLAIMS",
+    "AccessClaims",
+    "RefreshClaims",
+    "TokenPair",
+]
+
+ACCESS_TOKEN_TYP = "at+jwt"
+"""JOSE ``typ`` header of access tokens (RFC 9068)."""
+
+REFRESH_TOKEN_TYP = "rt+jwt"
+"""JOSE ``typ`` header of refresh tokens (distinct from access tokens by design)."""
+
+RESERVED_CLAIMS = frozenset(
+    {
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "nbf",
+        "iat",
+        "jti",
+        "sid",
+        "token_use",
+        "typ",
+        "roles",
+        "scope",
+        "scopes",
+        "fresh",
+        "auth_time",
+        "cnf",
+        "client_id",
+    }
+)
+"""Claim names that custom claims may never set."""
+
+
+class _BaseClaims(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+    iss: str = Field(min_length=1)
+    sub: str = Field(min_length=1)
+    aud: str | list[str]
+    exp: int
+    iat: int
+    nbf: int | None = None
+    jti: str = Field(min_length=1)
+    sid: str = Field(min_length=1, description="token family (login session) id")
+    auth_time: int = Field(description="when the user last authenticated with a credential")
+
+
+class AccessClaims(_BaseClaims):
+    """Verified claims of an access token, as returned by ``verify_access`` and the
+    auth dependencies.
+
+    Custom claims passed to ``issue(claims=...)`` are kept as extra fields
+    (``claims.model_extra``).
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="allow", validate_by_name=True, validate_by_alias=True
+    )
+
+    token_use: Literal["access"] = "access"
+    roles: tuple[str, ...] = ()
+    scopes: frozenset[str] = Field(default=frozenset(), alias="scope")
+    fresh: bool = False
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def _split_scope(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(value.split())
+        return value
+
+    @field_serializer("scopes")
+    def _join_scope(self, value: frozenset[str]) -> str:
+        return " ".join(sorted(value))
+
+    @property
+    def subject(self) -> str:
+        """The ``sub`` claim."""
+        return self.sub
+
+    @property
+    def extra_claims(self) -> dict[str, Any]:
+        """Custom claims set at issue time (never a reserved claim)."""
+        return dict(self.model_extra or {})
+
+
+class RefreshClaims(_BaseClaims):
+    """Verified claims of a refresh token."""
+
+    token_use: Literal["refresh"] = "refresh"
+
+
+class TokenPair(BaseModel):
+    """An access and a refresh token; serializes as an OAuth2 token response
+    (RFC 6749, section 5.1)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="access token lifetime in seconds")
+    refresh_expires_in: int = Field(description="refresh token lifetime in seconds")
