@@ -9,10 +9,12 @@ so ``import fastapi_secure`` never pulls in a database or cache driver.
 """
 
 from fastapi_secure.clock import Clock, system_clock
+from fastapi_secure.db import Database
 from fastapi_secure.errors import (
     AuthenticationError,
     ConfigurationError,
     CSRFError,
+    DatabaseUnavailableError,
     ErrorCode,
     ExpiredTokenError,
     HTTPSecurityError,
@@ -40,6 +42,8 @@ __all__ = [
     "CSRFError",
     "Clock",
     "ConfigurationError",
+    "Database",
+    "DatabaseUnavailableError",
     "ErrorCode",
     "ExpiredTokenError",
     "HTTPSecurityError",

@@ -26,7 +26,8 @@ SecurityError
     ├── RequestTooLargeError           413
     ├── RateLimitExceededError         429 + Retry-After
     └── ServiceUnavailableError        503 + Retry-After
-        └── StoreUnavailableError      a token or limit store is down
+        ├── StoreUnavailableError      a token or limit store is down
+        └── DatabaseUnavailableError   the database is unreachable or its pool is exhausted
 ```
 
 Messages are generic on purpose: they never contain a token, a password, a
@@ -46,6 +47,7 @@ __all__ = [
     "AuthenticationError",
     "CSRFError",
     "ConfigurationError",
+    "DatabaseUnavailableError",
     "ErrorCode",
     "ExpiredTokenError",
     "HTTPSecurityError",
@@ -79,6 +81,15 @@ class ErrorCode(str, enum.Enum):
     RATE_LIMITED = "rate_limited"
     SERVICE_UNAVAILABLE = "service_unavailable"
     STORE_UNAVAILABLE = "store_unavailable"
+    DATABASE_UNAVAILABLE = "database_unavailable"
+    # Generic answers of fastapi_secure.edges.install_error_handlers.
+    BAD_REQUEST = "bad_request"
+    MALFORMED_BODY = "malformed_body"
+    VALIDATION_FAILED = "validation_failed"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    HEADERS_TOO_LARGE = "headers_too_large"
+    INTERNAL_ERROR = "internal_error"
 
     def __str__(self) -> str:
         return self.value
@@ -268,3 +279,13 @@ class StoreUnavailableError(ServiceUnavailableError):
     """503: a token or rate-limit store could not be reached in time."""
 
     default_code = ErrorCode.STORE_UNAVAILABLE
+
+
+class DatabaseUnavailableError(ServiceUnavailableError):
+    """503: the database could not be reached, or no pooled connection came free in time.
+
+    The message never contains the database URL; ``reason`` names the driver error class.
+    """
+
+    default_code = ErrorCode.DATABASE_UNAVAILABLE
+    default_message = "database temporarily unavailable"
