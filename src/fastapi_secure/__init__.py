@@ -34,6 +34,8 @@ from fastapi_secure.errors import (
     WeakPasswordError,
 )
 from fastapi_secure.settings import SecuritySettings
+from fastapi_secure.tokens.jwks import jwks_router
+from fastapi_secure.tokens.keys import Key, KeySet, VerifiedJWS
 
 __version__ = "0.1.0.dev0"
 
@@ -49,6 +51,8 @@ __all__ = [
     "HTTPSecurityError",
     "InsufficientScopeError",
     "InvalidTokenError",
+    "Key",
+    "KeySet",
     "MissingDependencyError",
     "PasswordError",
     "PasswordTooLongError",
@@ -61,7 +65,9 @@ __all__ = [
     "ServiceUnavailableError",
     "StoreUnavailableError",
     "TokenReuseError",
+    "VerifiedJWS",
     "WeakPasswordError",
     "__version__",
+    "jwks_router",
     "system_clock",
 ]
