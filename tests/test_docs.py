@@ -7,6 +7,8 @@ for snippets that need a running server or a user's own code.
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -32,8 +34,14 @@ BLOCKS = _blocks()
     ("page", "index", "code"), BLOCKS, ids=[f"{page}#{index}" for page, index, _ in BLOCKS]
 )
 def test_doc_block_runs(page: str, index: int, code: str) -> None:
-    namespace: dict[str, object] = {"__name__": f"docs_block_{index}"}
-    exec(compile(code, f"{page}#block{index}", "exec"), namespace)  # noqa: S102
+    # A real module in sys.modules: libraries that resolve annotations by module
+    # name (SQLAlchemy's Mapped[...], pydantic) need to find it there.
+    module = types.ModuleType(f"docs_block_{abs(hash((page, index)))}")
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(code, f"{page}#block{index}", "exec"), module.__dict__)  # noqa: S102
+    finally:
+        del sys.modules[module.__name__]
 
 
 def test_docs_have_runnable_blocks() -> None:
