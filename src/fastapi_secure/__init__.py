@@ -8,6 +8,7 @@ Optional backends (Redis, SQLAlchemy, asyncpg) are imported only when used,
 so ``import fastapi_secure`` never pulls in a database or cache driver.
 """
 
+from fastapi_secure.clientip import TrustedProxies
 from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.db import Database
 from fastapi_secure.errors import (
@@ -32,6 +33,13 @@ from fastapi_secure.errors import (
     StoreUnavailableError,
     TokenReuseError,
     WeakPasswordError,
+)
+from fastapi_secure.ratelimit import (
+    RateLimiter,
+    RateLimitHeadersMiddleware,
+    RateLimitKey,
+    by_form_field,
+    by_subject,
 )
 from fastapi_secure.settings import SecuritySettings
 from fastapi_secure.tokens.jwks import jwks_router
@@ -58,6 +66,9 @@ __all__ = [
     "PasswordTooLongError",
     "PermissionDeniedError",
     "RateLimitExceededError",
+    "RateLimitHeadersMiddleware",
+    "RateLimitKey",
+    "RateLimiter",
     "RequestTooLargeError",
     "RevokedTokenError",
     "SecurityError",
@@ -65,9 +76,12 @@ __all__ = [
     "ServiceUnavailableError",
     "StoreUnavailableError",
     "TokenReuseError",
+    "TrustedProxies",
     "VerifiedJWS",
     "WeakPasswordError",
     "__version__",
+    "by_form_field",
+    "by_subject",
     "jwks_router",
     "system_clock",
 ]

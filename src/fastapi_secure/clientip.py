@@ -53,18 +53,21 @@ def _header_values(scope: Scope, name: bytes) -> list[str]:
     return values
 
 
-def _forwarded_for_chain(values: Sequence[str]) -> list[str]:
-    """``for=`` values of RFC 7239 ``Forwarded`` headers, left to right."""
-    chain: list[str] = []
+def _forwarded_elements(values: Sequence[str]) -> list[dict[str, str]]:
+    """Parameters of each RFC 7239 ``Forwarded`` element, left to right.
+
+    Deliberately not quote-aware: an unbalanced quote sent by a client must not
+    swallow the elements that the trusted proxies append after it.
+    """
+    elements: list[dict[str, str]] = []
     for value in values:
         for element in value.split(","):
-            found = ""
+            params: dict[str, str] = {}
             for pair in element.split(";"):
                 key, _, item = pair.strip().partition("=")
-                if key.strip().lower() == "for":
-                    found = item.strip()
-            chain.append(found)
-    return chain
+                params[key.strip().lower()] = item.strip()
+            elements.append(params)
+    return elements
 
 
 class TrustedProxies:
@@ -86,12 +89,20 @@ class TrustedProxies:
         header: ForwardedHeader = "x-forwarded-for",
         max_hops: int = 20,
     ) -> None:
+        if isinstance(networks, str):
+            # One CIDR given bare; iterating it would yield single characters.
+            networks = [networks]
         parsed: list[IPNetwork] = []
         for network in networks:
             try:
                 parsed.append(ipaddress.ip_network(network, strict=False))
-            except ValueError as exc:
+            except (ValueError, TypeError) as exc:
                 raise ConfigurationError(f"trusted proxy {network!r} is not an IP network") from exc
+            if parsed[-1].prefixlen == 0:
+                # Every hop would be trusted, so the client's own leftmost entry would win.
+                raise ConfigurationError(
+                    f"trusting {network!r} (every address) would let any client choose its IP"
+                )
         if header not in ("x-forwarded-for", "forwarded"):
             raise ConfigurationError("header must be 'x-forwarded-for' or 'forwarded'")
         if max_hops < 1:
@@ -125,45 +136,45 @@ class TrustedProxies:
         wins. An unparsable hop stops the walk at the last trusted address, so
         garbage cannot inject an address.
         """
+        return self._walk(scope)[0]
+
+    def _walk(self, scope: Scope) -> tuple[IPAddress | None, dict[str, str] | None]:
+        """The client address, and the ``Forwarded`` element that named it (if any)."""
         peer = self.peer(scope)
         if not self.networks or not self.is_trusted(peer):
-            return peer
+            return peer, None
         if self.header == "forwarded":
-            chain = _forwarded_for_chain(_header_values(scope, b"forwarded"))
+            elements = _forwarded_elements(_header_values(scope, b"forwarded"))
         else:
-            chain = [
-                item
+            elements = [
+                {"for": item}
                 for value in _header_values(scope, b"x-forwarded-for")
                 for item in value.split(",")
             ]
         current = peer
-        for hop in reversed(chain[-self.max_hops :]):
-            address = _parse_ip(hop)
+        for element in reversed(elements[-self.max_hops :]):
+            address = _parse_ip(element.get("for", ""))
             if address is None:
-                return current
+                return current, None
             current = address
             if not self.is_trusted(address):
-                return address
-        return current
+                return address, element
+        return current, None
 
     def scheme(self, scope: Scope) -> str:
         """``http`` or ``https`` as the client saw it.
 
         ``X-Forwarded-Proto`` (or ``proto=`` of ``Forwarded``) is honoured only
-        when the socket peer is a trusted proxy.
+        when the socket peer is a trusted proxy. With ``Forwarded``, only the
+        ``proto=`` of the element naming the client counts: the element the
+        edge proxy appended, never one the client wrote itself.
         """
         scheme = str(scope.get("scheme", "http"))
         if not self.networks or not self.is_trusted(self.peer(scope)):
             return scheme
         if self.header == "forwarded":
-            values = _header_values(scope, b"forwarded")
-            proto = ""
-            for value in values:
-                for element in value.split(","):
-                    for pair in element.split(";"):
-                        key, _, item = pair.strip().partition("=")
-                        if key.strip().lower() == "proto":
-                            proto = item.strip().strip('"').lower()
+            _, element = self._walk(scope)
+            proto = (element or {}).get("proto", "").strip('"').lower()
         else:
             values = _header_values(scope, b"x-forwarded-proto")
             proto = values[-1].split(",")[-1].strip().lower() if values else ""
