@@ -42,12 +42,18 @@ from fastapi_secure.ratelimit import (
     by_subject,
 )
 from fastapi_secure.settings import SecuritySettings
+from fastapi_secure.tokens.claims import AccessClaims, RefreshClaims, TokenPair
+from fastapi_secure.tokens.issuer import Grant, GrantLoader, TokenIssuer
 from fastapi_secure.tokens.jwks import jwks_router
 from fastapi_secure.tokens.keys import Key, KeySet, VerifiedJWS
+from fastapi_secure.tokens.stores.base import TokenState, TokenStore
+from fastapi_secure.tokens.stores.memory import MemoryTokenStore
+from fastapi_secure.tokens.stores.redis import RedisTokenStore
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "AccessClaims",
     "AuthenticationError",
     "CSRFError",
     "Clock",
@@ -56,11 +62,14 @@ __all__ = [
     "DatabaseUnavailableError",
     "ErrorCode",
     "ExpiredTokenError",
+    "Grant",
+    "GrantLoader",
     "HTTPSecurityError",
     "InsufficientScopeError",
     "InvalidTokenError",
     "Key",
     "KeySet",
+    "MemoryTokenStore",
     "MissingDependencyError",
     "PasswordError",
     "PasswordTooLongError",
@@ -69,13 +78,19 @@ __all__ = [
     "RateLimitHeadersMiddleware",
     "RateLimitKey",
     "RateLimiter",
+    "RedisTokenStore",
+    "RefreshClaims",
     "RequestTooLargeError",
     "RevokedTokenError",
     "SecurityError",
     "SecuritySettings",
     "ServiceUnavailableError",
     "StoreUnavailableError",
+    "TokenIssuer",
+    "TokenPair",
     "TokenReuseError",
+    "TokenState",
+    "TokenStore",
     "TrustedProxies",
     "VerifiedJWS",
     "WeakPasswordError",

@@ -1,0 +1,351 @@
+"""Redis token store: shared by every process and host, standalone or cluster.
+
+Each operation is one Lua script over keys of one subject, which all share
+the subject's hash tag (``{...}``): scripts are atomic and run unchanged on a
+Redis Cluster. Any Redis failure (connection refused, timeout, cluster down,
+out of memory) becomes :class:`~fastapi_secure.errors.StoreUnavailableError`:
+a 503, never access granted, never a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from fastapi_secure._optional import require
+from fastapi_secure.errors import ConfigurationError, StoreUnavailableError
+from fastapi_secure.tokens.stores.base import (
+    TokenState,
+    belongs_to,
+    digest,
+    family_tag,
+    subject_tag,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import redis.asyncio
+    import redis.asyncio.cluster
+    from redis.commands.core import AsyncScript
+
+    RedisClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
+__all__ = ["RedisTokenStore"]
+
+logger = logging.getLogger("fastapi_secure.tokens")
+
+DEFAULT_PREFIX = "fastapi-secure:tokens:"
+
+# Shared prologue: the state of family KEYS[1] for subject digest ARGV[1],
+# whose revocation generation is in KEYS[2]. HMGET fields: sub st gen cur prev rot.
+_FAMILY_STATE = """
+local function family_state()
+  local f = redis.call('HMGET', KEYS[1], 'sub', 'st', 'gen', 'cur', 'prev', 'rot')
+  if not f[1] or f[1] ~= ARGV[1] then return nil, 'unknown' end
+  if f[2] ~= 'a' then return f, 'family_revoked' end
+  local generation = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if tonumber(f[3]) < generation then return f, 'subject_revoked' end
+  return f, nil
+end
+local function outlive(ttl)
+  local pttl = redis.call('PTTL', KEYS[2])
+  if pttl > 0 and pttl < tonumber(ttl) then redis.call('PEXPIRE', KEYS[2], ttl) end
+end
+"""
+
+# KEYS: family, subject. ARGV: subject digest, refresh jti digest, ttl ms.
+_CREATE = (
+    _FAMILY_STATE
+    + """
+local generation = redis.call('GET', KEYS[2]) or '0'
+redis.call('HSET', KEYS[1], 'sub', ARGV[1], 'st', 'a', 'gen', generation,
+           'cur', ARGV[2], 'prev', '', 'rot', '0')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+outlive(ARGV[3])
+return 'active'
+"""
+)
+
+# KEYS: family, subject, denied jti. ARGV: subject digest.
+_CHECK_ACCESS = (
+    _FAMILY_STATE
+    + """
+local f, state = family_state()
+if state then return state end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 'token_revoked' end
+return 'active'
+"""
+)
+
+# KEYS: family, subject. ARGV: subject digest, jti digest.
+_CHECK_REFRESH = (
+    _FAMILY_STATE
+    + """
+local f, state = family_state()
+if state then return state end
+if f[4] ~= ARGV[2] then return 'consumed' end
+return 'active'
+"""
+)
+
+# KEYS: family, subject. ARGV: subject digest, jti digest, successor digest,
+# ttl ms, now ms, grace ms.
+_ROTATE = (
+    _FAMILY_STATE
+    + """
+local f, state = family_state()
+if state then return state end
+if f[4] == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'cur', ARGV[3], 'prev', ARGV[2], 'rot', ARGV[5])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  outlive(ARGV[4])
+  return 'rotated'
+end
+local grace = tonumber(ARGV[6])
+if grace > 0 and f[5] == ARGV[2] and f[4] == ARGV[3]
+   and tonumber(ARGV[5]) - tonumber(f[6]) <= grace then
+  return 'grace'
+end
+redis.call('HSET', KEYS[1], 'st', 'r')
+return 'reused'
+"""
+)
+
+# KEYS: family.
+_REVOKE_FAMILY = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'st', 'r') end
+return 'family_revoked'
+"""
+
+# KEYS: subject. ARGV: ttl ms.
+_REVOKE_SUBJECT = """
+redis.call('INCR', KEYS[1])
+local pttl = redis.call('PTTL', KEYS[1])
+if pttl < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 'subject_revoked'
+"""
+
+# KEYS: denied jti. ARGV: ttl ms.
+_DENY = """
+local pttl = redis.call('PTTL', KEYS[1])
+if pttl < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
+return 'token_revoked'
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+class RedisTokenStore:
+    """A :class:`~fastapi_secure.tokens.stores.TokenStore` in Redis (``redis.asyncio``).
+
+    Give it a client you own (``redis.asyncio.Redis`` or
+    ``redis.asyncio.RedisCluster``; set its socket timeouts yourself) or use
+    :meth:`from_url`, which sets them. ``operation_timeout`` bounds every
+    call on top of the socket timeouts, so even a client configured without
+    them cannot hang a request. Keys live under ``prefix``.
+    """
+
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        operation_timeout: float = 2.0,
+        owns_client: bool = False,
+    ) -> None:
+        require("redis.asyncio", extra="redis", feature="RedisTokenStore")
+        import redis.exceptions
+
+        if "{" in prefix or "}" in prefix:
+            raise ConfigurationError(
+                "RedisTokenStore prefix may not contain '{' or '}': they would change "
+                "the Redis Cluster hash tag"
+            )
+        if not (isinstance(operation_timeout, (int, float)) and operation_timeout > 0):
+            raise ConfigurationError("operation_timeout must be a positive number of seconds")
+        self._client = client
+        self._prefix = prefix
+        self._timeout = float(operation_timeout)
+        self._owns_client = owns_client
+        self._failures: tuple[type[BaseException], ...] = (
+            redis.exceptions.RedisError,
+            OSError,
+            TimeoutError,
+        )
+        self._create = client.register_script(_CREATE)
+        self._check_access = client.register_script(_CHECK_ACCESS)
+        self._check_refresh = client.register_script(_CHECK_REFRESH)
+        self._rotate = client.register_script(_ROTATE)
+        self._revoke_family = client.register_script(_REVOKE_FAMILY)
+        self._revoke_subject = client.register_script(_REVOKE_SUBJECT)
+        self._deny = client.register_script(_DENY)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        socket_timeout: float = 1.0,
+        socket_connect_timeout: float = 1.0,
+        operation_timeout: float = 2.0,
+        **client_options: Any,
+    ) -> RedisTokenStore:
+        """Connect to ``redis://``, ``rediss://``, ``unix://`` or, for a cluster,
+        ``redis+cluster://`` / ``rediss+cluster://`` (any one node).
+
+        The store owns this client and closes it in :meth:`aclose`. A failed
+        connection is retried once, immediately; longer back-off would only
+        hold the request longer before its 503.
+        """
+        require("redis.asyncio", extra="redis", feature="RedisTokenStore")
+        import redis.asyncio
+        import redis.asyncio.cluster
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        for name, value in (
+            ("socket_timeout", socket_timeout),
+            ("socket_connect_timeout", socket_connect_timeout),
+        ):
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise ConfigurationError(f"{name} must be a positive number of seconds")
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_connect_timeout,
+            "retry": Retry(NoBackoff(), 1),
+            **client_options,
+        }
+        client: RedisClient
+        scheme, sep, rest = url.partition("://")
+        if sep and scheme in {"redis+cluster", "rediss+cluster"}:
+            client = redis.asyncio.cluster.RedisCluster.from_url(
+                f"{scheme.removesuffix('+cluster')}://{rest}", **options
+            )
+        else:
+            client = redis.asyncio.Redis.from_url(url, **options)
+        return cls(client, prefix=prefix, operation_timeout=operation_timeout, owns_client=True)
+
+    @property
+    def client(self) -> RedisClient:
+        """The underlying ``redis.asyncio`` client."""
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the client if this store created it (:meth:`from_url`)."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    def _subject_key(self, subject: str) -> str:
+        return f"{self._prefix}{{{subject_tag(subject)}}}:s:{digest('sub', subject)}"
+
+    def _family_key(self, tag: str, family_id: str) -> str:
+        return f"{self._prefix}{{{tag}}}:f:{digest('sid', family_id)}"
+
+    def _jti_key(self, tag: str, family_id: str, jti: str) -> str:
+        # scoped by family, as in the memory store: jti values are only unique per issuer
+        scoped = f"{family_id}\x00{jti}"
+        return f"{self._prefix}{{{tag}}}:j:{digest('jti', scoped)}"
+
+    async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> str:
+        try:
+            with anyio.fail_after(self._timeout):
+                result = await script(keys=keys, args=args)
+        except self._failures as exc:
+            logger.warning("token store unavailable: %s", type(exc).__name__)
+            raise StoreUnavailableError(reason=type(exc).__name__) from None
+        return result.decode() if isinstance(result, bytes) else str(result)
+
+    async def _state(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+    ) -> TokenState:
+        result = await self._run(script, keys, args)
+        try:
+            return TokenState(result)
+        except ValueError:
+            raise StoreUnavailableError(reason="unexpected store reply") from None
+
+    async def create_family(
+        self, subject: str, family_id: str, *, refresh_jti: str, ttl: float
+    ) -> None:
+        tag = family_tag(family_id)
+        if tag is None or not belongs_to(subject, family_id):
+            raise ValueError("family_id was not made for this subject (use new_family_id)")
+        await self._run(
+            self._create,
+            [self._family_key(tag, family_id), self._subject_key(subject)],
+            [digest("sub", subject), digest("jti", refresh_jti), _ms(ttl)],
+        )
+
+    async def check_access(self, subject: str, family_id: str, *, jti: str) -> TokenState:
+        tag = family_tag(family_id)
+        if tag is None or not belongs_to(subject, family_id):
+            return TokenState.UNKNOWN
+        return await self._state(
+            self._check_access,
+            [
+                self._family_key(tag, family_id),
+                self._subject_key(subject),
+                self._jti_key(tag, family_id, jti),
+            ],
+            [digest("sub", subject)],
+        )
+
+    async def check_refresh(self, subject: str, family_id: str, *, jti: str) -> TokenState:
+        tag = family_tag(family_id)
+        if tag is None or not belongs_to(subject, family_id):
+            return TokenState.UNKNOWN
+        return await self._state(
+            self._check_refresh,
+            [self._family_key(tag, family_id), self._subject_key(subject)],
+            [digest("sub", subject), digest("jti", jti)],
+        )
+
+    async def rotate(
+        self,
+        subject: str,
+        family_id: str,
+        *,
+        jti: str,
+        successor_jti: str,
+        ttl: float,
+        now: float,
+        grace: float = 0.0,
+    ) -> TokenState:
+        tag = family_tag(family_id)
+        if tag is None or not belongs_to(subject, family_id):
+            return TokenState.UNKNOWN
+        return await self._state(
+            self._rotate,
+            [self._family_key(tag, family_id), self._subject_key(subject)],
+            [
+                digest("sub", subject),
+                digest("jti", jti),
+                digest("jti", successor_jti),
+                _ms(ttl),
+                math.floor(now * 1000),
+                math.floor(grace * 1000) if grace > 0 else 0,
+            ],
+        )
+
+    async def deny_token(self, subject: str, family_id: str, *, jti: str, ttl: float) -> None:
+        tag = family_tag(family_id)
+        if tag is None or not belongs_to(subject, family_id):
+            # An access token of no family of ours cannot pass check_access anyway.
+            return
+        await self._run(self._deny, [self._jti_key(tag, family_id, jti)], [_ms(ttl)])
+
+    async def revoke_family(self, family_id: str) -> None:
+        tag = family_tag(family_id)
+        if tag is None:
+            return
+        await self._run(self._revoke_family, [self._family_key(tag, family_id)], [])
+
+    async def revoke_subject(self, subject: str, *, ttl: float) -> None:
+        await self._run(self._revoke_subject, [self._subject_key(subject)], [_ms(ttl)])
