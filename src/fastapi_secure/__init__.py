@@ -8,9 +8,16 @@ Optional backends (Redis, SQLAlchemy, asyncpg) are imported only when used,
 so ``import fastapi_secure`` never pulls in a database or cache driver.
 """
 
+from fastapi_secure.apidocs import install_secure_docs, remove_docs
 from fastapi_secure.clientip import TrustedProxies
 from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.db import Database
+from fastapi_secure.edges import (
+    CORSPolicy,
+    RequestSizeLimitMiddleware,
+    install_error_handlers,
+    install_secure_defaults,
+)
 from fastapi_secure.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -34,6 +41,16 @@ from fastapi_secure.errors import (
     TokenReuseError,
     WeakPasswordError,
 )
+from fastapi_secure.headers import (
+    CSP_NONCE,
+    HSTS,
+    STRICT_API_CSP,
+    ContentSecurityPolicy,
+    DocsAssets,
+    SecureHeadersMiddleware,
+    apply_secure_headers,
+    csp_nonce,
+)
 from fastapi_secure.ratelimit import (
     RateLimiter,
     RateLimitHeadersMiddleware,
@@ -53,13 +70,19 @@ from fastapi_secure.tokens.stores.redis import RedisTokenStore
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "CSP_NONCE",
+    "HSTS",
+    "STRICT_API_CSP",
     "AccessClaims",
     "AuthenticationError",
+    "CORSPolicy",
     "CSRFError",
     "Clock",
     "ConfigurationError",
+    "ContentSecurityPolicy",
     "Database",
     "DatabaseUnavailableError",
+    "DocsAssets",
     "ErrorCode",
     "ExpiredTokenError",
     "Grant",
@@ -80,8 +103,10 @@ __all__ = [
     "RateLimiter",
     "RedisTokenStore",
     "RefreshClaims",
+    "RequestSizeLimitMiddleware",
     "RequestTooLargeError",
     "RevokedTokenError",
+    "SecureHeadersMiddleware",
     "SecurityError",
     "SecuritySettings",
     "ServiceUnavailableError",
@@ -95,8 +120,14 @@ __all__ = [
     "VerifiedJWS",
     "WeakPasswordError",
     "__version__",
+    "apply_secure_headers",
     "by_form_field",
     "by_subject",
+    "csp_nonce",
+    "install_error_handlers",
+    "install_secure_defaults",
+    "install_secure_docs",
     "jwks_router",
+    "remove_docs",
     "system_clock",
 ]

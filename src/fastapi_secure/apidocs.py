@@ -1,0 +1,144 @@
+"""Swagger UI, ReDoc and the OAuth2 redirect page, with a CSP nonce on their scripts.
+
+FastAPI's docs pages bootstrap with an inline ``<script>``, which a policy
+without ``'unsafe-inline'`` blocks. :func:`install_secure_docs` serves the
+same pages (rendered by FastAPI's own functions) with the request's nonce on
+every ``<script>`` tag, so the docs policy of
+:class:`~fastapi_secure.headers.SecureHeadersMiddleware` can stay nonce-based.
+The middleware never rewrites a body: the nonce goes into the HTML here.
+"""
+
+from __future__ import annotations
+
+import html
+import secrets
+from collections.abc import Awaitable, Callable, Collection
+from urllib.parse import quote
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+from fastapi_secure.errors import ConfigurationError
+from fastapi_secure.headers import NONCE_BYTES, NONCE_SCOPE_KEY, DocsAssets
+
+__all__ = ["install_secure_docs", "remove_docs"]
+
+_UNSAFE_IN_URL = frozenset("<>\"'`\\ ")
+# Characters kept as they are when a root path is put into the page; quotes and
+# angle brackets are percent-encoded so a proxy-supplied prefix cannot break out.
+_ROOT_PATH_SAFE = "/-._~!$&()*+,;=:@%"
+
+
+def _check_path(name: str, path: str) -> str:
+    if not path.startswith("/") or any(char in _UNSAFE_IN_URL for char in path):
+        raise ConfigurationError(f"{name} {path!r} must be a path without quotes or brackets")
+    return path
+
+
+def _with_nonce(page: HTMLResponse, nonce: str) -> str:
+    # Every developer-supplied string was escaped or checked before rendering, so
+    # each "<script" left in the page is one of FastAPI's own tags.
+    return bytes(page.body).decode("utf-8").replace("<script", f'<script nonce="{nonce}"')
+
+
+def _remove_plain_routes(app: FastAPI, paths: Collection[str]) -> None:
+    # FastAPI registers its docs and schema as plain Starlette routes, never APIRoutes.
+    app.router.routes[:] = [
+        route
+        for route in app.router.routes
+        if not (
+            isinstance(route, Route) and not isinstance(route, APIRoute) and route.path in paths
+        )
+    ]
+
+
+def remove_docs(app: FastAPI) -> None:
+    """Stop serving the app's docs pages and its OpenAPI schema."""
+    paths = [app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url]
+    _remove_plain_routes(app, {path for path in paths if path})
+    app.openapi_url = app.docs_url = app.redoc_url = None
+
+
+def install_secure_docs(app: FastAPI, *, assets: DocsAssets | None = None) -> tuple[str, ...]:
+    """Serve the app's docs pages with a nonce on their scripts.
+
+    Replaces the routes FastAPI registered at ``app.docs_url``,
+    ``app.redoc_url`` and ``app.swagger_ui_oauth2_redirect_url`` (keeping
+    ``swagger_ui_parameters`` and ``swagger_ui_init_oauth``); a page turned
+    off on the app (``docs_url=None``) stays off. Returns the paths served,
+    which are the ``docs_paths`` to give :class:`SecureHeadersMiddleware`.
+
+    Give ``assets`` to load Swagger UI and ReDoc from elsewhere (self-hosted),
+    and the matching ``docs_csp=assets.csp()`` to the middleware. When the
+    middleware does not cover a docs path, the page sets its own policy.
+    """
+    assets = assets or DocsAssets()
+    if not app.openapi_url:
+        return ()
+    openapi_url = _check_path("openapi_url", app.openapi_url)
+    title = html.escape(app.title)
+    policy = assets.csp()
+    pages: dict[str, Callable[[str], HTMLResponse]] = {}
+
+    if app.docs_url:
+        redirect = app.swagger_ui_oauth2_redirect_url
+        if redirect:
+            _check_path("swagger_ui_oauth2_redirect_url", redirect)
+
+        def swagger(root_path: str) -> HTMLResponse:
+            return get_swagger_ui_html(
+                openapi_url=root_path + openapi_url,
+                title=f"{title} - Swagger UI",
+                swagger_js_url=assets.swagger_js_url,
+                swagger_css_url=assets.swagger_css_url,
+                swagger_favicon_url=assets.favicon_url,
+                oauth2_redirect_url=root_path + redirect if redirect else None,
+                init_oauth=app.swagger_ui_init_oauth,
+                swagger_ui_parameters=app.swagger_ui_parameters,
+            )
+
+        pages[_check_path("docs_url", app.docs_url)] = swagger
+        if redirect:
+            pages[redirect] = lambda root_path: get_swagger_ui_oauth2_redirect_html()
+
+    if app.redoc_url:
+
+        def redoc(root_path: str) -> HTMLResponse:
+            return get_redoc_html(
+                openapi_url=root_path + openapi_url,
+                title=f"{title} - ReDoc",
+                redoc_js_url=assets.redoc_js_url,
+                redoc_favicon_url=assets.favicon_url,
+                with_google_fonts=assets.google_fonts,
+            )
+
+        pages[_check_path("redoc_url", app.redoc_url)] = redoc
+
+    def endpoint(
+        render: Callable[[str], HTMLResponse],
+    ) -> Callable[[Request], Awaitable[HTMLResponse]]:
+        async def page(request: Request) -> HTMLResponse:
+            root_path = quote(request.scope.get("root_path", "").rstrip("/"), safe=_ROOT_PATH_SAFE)
+            nonce = request.scope.get(NONCE_SCOPE_KEY)
+            if isinstance(nonce, str):
+                return HTMLResponse(_with_nonce(render(root_path), nonce))
+            # No middleware covers this path: the page brings its own policy.
+            nonce = secrets.token_urlsafe(NONCE_BYTES)
+            response = HTMLResponse(_with_nonce(render(root_path), nonce))
+            response.headers["Content-Security-Policy"] = policy.header_value(nonce)
+            return response
+
+        return page
+
+    _remove_plain_routes(app, pages)
+    for path, render in pages.items():
+        app.add_route(path, endpoint(render), include_in_schema=False)
+    return tuple(pages)

@@ -1,0 +1,579 @@
+"""Security response headers as a pure ASGI middleware, and a typed CSP builder.
+
+:class:`SecureHeadersMiddleware` is written like Starlette's own middleware:
+the header list is encoded once in ``__init__``; per request it only wraps
+``send`` and touches the ``http.response.start`` message, so streaming,
+background tasks and context variables behave exactly as without it. Websocket
+and lifespan scopes pass straight through.
+
+The defaults are the strict ones for a JSON API. The interactive docs pages
+(``/docs``, ``/redoc`` and the OAuth2 redirect page) get their own policy that
+lets Swagger UI and ReDoc load, with a fresh nonce per request for their
+inline script; see :mod:`fastapi_secure.apidocs` for routes that put that
+nonce into the HTML.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final, TypeVar
+from urllib.parse import urlsplit
+
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fastapi_secure.clientip import TrustedProxies
+from fastapi_secure.errors import ConfigurationError
+
+__all__ = [
+    "CSP_NONCE",
+    "DEFAULT_DOCS_CSP",
+    "DEFAULT_PERMISSIONS_POLICY",
+    "DOCS_PATHS",
+    "HSTS",
+    "NONCE_BYTES",
+    "STRICT_API_CSP",
+    "ContentSecurityPolicy",
+    "DocsAssets",
+    "SecureHeadersMiddleware",
+    "apply_secure_headers",
+    "csp_nonce",
+]
+
+CSP_NONCE: Final = "'nonce'"
+"""Placeholder source: replaced by ``'nonce-<fresh value>'`` on every request."""
+
+NONCE_BYTES: Final = 18
+"""Random bytes per nonce: 144 bits, base64url-encoded without padding."""
+
+NONCE_SCOPE_KEY: Final = "fastapi_secure.csp_nonce"
+HEADERS_SCOPE_KEY: Final = "fastapi_secure.secure_headers"
+
+DOCS_PATHS: Final = ("/docs", "/redoc", "/docs/oauth2-redirect")
+"""FastAPI's default paths of Swagger UI, ReDoc and the OAuth2 redirect page."""
+
+DEFAULT_PERMISSIONS_POLICY: Final = ", ".join(
+    f"{feature}=()"
+    for feature in (
+        "accelerometer",
+        "autoplay",
+        "camera",
+        "display-capture",
+        "encrypted-media",
+        "fullscreen",
+        "geolocation",
+        "gyroscope",
+        "hid",
+        "idle-detection",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "picture-in-picture",
+        "publickey-credentials-get",
+        "screen-wake-lock",
+        "serial",
+        "usb",
+        "xr-spatial-tracking",
+    )
+)
+"""Denies every powerful browser feature to the page and to any frame."""
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_DIRECTIVE = re.compile(r"[a-z][a-z0-9-]*")
+# A CSP source: visible ASCII without the separators that would end the
+# directive (;) or start another policy (,); quotes only around a keyword.
+_SOURCE = re.compile(r"'[A-Za-z0-9+/=_-]+'|[!#-&(-+\--:<-~]+")
+_BARE_KEYWORDS = frozenset(
+    {
+        "self",
+        "none",
+        "unsafe-inline",
+        "unsafe-eval",
+        "unsafe-hashes",
+        "strict-dynamic",
+        "wasm-unsafe-eval",
+        "report-sample",
+    }
+)
+
+
+def _check_header(name: str, value: str) -> tuple[bytes, bytes]:
+    if not _TOKEN.fullmatch(name):
+        raise ConfigurationError(f"{name!r} is not a valid header name")
+    if not all(" " <= char <= "~" for char in value) or value != value.strip():
+        raise ConfigurationError(
+            f"the value of header {name!r} must be printable ASCII without surrounding "
+            "whitespace (no CR, LF or other control characters)"
+        )
+    return name.lower().encode("ascii"), value.encode("ascii")
+
+
+class ContentSecurityPolicy:
+    """An immutable Content-Security-Policy, checked when it is built.
+
+    ``directives`` maps a directive name (``"script-src"``) to its sources, in
+    order. Every source is checked: a CR, LF, ``;`` or ``,`` (which would let a
+    value end the directive or start a new policy) is refused, so are a bare
+    ``self`` / ``none`` (a host name, almost always a missing pair of quotes), a
+    fixed ``'nonce-...'`` and ``'none'`` beside other sources. Put the
+    :data:`CSP_NONCE` placeholder where a per-request nonce belongs.
+    """
+
+    __slots__ = ("_directives", "_parts")
+
+    def __init__(self, directives: Mapping[str, Iterable[str]]) -> None:
+        checked: dict[str, tuple[str, ...]] = {}
+        for name, sources in directives.items():
+            if not isinstance(name, str) or not _DIRECTIVE.fullmatch(name):
+                raise ConfigurationError(f"{name!r} is not a CSP directive name")
+            if isinstance(sources, str):
+                raise ConfigurationError(
+                    f"the sources of {name!r} must be a list of strings, not one string"
+                )
+            values = tuple(sources)
+            for source in values:
+                self._check_source(name, source)
+            if "'none'" in values and len(values) > 1:
+                raise ConfigurationError(f"{name!r}: 'none' cannot be combined with other sources")
+            checked[name] = values
+        if not checked:
+            raise ConfigurationError("a Content-Security-Policy needs at least one directive")
+        self._directives = checked
+        text = "; ".join(" ".join((name, *values)) for name, values in checked.items())
+        # Split once at the placeholder so rendering a nonce is a single join; a
+        # quote can only open or close a whole keyword, so the split is exact.
+        self._parts = tuple(text.split(CSP_NONCE))
+
+    @staticmethod
+    def _check_source(directive: str, source: object) -> None:
+        if not isinstance(source, str) or not _SOURCE.fullmatch(source):
+            raise ConfigurationError(
+                f"{directive!r}: {source!r} is not a valid CSP source (no whitespace, "
+                "CR, LF, ';', ',' or stray quotes)"
+            )
+        if source.lower() in _BARE_KEYWORDS:
+            raise ConfigurationError(
+                f"{directive!r}: {source!r} is read as a host name; write \"'{source}'\""
+            )
+        if source.lower().startswith("'nonce-"):
+            raise ConfigurationError(
+                f"{directive!r}: a fixed nonce defeats its purpose; use CSP_NONCE for a "
+                "fresh nonce per request"
+            )
+
+    @property
+    def directives(self) -> Mapping[str, tuple[str, ...]]:
+        """The directives and their sources (a copy)."""
+        return dict(self._directives)
+
+    @property
+    def uses_nonce(self) -> bool:
+        """Whether the policy contains :data:`CSP_NONCE`."""
+        return len(self._parts) > 1
+
+    def with_directive(self, name: str, *sources: str) -> ContentSecurityPolicy:
+        """A copy with ``name`` set to ``sources`` (added or replaced)."""
+        merged = dict(self._directives)
+        merged[name] = sources
+        return ContentSecurityPolicy(merged)
+
+    def without_directive(self, name: str) -> ContentSecurityPolicy:
+        """A copy without ``name``."""
+        return ContentSecurityPolicy({k: v for k, v in self._directives.items() if k != name})
+
+    def header_value(self, nonce: str | None = None) -> str:
+        """The header value, with ``nonce`` in place of :data:`CSP_NONCE`."""
+        if len(self._parts) == 1:
+            return self._parts[0]
+        if nonce is None or not re.fullmatch(r"[A-Za-z0-9+/_-]+={0,2}", nonce):
+            raise ConfigurationError("this policy uses a nonce: pass a base64 nonce")
+        return f"'nonce-{nonce}'".join(self._parts)
+
+    def _render(self, nonce: str) -> bytes:
+        # For nonces generated here: no need to check their alphabet again.
+        return f"'nonce-{nonce}'".join(self._parts).encode("ascii")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ContentSecurityPolicy):
+            return NotImplemented
+        return self._directives == other._directives
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._directives.items()))
+
+    def __repr__(self) -> str:
+        return f"ContentSecurityPolicy({CSP_NONCE.join(self._parts)!r})"
+
+
+STRICT_API_CSP: Final = ContentSecurityPolicy(
+    {"default-src": ["'none'"], "frame-ancestors": ["'none'"]}
+)
+"""The default for API responses: nothing may load, nothing may frame them."""
+
+
+def _origin(url: str) -> str:
+    """``https://cdn.example`` for an absolute URL, ``'self'`` for a relative one."""
+    parts = urlsplit(url)
+    if not parts.scheme:
+        return "'self'"
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(f"docs asset URL {url!r} must be https://... or a path")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+@dataclass(frozen=True)
+class DocsAssets:
+    """Where the docs pages load Swagger UI and ReDoc from.
+
+    The defaults are FastAPI's (jsDelivr and Google Fonts). To self-host, give
+    paths (``"/static/swagger-ui-bundle.js"``) and ``google_fonts=False``: the
+    docs policy then allows only ``'self'``.
+    """
+
+    swagger_js_url: str = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"
+    swagger_css_url: str = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"
+    redoc_js_url: str = "https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"
+    favicon_url: str = "https://fastapi.tiangolo.com/img/favicon.png"
+    google_fonts: bool = True
+
+    def __post_init__(self) -> None:
+        for url in (self.swagger_js_url, self.swagger_css_url, self.redoc_js_url, self.favicon_url):
+            if any(char in url for char in "<>\"'` \\") or not url.isprintable():
+                raise ConfigurationError(f"docs asset URL {url!r} contains unsafe characters")
+            _origin(url)
+
+    def csp(self) -> ContentSecurityPolicy:
+        """The policy under which these assets render, and nothing else loads.
+
+        Scripts need the per-request nonce (the inline bootstrap script and the
+        bundles carry it). Styles allow ``'unsafe-inline'`` because Swagger UI
+        and ReDoc inject style elements at run time; ReDoc runs its search in a
+        ``blob:`` worker.
+        """
+
+        def origins(*urls: str) -> list[str]:
+            return list(dict.fromkeys(_origin(url) for url in urls))
+
+        scripts = origins(self.swagger_js_url, self.redoc_js_url)
+        styles = ["'self'", "'unsafe-inline'", *origins(self.swagger_css_url)]
+        fonts = ["'self'", "data:"]
+        if self.google_fonts:
+            styles.append("https://fonts.googleapis.com")
+            fonts.append("https://fonts.gstatic.com")
+        images = ["'self'", "data:", *origins(self.favicon_url)]
+        return ContentSecurityPolicy(
+            {
+                "default-src": ["'none'"],
+                "script-src": [CSP_NONCE, *scripts],
+                "style-src": list(dict.fromkeys(styles)),
+                "img-src": list(dict.fromkeys(images)),
+                "font-src": list(dict.fromkeys(fonts)),
+                "connect-src": ["'self'"],
+                "worker-src": ["blob:"],
+                "base-uri": ["'none'"],
+                "form-action": ["'self'"],
+                "frame-ancestors": ["'none'"],
+            }
+        )
+
+
+DEFAULT_DOCS_CSP: Final = DocsAssets().csp()
+"""The docs pages' policy for FastAPI's default (CDN) assets."""
+
+
+@dataclass(frozen=True)
+class HSTS:
+    """Strict-Transport-Security, sent only on responses to HTTPS requests.
+
+    ``preload`` asks browsers to hard-code the domain; it is refused unless the
+    policy meets the preload list's requirements (a year, subdomains included).
+    """
+
+    max_age: int = 31_536_000
+    include_subdomains: bool = True
+    preload: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_age < 0:
+            raise ConfigurationError("HSTS max_age must not be negative")
+        if self.preload and (self.max_age < 31_536_000 or not self.include_subdomains):
+            raise ConfigurationError(
+                "HSTS preload needs max_age >= 31536000 and include_subdomains=True"
+            )
+
+    def header_value(self) -> str:
+        value = f"max-age={self.max_age}"
+        if self.include_subdomains:
+            value += "; includeSubDomains"
+        if self.preload:
+            value += "; preload"
+        return value
+
+
+_Headers = list[tuple[bytes, bytes]]
+_CSP = b"content-security-policy"
+_CSP_REPORT_ONLY = b"content-security-policy-report-only"
+_SERVER = b"server"
+_MANAGED = frozenset(
+    {
+        "content-security-policy",
+        "content-security-policy-report-only",
+        "strict-transport-security",
+        "cache-control",
+        "server",
+    }
+)
+
+
+def _route_path(scope: Scope) -> str:
+    """The request path as the app's routes see it: without the ``root_path``."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        return path[len(root_path) :] or "/"
+    return path
+
+
+class _Profile:
+    """The headers of one kind of path, encoded once."""
+
+    __slots__ = ("names", "nonce_policies", "static", "strip")
+
+    def __init__(
+        self,
+        static: _Headers,
+        nonce_policies: list[tuple[bytes, ContentSecurityPolicy]],
+        hsts: tuple[bytes, bytes] | None,
+        override: frozenset[bytes] | None,
+        drop_server: bool,
+    ) -> None:
+        self.static = static
+        self.nonce_policies = nonce_policies
+        names = {name for name, _ in static} | {name for name, _ in nonce_policies}
+        if hsts is not None:
+            names.add(hsts[0])
+        self.names = frozenset(names)
+        # Copies the app set that must go: the overridden headers this path sends.
+        strip = set(self.names if override is None else self.names & override)
+        if drop_server:
+            strip.add(_SERVER)
+        self.strip = frozenset(strip)
+
+
+def _merge(
+    existing: Iterable[tuple[bytes, bytes]], ours: _Headers, profile: _Profile
+) -> list[tuple[bytes, bytes]]:
+    merged = list(existing)
+    present = {pair[0].lower() for pair in merged}
+    if not present.isdisjoint(profile.strip):
+        merged = [pair for pair in merged if pair[0].lower() not in profile.strip]
+        present -= profile.strip
+    if present.isdisjoint(profile.names):
+        merged += ours
+    else:
+        merged += [pair for pair in ours if pair[0] not in present]
+    return merged
+
+
+class SecureHeadersMiddleware:
+    """Adds security headers to every HTTP response.
+
+    A header the application set itself is kept (the default) unless its name
+    is in ``override`` (or ``override=True``), in which case every copy the app
+    set is replaced by one. Pass ``None`` for a header to leave it out.
+
+    Args:
+        csp: policy of API responses; :data:`STRICT_API_CSP` by default.
+        csp_report_only: a second policy sent as
+            ``Content-Security-Policy-Report-Only`` (try a stricter policy out).
+        docs_csp: policy of the ``docs_paths``; allows what :class:`DocsAssets`
+            loads, with a per-request nonce. ``None`` treats them like any path.
+        docs_paths: exact paths of the docs pages. They get
+            ``Cross-Origin-Opener-Policy: same-origin-allow-popups`` and the
+            ``oauth2_redirect_paths`` among them none, so Swagger UI's OAuth2
+            login popup can report back to the page that opened it.
+        hsts: sent only when the request came over HTTPS: ``scope["scheme"]``,
+            or ``X-Forwarded-Proto`` when the peer is one of ``trusted_proxies``.
+        cache_control: value on every response (``no-store``: API answers
+            carry personal data); ``cache_control_paths`` maps a path prefix to
+            another value, or to ``None`` for none.
+        remove_server_header: drop a ``Server`` header set by the app (the
+            ASGI server adds its own: run uvicorn with ``--no-server-header``).
+        extra_headers: more headers, sent with the same rules.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        csp: ContentSecurityPolicy | None = STRICT_API_CSP,
+        csp_report_only: ContentSecurityPolicy | None = None,
+        docs_csp: ContentSecurityPolicy | None = DEFAULT_DOCS_CSP,
+        docs_paths: Collection[str] = DOCS_PATHS,
+        oauth2_redirect_paths: Collection[str] = ("/docs/oauth2-redirect",),
+        hsts: HSTS | None = HSTS(),
+        trusted_proxies: TrustedProxies | None = None,
+        content_type_options: str | None = "nosniff",
+        frame_options: str | None = "DENY",
+        referrer_policy: str | None = "no-referrer",
+        permissions_policy: str | None = DEFAULT_PERMISSIONS_POLICY,
+        cross_origin_opener_policy: str | None = "same-origin",
+        cross_origin_resource_policy: str | None = "same-origin",
+        cross_origin_embedder_policy: str | None = None,
+        permitted_cross_domain_policies: str | None = "none",
+        cache_control: str | None = "no-store",
+        cache_control_paths: Mapping[str, str | None] | None = None,
+        remove_server_header: bool = True,
+        extra_headers: Mapping[str, str] | None = None,
+        override: bool | Collection[str] = False,
+    ) -> None:
+        self.app = app
+        common: dict[str, str] = {}
+        for name, value in (
+            ("X-Content-Type-Options", content_type_options),
+            ("X-Frame-Options", frame_options),
+            ("Referrer-Policy", referrer_policy),
+            ("Permissions-Policy", permissions_policy),
+            ("Cross-Origin-Resource-Policy", cross_origin_resource_policy),
+            ("Cross-Origin-Embedder-Policy", cross_origin_embedder_policy),
+            ("X-Permitted-Cross-Domain-Policies", permitted_cross_domain_policies),
+        ):
+            if value is not None:
+                common[name.lower()] = value
+        for name, value in (extra_headers or {}).items():
+            if name.lower() in _MANAGED:
+                raise ConfigurationError(
+                    f"{name!r} has its own argument (csp, csp_report_only, hsts, "
+                    "cache_control, remove_server_header); extra_headers would send it twice"
+                )
+            common[name.lower()] = value
+        encoded = [_check_header(name, value) for name, value in common.items()]
+        self._hsts = (
+            _check_header("strict-transport-security", hsts.header_value()) if hsts else None
+        )
+        overridden: frozenset[bytes] | None
+        if override is True:
+            overridden = None  # every header this middleware sends
+        elif override is False:
+            overridden = frozenset()
+        elif isinstance(override, str):
+            raise ConfigurationError("override takes True or a list of header names")
+        else:
+            overridden = frozenset(_check_header(name, "")[0] for name in override)
+
+        def profile(
+            policy: ContentSecurityPolicy | None,
+            report_only: bool,
+            cache: str | None,
+            opener: str | None = cross_origin_opener_policy,
+        ) -> _Profile:
+            static = list(encoded)
+            if opener is not None:
+                static.append(_check_header("cross-origin-opener-policy", opener))
+            dynamic: list[tuple[bytes, ContentSecurityPolicy]] = []
+            for header, item in ((_CSP, policy), (_CSP_REPORT_ONLY, csp_report_only)):
+                if item is None or (header == _CSP_REPORT_ONLY and not report_only):
+                    continue
+                if item.uses_nonce:
+                    dynamic.append((header, item))
+                else:
+                    static.append((header, item.header_value().encode("ascii")))
+            if cache is not None:
+                static.append(_check_header("cache-control", cache))
+            return _Profile(static, dynamic, self._hsts, overridden, remove_server_header)
+
+        self._default = profile(csp, True, cache_control)
+        self._docs_paths = frozenset(docs_paths)
+        self._redirect_paths = frozenset(oauth2_redirect_paths) & self._docs_paths
+        docs_policy = docs_csp if docs_csp is not None else csp
+        # Swagger UI's OAuth2 login runs in a popup that reports back through
+        # window.opener: the docs page must allow popups, and the redirect page
+        # must not switch browsing context group (no COOP), or the link is cut.
+        docs_opener = cross_origin_opener_policy and "same-origin-allow-popups"
+        self._docs = profile(docs_policy, docs_csp is None, cache_control, docs_opener)
+        self._redirect = profile(docs_policy, docs_csp is None, cache_control, None)
+        prefixes = sorted((cache_control_paths or {}).items(), key=lambda item: -len(item[0]))
+        for prefix, _ in prefixes:
+            if not prefix.startswith("/"):
+                raise ConfigurationError(f"cache_control_paths: {prefix!r} must start with '/'")
+        self._cache_paths = [
+            (prefix.rstrip("/"), profile(csp, True, value)) for prefix, value in prefixes
+        ]
+        self._proxies = trusted_proxies
+
+    def _profile_for(self, scope: Scope) -> _Profile:
+        path = _route_path(scope)
+        if path in self._docs_paths:
+            return self._redirect if path in self._redirect_paths else self._docs
+        for prefix, profile in self._cache_paths:
+            if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+                return profile
+        return self._default
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        profile = self._profile_for(scope)
+        headers = profile.static
+        https = self._hsts is not None and (
+            (self._proxies.scheme(scope) if self._proxies else scope.get("scheme")) == "https"
+        )
+        if profile.nonce_policies or https:
+            headers = list(headers)
+            if profile.nonce_policies:
+                nonce = secrets.token_urlsafe(NONCE_BYTES)
+                scope[NONCE_SCOPE_KEY] = nonce
+                for name, policy in profile.nonce_policies:
+                    headers.append((name, policy._render(nonce)))
+            if https and self._hsts is not None:
+                headers.append(self._hsts)
+        scope[HEADERS_SCOPE_KEY] = (headers, profile)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = _merge(message.get("headers") or (), headers, profile)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def csp_nonce(request: HTTPConnection) -> str:
+    """The CSP nonce of this request, for a ``nonce="..."`` attribute.
+
+    Usable as a FastAPI dependency (``nonce: str = Depends(csp_nonce)``) or
+    from a template context. It exists only on paths whose policy contains
+    :data:`CSP_NONCE`; elsewhere this raises :class:`ConfigurationError`.
+    """
+    nonce = request.scope.get(NONCE_SCOPE_KEY)
+    if not isinstance(nonce, str):
+        raise ConfigurationError(
+            "no CSP nonce for this request: SecureHeadersMiddleware is not installed, "
+            "or the policy for this path does not contain CSP_NONCE"
+        )
+    return nonce
+
+
+ResponseT = TypeVar("ResponseT", bound=Response)
+
+
+def apply_secure_headers(request: HTTPConnection, response: ResponseT) -> ResponseT:
+    """Add this request's security headers to ``response`` and return it.
+
+    Starlette sends the answer to an unhandled exception from
+    ``ServerErrorMiddleware``, outside every middleware added with
+    ``app.add_middleware``; a custom 500 handler calls this so the answer
+    still carries the headers. (The handler of
+    :func:`~fastapi_secure.edges.install_error_handlers` already does.) Does
+    nothing when :class:`SecureHeadersMiddleware` did not see the request.
+    """
+    found = request.scope.get(HEADERS_SCOPE_KEY)
+    if found is not None:
+        headers, profile = found
+        response.raw_headers[:] = _merge(response.raw_headers, headers, profile)
+    return response
