@@ -51,6 +51,14 @@ from fastapi_secure.headers import (
     apply_secure_headers,
     csp_nonce,
 )
+from fastapi_secure.passwords import (
+    Argon2Scheme,
+    BcryptScheme,
+    PasswordHasher,
+    PasswordPolicy,
+    PasswordScheme,
+    StrongPassword,
+)
 from fastapi_secure.ratelimit import (
     RateLimiter,
     RateLimitHeadersMiddleware,
@@ -74,7 +82,9 @@ __all__ = [
     "HSTS",
     "STRICT_API_CSP",
     "AccessClaims",
+    "Argon2Scheme",
     "AuthenticationError",
+    "BcryptScheme",
     "CORSPolicy",
     "CSRFError",
     "Clock",
@@ -95,6 +105,9 @@ __all__ = [
     "MemoryTokenStore",
     "MissingDependencyError",
     "PasswordError",
+    "PasswordHasher",
+    "PasswordPolicy",
+    "PasswordScheme",
     "PasswordTooLongError",
     "PermissionDeniedError",
     "RateLimitExceededError",
@@ -111,6 +124,7 @@ __all__ = [
     "SecuritySettings",
     "ServiceUnavailableError",
     "StoreUnavailableError",
+    "StrongPassword",
     "TokenIssuer",
     "TokenPair",
     "TokenReuseError",
