@@ -9,6 +9,15 @@ so ``import fastapi_secure`` never pulls in a database or cache driver.
 """
 
 from fastapi_secure.apidocs import install_secure_docs, remove_docs
+from fastapi_secure.auth import (
+    AccessTokenVerifier,
+    BearerAuth,
+    ClaimsDependency,
+    CookieAuth,
+    FreshTokenRequired,
+    TokenAuth,
+    require_fresh,
+)
 from fastapi_secure.clientip import TrustedProxies
 from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.db import Database
@@ -66,6 +75,13 @@ from fastapi_secure.ratelimit import (
     by_form_field,
     by_subject,
 )
+from fastapi_secure.rbac import (
+    PermissionChecker,
+    RoleChecker,
+    RoleHierarchy,
+    RolePermissions,
+    permission_matches,
+)
 from fastapi_secure.settings import SecuritySettings
 from fastapi_secure.tokens.claims import AccessClaims, RefreshClaims, TokenPair
 from fastapi_secure.tokens.issuer import Grant, GrantLoader, TokenIssuer
@@ -82,19 +98,24 @@ __all__ = [
     "HSTS",
     "STRICT_API_CSP",
     "AccessClaims",
+    "AccessTokenVerifier",
     "Argon2Scheme",
     "AuthenticationError",
     "BcryptScheme",
+    "BearerAuth",
     "CORSPolicy",
     "CSRFError",
+    "ClaimsDependency",
     "Clock",
     "ConfigurationError",
     "ContentSecurityPolicy",
+    "CookieAuth",
     "Database",
     "DatabaseUnavailableError",
     "DocsAssets",
     "ErrorCode",
     "ExpiredTokenError",
+    "FreshTokenRequired",
     "Grant",
     "GrantLoader",
     "HTTPSecurityError",
@@ -109,6 +130,7 @@ __all__ = [
     "PasswordPolicy",
     "PasswordScheme",
     "PasswordTooLongError",
+    "PermissionChecker",
     "PermissionDeniedError",
     "RateLimitExceededError",
     "RateLimitHeadersMiddleware",
@@ -119,12 +141,16 @@ __all__ = [
     "RequestSizeLimitMiddleware",
     "RequestTooLargeError",
     "RevokedTokenError",
+    "RoleChecker",
+    "RoleHierarchy",
+    "RolePermissions",
     "SecureHeadersMiddleware",
     "SecurityError",
     "SecuritySettings",
     "ServiceUnavailableError",
     "StoreUnavailableError",
     "StrongPassword",
+    "TokenAuth",
     "TokenIssuer",
     "TokenPair",
     "TokenReuseError",
@@ -142,6 +168,8 @@ __all__ = [
     "install_secure_defaults",
     "install_secure_docs",
     "jwks_router",
+    "permission_matches",
     "remove_docs",
+    "require_fresh",
     "system_clock",
 ]
