@@ -12,6 +12,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from functools import cache
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -104,9 +105,9 @@ async def redis_client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
         await client.aclose()
 
 
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    """URL (``postgresql://...``) of a fresh database, dropped after the test."""
+@asynccontextmanager
+async def fresh_postgres_database() -> AsyncIterator[str]:
+    """Create a uniquely named database; yield its URL; drop it (even when in use)."""
     require_server("PostgreSQL", POSTGRES_URL, 5432, POSTGRES_START_HINT)
     import asyncpg
 
@@ -116,10 +117,18 @@ async def postgres_url() -> AsyncIterator[str]:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    parts = urlsplit(POSTGRES_URL)
-    yield parts._replace(path=f"/{name}").geturl()
-    admin = await asyncpg.connect(POSTGRES_URL)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield urlsplit(POSTGRES_URL)._replace(path=f"/{name}").geturl()
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """URL (``postgresql://...``) of a fresh database, dropped after the test."""
+    async with fresh_postgres_database() as url:
+        yield url

@@ -1,20 +1,505 @@
-"""The reference API application (grows with each block)."""
+"""The reference API: every security decision is made by a fastapi-secure block.
 
-from __future__ import annotations
+``create_app()`` wires the blocks once, from :class:`AppSettings`:
 
-from fastapi import FastAPI
+* passwords: :class:`PasswordHasher` (argon2id, off the event loop) and
+  :class:`PasswordPolicy` on the registration and password-change bodies;
+* tokens: :class:`KeySet` (EdDSA, published at ``/.well-known/jwks.json``),
+  :class:`TokenIssuer` with refresh rotation and reuse detection, on a
+  :class:`MemoryTokenStore` or, with ``REDIS_URL``, a :class:`RedisTokenStore`;
+* :class:`BearerAuth` (or :class:`CookieAuth` with CSRF), ``require_fresh`` and
+  :class:`RoleChecker`;
+* :class:`RateLimiter` per IP and per username on the login route;
+* :func:`install_secure_defaults`: secure headers, CORS, body size limit,
+  error handlers, docs CSP;
+* :class:`Database` sessions (SQLite by default, PostgreSQL with ``DATABASE_URL``).
+"""
+
+# No ``from __future__ import annotations``: FastAPI must resolve the Annotated
+# dependency aliases built inside build_routers() at runtime.
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import BaseModel, EmailStr, Field, SecretStr
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import fastapi_secure
+from fastapi_secure import (
+    AccessClaims,
+    AuthenticationError,
+    BearerAuth,
+    CookieAuth,
+    Database,
+    Grant,
+    HTTPSecurityError,
+    InvalidTokenError,
+    KeySet,
+    MemoryTokenStore,
+    PasswordHasher,
+    PasswordPolicy,
+    RateLimiter,
+    RefreshClaims,
+    RoleChecker,
+    SecurityError,
+    ServiceUnavailableError,
+    TokenIssuer,
+    TokenPair,
+    TokenStore,
+    by_form_field,
+    install_secure_defaults,
+    jwks_router,
+    require_fresh,
+)
+from fastapi_secure.errors import ErrorCode
+
+from .models import Role, User
+from .schemas import ErrorOut, LogoutIn, Page, RefreshIn, RolesIn, Username, UserOut
+from .settings import AppSettings
+
+logger = logging.getLogger("reference_api")
+
+POLICY = PasswordPolicy()
+RegisterPassword = Annotated[SecretStr, POLICY.with_context_fields("email", "username")]
+NewPassword = Annotated[SecretStr, POLICY]
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "Missing, invalid, expired or revoked token"},
+    403: {"model": ErrorOut, "description": "Authenticated but not allowed"},
+    409: {"model": ErrorOut, "description": "Conflict"},
+    413: {"model": ErrorOut, "description": "Request body too large"},
+    429: {"model": ErrorOut, "description": "Rate limited; see Retry-After"},
+    503: {"model": ErrorOut, "description": "A backing service is unavailable"},
+}
 
 
-def create_app() -> FastAPI:
-    app = FastAPI(title="fastapi-secure reference API", version=fastapi_secure.__version__)
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: ERRORS[code] for code in codes}
 
-    @app.get("/health")
+
+class RegisterIn(BaseModel):
+    email: EmailStr
+    username: Username
+    password: RegisterPassword
+
+
+class PasswordChangeIn(BaseModel):
+    # Not the policy: an old password that today's policy refuses must still be usable here.
+    current_password: Annotated[SecretStr, Field(min_length=1, max_length=1024)]
+    new_password: NewPassword
+
+
+class ConflictError(HTTPSecurityError):
+    status = 409
+    default_code = ErrorCode.PERMISSION_DENIED
+    default_message = "email or username already registered"
+
+
+class BadCredentialsError(AuthenticationError):
+    default_code = ErrorCode.NOT_AUTHENTICATED
+    default_message = "incorrect username or password"
+
+
+@dataclass
+class Components:
+    settings: AppSettings
+    db: Database
+    hasher: PasswordHasher
+    keys: KeySet
+    issuer: TokenIssuer
+    limiter: RateLimiter
+    auth: BearerAuth | CookieAuth
+    cookie_auth: CookieAuth | None
+    redis_ping: Callable[[], Awaitable[bool]] | None = None
+
+
+def _make_keys(settings: AppSettings) -> KeySet:
+    pem = settings.signing_key_pem
+    if pem is not None:
+        return KeySet.from_pem(pem.get_secret_value().encode())
+    if settings.signing_key_file is not None:
+        return KeySet.from_pem(Path(settings.signing_key_file).read_bytes())
+    logger.warning(
+        "no SIGNING_KEY_PEM or SIGNING_KEY_FILE: using a fresh EdDSA key; tokens will not "
+        "survive a restart and are not shared between worker processes"
+    )
+    return KeySet.generate("EdDSA")
+
+
+def _make_hasher(settings: AppSettings) -> PasswordHasher:
+    if settings.password_hash_profile == "test_only_fast":
+        return PasswordHasher.insecure_fast_for_tests()
+    if settings.password_hash_profile == "owasp_minimum":
+        return PasswordHasher.owasp_minimum()
+    return PasswordHasher.recommended()
+
+
+def build_components(settings: AppSettings) -> Components:
+    database_url = settings.database_url.get_secret_value() if settings.database_url else ""
+    db = Database(database_url or "sqlite+aiosqlite:///./reference_api.db")
+    hasher = _make_hasher(settings)
+    keys = _make_keys(settings)
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    redis_ping: Callable[[], Awaitable[bool]] | None = None
+    if redis_url:
+        from fastapi_secure import RedisTokenStore
+
+        prefix = settings.redis_key_prefix
+        redis_store = RedisTokenStore.from_url(redis_url, prefix=f"{prefix}tokens:")
+        store: TokenStore = redis_store
+
+        async def ping_redis() -> bool:
+            try:
+                with anyio.fail_after(1.0):
+                    return bool(await redis_store.client.ping())
+            except Exception:  # any failure means "unavailable"; health must not 500
+                return False
+
+        redis_ping = ping_redis
+
+        limiter = RateLimiter(
+            redis_url,
+            strategy="moving-window",
+            key_prefix=f"{prefix}limits",
+            trusted_proxies=settings.trusted_proxies,
+        )
+    else:
+        store = MemoryTokenStore()
+        limiter = RateLimiter(
+            "memory://", strategy="moving-window", trusted_proxies=settings.trusted_proxies
+        )
+
+    async def load_grant(claims: RefreshClaims) -> Grant | None:
+        async with db.transaction() as session:
+            user = await session.get(User, _user_id(claims.sub))
+            if user is None or not user.is_active:
+                return None
+            return Grant(roles=user.role_names)
+
+    issuer = TokenIssuer(
+        keys,
+        store,
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+        access_ttl=settings.access_ttl_seconds,
+        refresh_ttl=settings.refresh_ttl_seconds,
+        leeway=settings.leeway_seconds,
+        grant_loader=load_grant,
+    )
+    cookie_auth: CookieAuth | None = None
+    auth: BearerAuth | CookieAuth
+    if settings.auth_transport == "cookie":
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+        cookie_auth = CookieAuth(
+            issuer,
+            csrf_secret=secret or secrets.token_urlsafe(32),
+            allowed_origins=settings.cors_allow_origins or ["http://127.0.0.1:8000"],
+            secure=settings.cookie_secure,
+        )
+        auth = cookie_auth
+    else:
+        auth = BearerAuth(issuer, token_url="/auth/login", refresh_url="/auth/refresh")
+    return Components(settings, db, hasher, keys, issuer, limiter, auth, cookie_auth, redis_ping)
+
+
+def _user_id(subject: str) -> int:
+    if not subject.isdigit() or len(subject) > 18:
+        raise InvalidTokenError(reason="subject is not a user id")
+    return int(subject)
+
+
+def _user_out(user: User) -> UserOut:
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        username=user.username,
+        is_active=user.is_active,
+        roles=user.role_names,
+        created_at=user.created_at,
+    )
+
+
+def build_routers(c: Components) -> list[APIRouter]:
+    db, issuer, auth, hasher = c.db, c.issuer, c.auth, c.hasher
+    Session = Annotated[AsyncSession, db.depends()]
+    Claims = Annotated[AccessClaims, Depends(auth)]
+    admin_only = RoleChecker(["admin"], auth=auth)
+    fresh_only = require_fresh(auth, max_age=300)
+
+    login_by_ip = c.limiter.limit(c.settings.login_limits_per_ip, name="login-ip")
+    login_by_username = c.limiter.limit(
+        c.settings.login_limits_per_username, key=by_form_field("username"), name="login-user"
+    )
+    register_by_ip = c.limiter.limit("10/minute;100/hour", name="register-ip")
+    refresh_by_ip = c.limiter.limit("60/minute", name="refresh-ip")
+
+    async def current_user(claims: Claims, session: Session) -> User:
+        user = await session.get(User, _user_id(claims.sub))
+        if user is None or not user.is_active:
+            raise InvalidTokenError(reason="user gone or inactive")
+        return user
+
+    CurrentUser = Annotated[User, Depends(current_user)]
+
+    async def respond_with_tokens(response: Response, tokens: TokenPair) -> TokenPair:
+        if c.cookie_auth is not None:
+            await c.cookie_auth.set_cookies(response, tokens)
+        return tokens
+
+    auth_router = APIRouter(prefix="/auth", tags=["auth"])
+
+    @auth_router.post(
+        "/register",
+        status_code=status.HTTP_201_CREATED,
+        response_model=UserOut,
+        dependencies=[Depends(register_by_ip)],
+        responses=responses(409, 413, 429, 503),
+    )
+    async def register(body: RegisterIn, session: Session) -> UserOut:
+        password_hash = await hasher.ahash(body.password.get_secret_value())
+        user = User(email=body.email.lower(), username=body.username, password_hash=password_hash)
+        session.add(user)
+        try:
+            await session.flush()
+        except IntegrityError:
+            raise ConflictError() from None
+        await session.refresh(user, ["roles"])
+        return _user_out(user)
+
+    @auth_router.post(
+        "/login",
+        response_model=TokenPair,
+        dependencies=[Depends(login_by_ip), Depends(login_by_username)],
+        responses=responses(401, 413, 429, 503),
+    )
+    async def login(
+        form: Annotated[OAuth2PasswordRequestForm, Depends()],
+        session: Session,
+        response: Response,
+    ) -> TokenPair:
+        name = form.username.strip()
+        if len(name) > 254 or len(form.password) > 1024:
+            await hasher.adummy_verify()
+            raise BadCredentialsError()
+        column = User.email if "@" in name else User.username
+        user = (
+            await session.execute(select(User).where(func.lower(column) == name.lower()))
+        ).scalar_one_or_none()
+        if user is None:
+            await hasher.adummy_verify(form.password)
+            raise BadCredentialsError()
+        valid, new_hash = await hasher.averify_and_update(form.password, user.password_hash)
+        if not valid or not user.is_active:
+            raise BadCredentialsError()
+        if new_hash is not None:
+            user.password_hash = new_hash
+        user.last_login_at = _now()
+        tokens = await issuer.issue(str(user.id), roles=user.role_names, fresh=True)
+        return await respond_with_tokens(response, tokens)
+
+    @auth_router.post(
+        "/refresh",
+        response_model=TokenPair,
+        dependencies=[Depends(refresh_by_ip)],
+        responses=responses(401, 413, 429, 503),
+    )
+    async def refresh(
+        request: Request, response: Response, body: RefreshIn | None = None
+    ) -> TokenPair:
+        token = body.refresh_token if body is not None else None
+        if token is None and c.cookie_auth is not None:
+            token = c.cookie_auth.refresh_token(request)
+        if not token:
+            raise InvalidTokenError(reason="no refresh token")
+        tokens = await issuer.rotate(token)
+        return await respond_with_tokens(response, tokens)
+
+    @auth_router.post(
+        "/logout", status_code=status.HTTP_204_NO_CONTENT, responses=responses(401, 503)
+    )
+    async def logout(claims: Claims, response: Response, body: LogoutIn | None = None) -> None:
+        await issuer.revoke_family(claims.sid)
+        if body is not None and body.refresh_token:
+            # An already unusable refresh token still lets the logout succeed.
+            with contextlib.suppress(InvalidTokenError):
+                await issuer.revoke(body.refresh_token)
+        if c.cookie_auth is not None:
+            c.cookie_auth.clear_cookies(response)
+
+    @auth_router.post(
+        "/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=responses(401, 503)
+    )
+    async def logout_all(claims: Claims, response: Response) -> None:
+        await issuer.revoke_subject(claims.sub)
+        if c.cookie_auth is not None:
+            c.cookie_auth.clear_cookies(response)
+
+    users_router = APIRouter(prefix="/users", tags=["users"])
+
+    @users_router.get("/me", response_model=UserOut, responses=responses(401, 503))
+    async def me(user: CurrentUser) -> UserOut:
+        return _user_out(user)
+
+    @users_router.patch(
+        "/me/password",
+        response_model=TokenPair,
+        responses=responses(401, 403, 503),
+    )
+    async def change_password(
+        body: PasswordChangeIn,
+        claims: Annotated[AccessClaims, Depends(fresh_only)],
+        session: Session,
+        response: Response,
+    ) -> TokenPair:
+        user = await session.get(User, _user_id(claims.sub))
+        if user is None or not user.is_active:
+            raise InvalidTokenError(reason="user gone or inactive")
+        if not await hasher.averify(body.current_password.get_secret_value(), user.password_hash):
+            raise BadCredentialsError("current password is incorrect")
+        user.password_hash = await hasher.ahash(body.new_password.get_secret_value())
+        user.password_changed_at = _now()
+        # Every other session (and this token) stops working; this client gets a new pair.
+        await issuer.revoke_subject(claims.sub)
+        tokens = await issuer.issue(str(user.id), roles=user.role_names, fresh=True)
+        return await respond_with_tokens(response, tokens)
+
+    admin_router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin_only)])
+
+    @admin_router.get("/users", response_model=Page[UserOut], responses=responses(401, 403, 503))
+    async def list_users(
+        session: Session,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> Page[UserOut]:
+        total = (await session.execute(select(func.count()).select_from(User))).scalar_one()
+        rows = await session.execute(select(User).order_by(User.id).offset(offset).limit(limit))
+        items = [_user_out(user) for user in rows.scalars()]
+        return Page[UserOut](items=items, total=total, offset=offset, limit=limit)
+
+    async def _target(session: AsyncSession, user_id: int) -> User:
+        user = await session.get(User, user_id)
+        if user is None:
+            raise HTTPException(status_code=404, detail="user not found")
+        return user
+
+    @admin_router.post(
+        "/users/{user_id}/roles", response_model=UserOut, responses=responses(401, 403, 503)
+    )
+    async def grant_roles(user_id: int, body: RolesIn, session: Session) -> UserOut:
+        user = await _target(session, user_id)
+        for name in sorted(set(body.roles) - set(user.role_names)):
+            role = (
+                await session.execute(select(Role).where(Role.name == name))
+            ).scalar_one_or_none()
+            if role is None:
+                role = Role(name=name)
+                session.add(role)
+            user.roles.append(role)
+        await session.flush()
+        # Role changes reach the user's tokens at their next refresh (grant loader).
+        return _user_out(user)
+
+    @admin_router.post(
+        "/users/{user_id}/deactivate", response_model=UserOut, responses=responses(401, 403, 503)
+    )
+    async def deactivate(user_id: int, session: Session) -> UserOut:
+        user = await _target(session, user_id)
+        user.is_active = False
+        await session.flush()
+        await issuer.revoke_subject(str(user.id))
+        return _user_out(user)
+
+    meta_router = APIRouter(tags=["meta"])
+
+    @meta_router.get("/health", responses=responses(503))
     async def health() -> dict[str, str]:
-        return {"status": "ok"}
+        checks = {"database": "ok" if await db.is_available() else "unavailable"}
+        if c.redis_ping is not None:
+            checks["redis"] = "ok" if await c.redis_ping() else "unavailable"
+        if any(value != "ok" for value in checks.values()):
+            raise ServiceUnavailableError(reason=str(checks))
+        return {"status": "ok", **checks}
 
+    return [auth_router, users_router, admin_router, meta_router, jwks_router(c.keys)]
+
+
+def _now() -> Any:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+def create_app(
+    settings: AppSettings | None = None, *, components: Components | None = None
+) -> FastAPI:
+    settings = settings or AppSettings()
+    c = components or build_components(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await c.db.check()
+        await bootstrap_admin(c)
+        try:
+            yield
+        finally:
+            await c.limiter.aclose()
+            await c.issuer.store.aclose()
+            await c.db.dispose()
+
+    docs = settings.docs_enabled
+    app = FastAPI(
+        title="fastapi-secure reference API",
+        version=fastapi_secure.__version__,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    for router in build_routers(c):
+        app.include_router(router)
+    install_secure_defaults(app, settings=settings, max_body_bytes=settings.max_body_bytes)
+    app.state.components = c
     return app
 
 
-app = create_app()
+async def bootstrap_admin(c: Components) -> None:
+    """Create the first admin from ADMIN_EMAIL / ADMIN_PASSWORD when no admin exists."""
+    s = c.settings
+    if not s.admin_email or s.admin_password is None:
+        return
+    POLICY.validate(s.admin_password, context=[s.admin_email, s.admin_username])
+    async with c.db.transaction() as session:
+        admin_role = (
+            await session.execute(select(Role).where(Role.name == "admin"))
+        ).scalar_one_or_none()
+        if admin_role is not None:
+            holders = await session.execute(
+                select(func.count()).select_from(User).where(User.roles.contains(admin_role))
+            )
+            if holders.scalar_one() > 0:
+                return
+        else:
+            admin_role = Role(name="admin")
+            session.add(admin_role)
+        password_hash = await c.hasher.ahash(s.admin_password.get_secret_value())
+        user = User(
+            email=s.admin_email.lower(),
+            username=s.admin_username,
+            password_hash=password_hash,
+        )
+        user.roles.append(admin_role)
+        session.add(user)
+    logger.info("created the first admin user %r", s.admin_username)
+
+
+__all__ = ["Components", "SecurityError", "build_components", "build_routers", "create_app"]

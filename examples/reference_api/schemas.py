@@ -1,0 +1,69 @@
+"""Request and response bodies. None of them ever carries a password hash."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+Username = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$"
+    ),
+]
+RoleName = Annotated[
+    str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_-]*$")
+]
+T = TypeVar("T")
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: EmailStr
+    username: str
+    is_active: bool
+    roles: list[str]
+    created_at: datetime
+
+
+class RefreshIn(BaseModel):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=8192)]
+
+
+class LogoutIn(BaseModel):
+    refresh_token: Annotated[str | None, Field(default=None, max_length=8192)] = None
+
+
+class RolesIn(BaseModel):
+    roles: Annotated[list[RoleName], Field(max_length=16)]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    offset: int
+    limit: int
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    detail: ErrorDetail
+
+
+__all__ = [
+    "ErrorOut",
+    "LogoutIn",
+    "Page",
+    "RefreshIn",
+    "RolesIn",
+    "UserOut",
+    "Username",
+]

@@ -1,0 +1,51 @@
+"""Settings of the reference API, read from the environment.
+
+Embedded defaults (an SQLite file and in-memory stores) make it run with no
+configuration. ``DATABASE_URL`` and ``REDIS_URL`` switch it to PostgreSQL and
+Redis. ``ENVIRONMENT=production`` refuses a weak or missing ``SECRET_KEY``, a
+wildcard CORS origin and exposed docs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from fastapi_secure import SecuritySettings
+
+
+class AppSettings(SecuritySettings):
+    """Environment variables carry no prefix: ``DATABASE_URL``, ``REDIS_URL``, ..."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    database_url: SecretStr | None = Field(
+        default=SecretStr("sqlite+aiosqlite:///./reference_api.db"),
+        description="SQLAlchemy URL; sqlite+aiosqlite (default) or postgresql+asyncpg",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None, description="Redis URL for token state and rate limits; memory when unset"
+    )
+    redis_key_prefix: str = Field(
+        default="refapi:", description="prefix of every Redis key the API writes"
+    )
+    token_issuer: str = "http://127.0.0.1:8000"
+    token_audience: str = "reference-api"
+    password_hash_profile: Literal["rfc9106_low_memory", "owasp_minimum", "test_only_fast"] = (
+        "rfc9106_low_memory"
+    )
+    signing_key_pem: SecretStr | None = Field(
+        default=None, description="PEM private key (EdDSA, ES256, RS256) that signs tokens"
+    )
+    signing_key_file: str | None = Field(default=None, description="path of that PEM file")
+    auth_transport: Literal["bearer", "cookie"] = "bearer"
+    cookie_secure: bool = True
+    login_limits_per_ip: str = "20/minute;200/hour"
+    login_limits_per_username: str = "5/minute;50/hour"
+    api_limits: str = "120/minute"
+    max_body_bytes: int = 64 * 1024
+    admin_email: str | None = None
+    admin_username: str = "admin"
+    admin_password: SecretStr | None = None

@@ -1,0 +1,286 @@
+"""End-to-end journey through the reference API, on SQLite + memory stores and on
+real PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from examples.reference_api.app import create_app
+from examples.reference_api.migrate import aupgrade_to_head
+from examples.reference_api.settings import AppSettings
+from pydantic import SecretStr
+
+from tests.conftest import fresh_postgres_database
+
+ADMIN_PASSWORD = "admin-Passphrase-for-tests-4821"
+ALICE_PASSWORD = "violet-kettle-harbour-17"
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    settings: AppSettings
+
+    async def login(self, username: str, password: str) -> dict[str, Any]:
+        response = await self.client.post(
+            "/auth/login", data={"username": username, "password": password}
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def register(self, email: str, username: str, password: str) -> httpx.Response:
+        return await self.client.post(
+            "/auth/register", json={"email": email, "username": username, "password": password}
+        )
+
+
+def bearer(tokens: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def make_settings(database_url: str, redis_url: str | None = None, **extra: Any) -> AppSettings:
+    values: dict[str, Any] = {
+        "database_url": SecretStr(database_url),
+        "redis_url": SecretStr(redis_url) if redis_url else None,
+        "password_hash_profile": "test_only_fast",
+        "admin_email": "admin@example.com",
+        "admin_password": SecretStr(ADMIN_PASSWORD),
+        "cookie_secure": False,
+    }
+    values.update(extra)
+    return AppSettings(**values)
+
+
+async def _serve(settings: AppSettings) -> AsyncIterator[Api]:
+    database_url = settings.database_url.get_secret_value() if settings.database_url else ""
+    await aupgrade_to_head(database_url)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield Api(client, settings)
+
+
+@pytest.fixture(
+    params=[
+        "sqlite-memory",
+        pytest.param("postgres-redis", marks=[pytest.mark.postgres, pytest.mark.redis]),
+    ]
+)
+async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
+    if request.param == "sqlite-memory":
+        settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'api.db'}")
+    else:
+        redis_url: str = request.getfixturevalue("redis_url")
+        prefix: str = request.getfixturevalue("redis_prefix")
+        async with fresh_postgres_database() as postgres_url:
+            settings = make_settings(postgres_url, redis_url, redis_key_prefix=prefix)
+            async for served in _serve(settings):
+                yield served
+        return
+    async for served in _serve(settings):
+        yield served
+
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_register_login_me_refresh_reuse(api: Api) -> None:
+    created = await api.register("Alice@Example.com", "alice", ALICE_PASSWORD)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["email"] == "alice@example.com"
+    assert "password" not in created.text
+    assert "hash" not in created.text
+
+    duplicate = await api.register("alice@example.com", "alice2", ALICE_PASSWORD)
+    assert duplicate.status_code == 409
+    same_name = await api.register("other@example.com", "ALICE", ALICE_PASSWORD)
+    assert same_name.status_code == 409
+
+    tokens = await api.login("alice", ALICE_PASSWORD)
+    assert tokens["token_type"] == "bearer"
+    me = await api.client.get("/users/me", headers=bearer(tokens))
+    assert me.status_code == 200
+    assert me.json()["username"] == "alice"
+    assert me.headers["cache-control"] == "no-store"
+    assert me.headers["x-content-type-options"] == "nosniff"
+
+    rotated = await api.client.post(
+        "/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    )
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()
+    assert new["refresh_token"] != tokens["refresh_token"]
+    assert (await api.client.get("/users/me", headers=bearer(new))).status_code == 200
+
+    replay = await api.client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert replay.status_code == 401
+    assert replay.headers["www-authenticate"].startswith("Bearer")
+    # Reuse revoked the whole family: the successor pair is dead too.
+    assert (await api.client.get("/users/me", headers=bearer(new))).status_code == 401
+    again = await api.client.post("/auth/refresh", json={"refresh_token": new["refresh_token"]})
+    assert again.status_code == 401
+
+
+async def test_login_failures_look_the_same(api: Api) -> None:
+    assert (await api.register("bob@example.com", "bob", ALICE_PASSWORD)).status_code == 201
+    wrong = await api.client.post("/auth/login", data={"username": "bob", "password": "nope-nope"})
+    unknown = await api.client.post(
+        "/auth/login", data={"username": "nobody", "password": "nope-nope"}
+    )
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json()
+    by_email = await api.login("bob@example.com", ALICE_PASSWORD)
+    assert by_email["access_token"]
+
+
+async def test_weak_password_is_refused_without_echo(api: Api) -> None:
+    response = await api.register("carol@example.com", "carol", "password123")
+    assert response.status_code == 422
+    assert "password123" not in response.text
+    context = await api.register("dave@example.com", "davedave", "davedave1")
+    assert context.status_code == 422
+    assert "davedave1" not in context.text
+
+
+async def test_logout_and_logout_everywhere(api: Api) -> None:
+    await api.register("erin@example.com", "erin", ALICE_PASSWORD)
+    first = await api.login("erin", ALICE_PASSWORD)
+    second = await api.login("erin", ALICE_PASSWORD)
+    out = await api.client.post(
+        "/auth/logout", headers=bearer(first), json={"refresh_token": first["refresh_token"]}
+    )
+    assert out.status_code == 204
+    assert (await api.client.get("/users/me", headers=bearer(first))).status_code == 401
+    refused = await api.client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert refused.status_code == 401
+    assert (await api.client.get("/users/me", headers=bearer(second))).status_code == 200
+
+    third = await api.login("erin", ALICE_PASSWORD)
+    everywhere = await api.client.post("/auth/logout-all", headers=bearer(third))
+    assert everywhere.status_code == 204
+    for tokens in (second, third):
+        assert (await api.client.get("/users/me", headers=bearer(tokens))).status_code == 401
+
+
+async def test_password_change_needs_fresh_token_and_revokes_other_sessions(api: Api) -> None:
+    await api.register("frank@example.com", "frank", ALICE_PASSWORD)
+    other = await api.login("frank", ALICE_PASSWORD)
+    tokens = await api.login("frank", ALICE_PASSWORD)
+    rotated = (
+        await api.client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    ).json()
+    body = {"current_password": ALICE_PASSWORD, "new_password": "new-lantern-meadow-42"}
+    stale = await api.client.patch("/users/me/password", headers=bearer(rotated), json=body)
+    assert stale.status_code == 401
+    assert stale.json()["detail"]["code"] == "fresh_token_required"
+
+    fresh = await api.login("frank", ALICE_PASSWORD)
+    wrong = await api.client.patch(
+        "/users/me/password",
+        headers=bearer(fresh),
+        json={"current_password": "not-it-at-all", "new_password": "new-lantern-meadow-42"},
+    )
+    assert wrong.status_code == 401
+    changed = await api.client.patch("/users/me/password", headers=bearer(fresh), json=body)
+    assert changed.status_code == 200, changed.text
+    assert (await api.client.get("/users/me", headers=bearer(other))).status_code == 401
+    assert (await api.client.get("/users/me", headers=bearer(changed.json()))).status_code == 200
+    refused = await api.client.post(
+        "/auth/login", data={"username": "frank", "password": ALICE_PASSWORD}
+    )
+    assert refused.status_code == 401
+    assert (await api.login("frank", "new-lantern-meadow-42"))["access_token"]
+
+
+async def test_admin_routes_and_deactivation(api: Api) -> None:
+    await api.register("gina@example.com", "gina", ALICE_PASSWORD)
+    user = await api.login("gina", ALICE_PASSWORD)
+    forbidden = await api.client.get("/admin/users", headers=bearer(user))
+    assert forbidden.status_code == 403
+    assert (await api.client.get("/admin/users")).status_code == 401
+
+    admin = await api.login("admin", ADMIN_PASSWORD)
+    listed = await api.client.get("/admin/users?limit=1", headers=bearer(admin))
+    assert listed.status_code == 200
+    page = listed.json()
+    assert page["total"] == 2
+    assert len(page["items"]) == 1
+    assert page["limit"] == 1
+    gina_id = next(
+        item["id"]
+        for item in (await api.client.get("/admin/users", headers=bearer(admin))).json()["items"]
+        if item["username"] == "gina"
+    )
+    granted = await api.client.post(
+        f"/admin/users/{gina_id}/roles", headers=bearer(admin), json={"roles": ["editor"]}
+    )
+    assert granted.status_code == 200
+    assert granted.json()["roles"] == ["editor"]
+    # The role reaches gina's tokens at her next refresh, through the grant loader.
+    refreshed = (
+        await api.client.post("/auth/refresh", json={"refresh_token": user["refresh_token"]})
+    ).json()
+    assert refreshed["access_token"]
+    missing = await api.client.post(
+        "/admin/users/999999/roles", headers=bearer(admin), json={"roles": ["editor"]}
+    )
+    assert missing.status_code == 404
+
+    off = await api.client.post(f"/admin/users/{gina_id}/deactivate", headers=bearer(admin))
+    assert off.status_code == 200
+    assert off.json()["is_active"] is False
+    assert (await api.client.get("/users/me", headers=bearer(refreshed))).status_code == 401
+    dead = await api.client.post(
+        "/auth/refresh", json={"refresh_token": refreshed["refresh_token"]}
+    )
+    assert dead.status_code == 401
+    relogin = await api.client.post(
+        "/auth/login", data={"username": "gina", "password": ALICE_PASSWORD}
+    )
+    assert relogin.status_code == 401
+
+
+async def test_login_is_rate_limited_per_username(api: Api) -> None:
+    await api.register("hank@example.com", "hank", ALICE_PASSWORD)
+    statuses = []
+    for _ in range(7):
+        response = await api.client.post(
+            "/auth/login", data={"username": "hank", "password": "wrong-wrong"}
+        )
+        statuses.append(response.status_code)
+    assert statuses[:5] == [401] * 5
+    assert statuses[5:] == [429, 429]
+    assert int(response.headers["retry-after"]) > 0
+    assert response.json()["detail"]["code"] == "rate_limited"
+
+
+async def test_jwks_health_and_headers(api: Api) -> None:
+    jwks = await api.client.get("/.well-known/jwks.json")
+    assert jwks.status_code == 200
+    keys = jwks.json()["keys"]
+    assert keys
+    assert all("d" not in key for key in keys)
+    health = await api.client.get("/health")
+    assert health.status_code == 200
+    assert health.json()["database"] == "ok"
+    assert "server" not in health.headers
+    assert health.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+async def test_openapi_documents_error_statuses(api: Api) -> None:
+    schema = (await api.client.get("/openapi.json")).json()
+    login = schema["paths"]["/auth/login"]["post"]["responses"]
+    assert {"200", "401", "422", "429"} <= set(login)
+    register = schema["paths"]["/auth/register"]["post"]["responses"]
+    assert {"201", "409", "422", "429"} <= set(register)
+    admin = schema["paths"]["/admin/users"]["get"]["responses"]
+    assert {"200", "401", "403"} <= set(admin)
+    assert "password_hash" not in str(schema)
