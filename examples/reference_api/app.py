@@ -472,11 +472,14 @@ def create_app(
     return app
 
 
-async def bootstrap_admin(c: Components) -> None:
-    """Create the first admin from ADMIN_EMAIL / ADMIN_PASSWORD when no admin exists."""
+async def bootstrap_admin(c: Components) -> bool:
+    """Create the first admin from ADMIN_EMAIL / ADMIN_PASSWORD when no admin exists.
+
+    Returns whether a user was created.
+    """
     s = c.settings
     if not s.admin_email or s.admin_password is None:
-        return
+        return False
     POLICY.validate(s.admin_password, context=[s.admin_email, s.admin_username])
     async with c.db.transaction() as session:
         admin_role = (
@@ -487,7 +490,7 @@ async def bootstrap_admin(c: Components) -> None:
                 select(func.count()).select_from(User).where(User.roles.contains(admin_role))
             )
             if holders.scalar_one() > 0:
-                return
+                return False
         else:
             admin_role = Role(name="admin")
             session.add(admin_role)
@@ -500,6 +503,7 @@ async def bootstrap_admin(c: Components) -> None:
         user.roles.append(admin_role)
         session.add(user)
     logger.info("created the first admin user %r", s.admin_username)
+    return True
 
 
 __all__ = ["Components", "SecurityError", "build_components", "build_routers", "create_app"]

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from fastapi_secure import SecuritySettings
+from fastapi_secure import ConfigurationError, SecuritySettings
 
 
 class AppSettings(SecuritySettings):
@@ -49,3 +49,21 @@ class AppSettings(SecuritySettings):
     admin_email: str | None = None
     admin_username: str = "admin"
     admin_password: SecretStr | None = None
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if self.signing_key_pem is None and self.signing_key_file is None:
+            problems.append("SIGNING_KEY_PEM or SIGNING_KEY_FILE is not set")
+        if self.password_hash_profile == "test_only_fast":
+            problems.append("PASSWORD_HASH_PROFILE=test_only_fast is for tests only")
+        if not self.cookie_secure:
+            problems.append("COOKIE_SECURE is false")
+        return problems
+
+    @model_validator(mode="after")
+    def _check_example(self) -> AppSettings:
+        if self.environment == "production":
+            problems = self.production_problems()
+            if problems:
+                raise ConfigurationError("unsafe production settings: " + "; ".join(problems))
+        return self
