@@ -155,6 +155,14 @@ class Database:
                 )
         else:
             parsed = parsed.set(drivername="postgresql+asyncpg")
+            query_password = parsed.query.get("password")
+            if query_password is not None:
+                # Out of the URL, which SQLAlchemy prints with its query (reprs, logs);
+                # only the user:password@ part is masked there.
+                parsed = parsed.difference_update_query(["password"])
+                connect_args["password"] = (
+                    query_password if isinstance(query_password, str) else query_password[-1]
+                )
             sslmode = parsed.query.get("sslmode")
             if isinstance(sslmode, str):
                 # libpq spells it sslmode, asyncpg spells it ssl (same values).

@@ -641,6 +641,10 @@ _EDGE_NOISE = re.compile(r"^[\W\d_]+|[\W\d_]+$")
 _REPEATED_UNIT = re.compile(r"(.{1,4}?)\1+", re.DOTALL)
 _CONTEXT_SPLIT = re.compile(r"[\s._+\-@]+")
 _MIN_CONTEXT_TOKEN = 3
+# NFKC never shrinks text by more than the longest canonical decomposition (4 code
+# points, e.g. U+1F87), so input longer than this many times max_length is too long
+# whatever it normalizes to.
+_MAX_NFKC_SHRINK = 4
 
 
 @functools.cache
@@ -767,6 +771,10 @@ class PasswordPolicy:
         raw: object = password.get_secret_value() if isinstance(password, SecretStr) else password
         if not isinstance(raw, str):
             return ["password must be a string"]
+        if len(raw) > _MAX_NFKC_SHRINK * self.max_length:
+            # Refused before normalizing: NFKC expands some code points 18-fold
+            # (U+FDFA), so a request-sized password would stall the event loop.
+            return [f"password must be at most {self.max_length} characters long"]
         try:
             raw.encode("utf-8")
         except UnicodeEncodeError:

@@ -338,13 +338,8 @@ class RateLimiter:
                 f"the {self._scheme} storage does not support the {strategy} strategy"
             ) from exc
         self._fallback = _strategy_class(strategy)(MemoryStorage())
-        base = self.storage.base_exceptions
-        self._storage_errors: tuple[type[BaseException], ...] = (
-            limits.errors.StorageError,
-            TimeoutError,
-            OSError,
-            *(base if isinstance(base, tuple) else (base,)),
-        )
+        self._storage_ready = False
+        self._warmup_lock = anyio.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -467,8 +462,14 @@ class RateLimiter:
         else:
             try:
                 with anyio.fail_after(self.storage_timeout):
-                    outcome = await self._hit(self._strategy, policies, identifier, cost)
-            except self._storage_errors as exc:
+                    if self._storage_ready:
+                        outcome = await self._hit(self._strategy, policies, identifier, cost)
+                    else:
+                        outcome = await self._first_hit(policies, identifier, cost)
+            # Any exception, not only the storage's base_exceptions: a client's own
+            # bug (redis-py's cluster client raised AttributeError under concurrent
+            # first use) must meet the failure policy too, never a 500.
+            except Exception as exc:
                 self._storage_down_until = _monotonic() + self.storage_backoff
                 fallback = await self._storage_failed(exc, policies, identifier, cost)
                 if fallback is None:
@@ -488,6 +489,20 @@ class RateLimiter:
             if quotas is not None and self.headers:
                 headers.update(quotas.headers())
             raise RateLimitExceededError(headers=headers)
+
+    async def _first_hit(
+        self,
+        policies: list[tuple[str, limits.RateLimitItem, int]],
+        identifier: str,
+        cost: int,
+    ) -> _Outcome:
+        # redis-py's async cluster client discovers its slots on first use, and
+        # concurrent first uses race (seen as AttributeError on a closed writer):
+        # the first request at the storage goes alone.
+        async with self._warmup_lock:
+            outcome = await self._hit(self._strategy, policies, identifier, cost)
+            self._storage_ready = True
+            return outcome
 
     async def _storage_failed(
         self,
@@ -668,9 +683,10 @@ def _open_storage(
     uri = f"async+{base}{storage[len(scheme) :]}"
     try:
         opened = storage_from_string(uri, **{**defaults, **options})
-    except limits.errors.ConfigurationError as exc:
+    except limits.errors.ConfigurationError:
         # Never echo the URI nor limits' message (which quotes it): it may carry a password.
-        raise ConfigurationError(f"cannot open a {base!r} rate-limit storage") from exc
+        # Not chained either: a traceback would print the cause's message.
+        raise ConfigurationError(f"cannot open a {base!r} rate-limit storage") from None
     if not isinstance(opened, AsyncStorage):
         raise ConfigurationError(f"the {base!r} storage has no async implementation")
     return opened

@@ -250,3 +250,25 @@ async def test_store_outage_is_a_503_through_a_route(down_issuer: Any) -> None:
             assert response.status_code == 503, path
             assert response.json()["detail"]["code"] == "store_unavailable"
             assert pair.access_token not in response.text
+
+
+async def test_concurrent_first_use_of_a_fresh_store(
+    store: TokenStore, fake_clock: FakeClock
+) -> None:
+    """The first requests after startup arrive together: none may fail.
+
+    redis-py's async cluster client discovers its slots on first use, and
+    concurrent first uses raced inside the client (AttributeError, a 500).
+    """
+    issuer = _issuer(store, fake_clock)
+    pairs: list[TokenPair] = []
+
+    async def login(index: int) -> None:
+        pairs.append(await issuer.issue(f"user-{index}"))
+
+    async with anyio.create_task_group() as tasks:
+        for index in range(CONCURRENCY):
+            tasks.start_soon(login, index)
+    assert len(pairs) == CONCURRENCY
+    claims = [await issuer.verify_access(pair.access_token) for pair in pairs]
+    assert {c.sub for c in claims} == {f"user-{i}" for i in range(CONCURRENCY)}

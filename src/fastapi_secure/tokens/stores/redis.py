@@ -173,8 +173,12 @@ class RedisTokenStore:
         self._prefix = prefix
         self._timeout = float(operation_timeout)
         self._owns_client = owns_client
+        self._ready = False
+        self._warmup_lock = anyio.Lock()
         self._failures: tuple[type[BaseException], ...] = (
             redis.exceptions.RedisError,
+            # Not a RedisError: what the cluster client raises when no node answers.
+            redis.exceptions.RedisClusterException,
             OSError,
             TimeoutError,
         )
@@ -256,9 +260,21 @@ class RedisTokenStore:
     async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> str:
         try:
             with anyio.fail_after(self._timeout):
-                result = await script(keys=keys, args=args)
+                if self._ready:
+                    result = await script(keys=keys, args=args)
+                else:
+                    # redis-py's async cluster client discovers its slots on first
+                    # use, and concurrent first uses race inside it (AttributeError
+                    # on a closed writer): the first call goes alone.
+                    async with self._warmup_lock:
+                        result = await script(keys=keys, args=args)
+                        self._ready = True
         except self._failures as exc:
             logger.warning("token store unavailable: %s", type(exc).__name__)
+            raise StoreUnavailableError(reason=type(exc).__name__) from None
+        except Exception as exc:
+            # A client's own bug must fail closed as an outage, never as a 500.
+            logger.error("token store client failed unexpectedly: %s", type(exc).__name__)
             raise StoreUnavailableError(reason=type(exc).__name__) from None
         return result.decode() if isinstance(result, bytes) else str(result)
 
