@@ -354,6 +354,27 @@ def test_self_hosted_assets_give_a_self_only_policy() -> None:
     assert "fonts.googleapis.com" not in client.get("/redoc").text
 
 
+def img_sources(policy: ContentSecurityPolicy) -> tuple[str, ...]:
+    return policy.directives["img-src"]
+
+
+def test_redocs_own_logo_is_allowed_when_redoc_comes_from_a_cdn() -> None:
+    # ReDoc's bundle always loads its footer logo from cdn.redoc.ly (seen blocked in
+    # Chromium): the CDN policy, which already trusts a third party for ReDoc, allows it.
+    assert "https://cdn.redoc.ly" in img_sources(DEFAULT_DOCS_CSP)
+    assert "https://cdn.redoc.ly" not in DEFAULT_DOCS_CSP.directives["script-src"]
+    assert "https://cdn.redoc.ly" not in img_sources(DocsAssets(redoc_logo=False).csp())
+
+
+def test_self_hosted_redoc_loads_its_logo_only_when_asked() -> None:
+    local = "/static/redoc.standalone.js"
+    default = DocsAssets(redoc_js_url=local, google_fonts=False).csp()
+    assert "https://cdn.redoc.ly" not in img_sources(default)
+    allowed = DocsAssets(redoc_js_url=local, google_fonts=False, redoc_logo=True).csp()
+    assert img_sources(allowed)[-1] == "https://cdn.redoc.ly"
+    assert allowed.header_value("n0nce").count("cdn.redoc.ly") == 1
+
+
 @pytest.mark.parametrize(
     "url", ["javascript:alert(1)", 'https://cdn.example/x.js"onload="x', "ftp://cdn.example/x.js"]
 )

@@ -42,8 +42,20 @@ EVIL_ORIGIN = "https://evil.example.net"
     [
         {"allow_origins": ["*"], "allow_credentials": True},
         {"allow_origin_regex": ".*", "allow_credentials": True},
-        {"allow_origin_regex": "https://.*", "allow_credentials": True},
-        {"allow_origin_regex": r"https?://.+", "allow_credentials": True},
+        {
+            "allow_origin_regex": "https://.*",
+            "allow_credentials": True,
+            "trust_origin_regex_with_credentials": True,
+        },
+        {
+            "allow_origin_regex": r"https?://.+",
+            "allow_credentials": True,
+            "trust_origin_regex_with_credentials": True,
+        },
+        # Security review: each of these also admits an attacker's domain.
+        {"allow_origin_regex": r"https://app\.example\.com.*", "allow_credentials": True},
+        {"allow_origin_regex": r"https://.*example\.com", "allow_credentials": True},
+        {"allow_origin_regex": r"https://app.example.com", "allow_credentials": True},
         {"allow_origins": ["null"]},
         {"allow_origins": ["https://app.example.com/"]},
         {"allow_origins": ["https://app.example.com/path"]},
@@ -144,7 +156,9 @@ def test_rate_limit_headers_are_exposed_so_browsers_can_read_them() -> None:
 
 def test_an_anchored_regex_with_credentials_is_accepted_and_matches_only_its_domain() -> None:
     policy = CORSPolicy(
-        allow_origin_regex=r"https://[a-z0-9-]+\.example\.com", allow_credentials=True
+        allow_origin_regex=r"https://[a-z0-9-]+\.example\.com",
+        allow_credentials=True,
+        trust_origin_regex_with_credentials=True,
     )
     client = cors_app(policy)
     ok = client.get("/items", headers={"Origin": "https://shop.example.com"})

@@ -104,9 +104,13 @@ class CORSPolicy:
     """Checked CORS settings, turned into Starlette's ``CORSMiddleware``.
 
     Deny by default: with no ``allow_origins`` no cross-origin request is
-    allowed. Refused with :class:`ConfigurationError`: ``"*"`` or a regex that
-    matches any origin together with ``allow_credentials``, the ``"null"``
-    origin (sandboxed frames and ``file:`` pages share it), and origins that a
+    allowed. Refused with :class:`ConfigurationError`: ``"*"`` together with
+    ``allow_credentials``; ``allow_origin_regex`` together with
+    ``allow_credentials`` unless ``trust_origin_regex_with_credentials=True``
+    (a regex such as ``https://.*example[.]com`` or an unescaped dot also
+    admits ``https://attackerexample.com``; an explicit list cannot go wrong
+    that way), and a catch-all regex even then; the ``"null"`` origin
+    (sandboxed frames and ``file:`` pages share it), and origins that a
     browser never sends (a path, a trailing slash, upper case).
     :data:`RATE_LIMIT_HEADERS` are always exposed.
     """
@@ -118,6 +122,7 @@ class CORSPolicy:
     allow_origin_regex: str | None = None
     expose_headers: Collection[str] = ()
     max_age: int = 600
+    trust_origin_regex_with_credentials: bool = False
     _exposed: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -155,6 +160,13 @@ class CORSPolicy:
                 pattern = re.compile(self.allow_origin_regex)
             except re.error as exc:
                 raise ConfigurationError(f"allow_origin_regex is invalid: {exc}") from exc
+            if self.allow_credentials and not self.trust_origin_regex_with_credentials:
+                raise ConfigurationError(
+                    "allow_origin_regex with allow_credentials=True is refused: a small "
+                    "mistake in the regex lets other sites make credentialed requests. "
+                    "List the origins in allow_origins, or pass "
+                    "trust_origin_regex_with_credentials=True after reviewing the regex"
+                )
             if self.allow_credentials and any(pattern.fullmatch(o) for o in _PROBE_ORIGINS):
                 raise ConfigurationError(
                     "allow_origin_regex matches unrelated origins (it is a catch-all); "

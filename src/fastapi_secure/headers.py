@@ -226,6 +226,9 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+_REDOC_LOGO_ORIGIN: Final = "https://cdn.redoc.ly"
+
+
 @dataclass(frozen=True)
 class DocsAssets:
     """Where the docs pages load Swagger UI and ReDoc from.
@@ -233,6 +236,11 @@ class DocsAssets:
     The defaults are FastAPI's (jsDelivr and Google Fonts). To self-host, give
     paths (``"/static/swagger-ui-bundle.js"``) and ``google_fonts=False``: the
     docs policy then allows only ``'self'``.
+
+    ReDoc's bundle always loads its footer logo from ``https://cdn.redoc.ly``.
+    ``redoc_logo`` allows that image; by default (``None``) only when ReDoc
+    itself comes from another origin. Self-hosted, the image is blocked: ReDoc
+    hides it, and the browser logs one CSP violation for it.
     """
 
     swagger_js_url: str = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"
@@ -240,6 +248,7 @@ class DocsAssets:
     redoc_js_url: str = "https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"
     favicon_url: str = "https://fastapi.tiangolo.com/img/favicon.png"
     google_fonts: bool = True
+    redoc_logo: bool | None = None
 
     def __post_init__(self) -> None:
         for url in (self.swagger_js_url, self.swagger_css_url, self.redoc_js_url, self.favicon_url):
@@ -266,6 +275,11 @@ class DocsAssets:
             styles.append("https://fonts.googleapis.com")
             fonts.append("https://fonts.gstatic.com")
         images = ["'self'", "data:", *origins(self.favicon_url)]
+        redoc_logo = self.redoc_logo
+        if redoc_logo is None:
+            redoc_logo = _origin(self.redoc_js_url) != "'self'"
+        if redoc_logo:
+            images.append(_REDOC_LOGO_ORIGIN)
         return ContentSecurityPolicy(
             {
                 "default-src": ["'none'"],
