@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -238,3 +239,35 @@ def test_spoofed_prefix_never_wins_over_the_address_the_proxy_appended(
     real = "203.0.113.77"
     request = scope(peer=PROXY, headers=[("X-Forwarded-For", ", ".join([*forged, real]))])
     assert proxies.client_ip(request) == ip(real)
+
+
+def _unix_scope(forwarded_for: str | None, proto: str | None = None) -> dict[str, Any]:
+    headers: list[tuple[bytes, bytes]] = []
+    if forwarded_for is not None:
+        headers.append((b"x-forwarded-for", forwarded_for.encode()))
+    if proto is not None:
+        headers.append((b"x-forwarded-proto", proto.encode()))
+    return {"type": "http", "client": None, "scheme": "http", "headers": headers}
+
+
+def test_unix_socket_peer_is_untrusted_by_default() -> None:
+    proxies = TrustedProxies(["127.0.0.1/32"])
+    assert proxies.client_ip(_unix_scope("198.51.100.66")) is None
+    assert proxies.scheme(_unix_scope("198.51.100.66", "https")) == "http"
+
+
+def test_unix_socket_peer_trusted_when_configured() -> None:
+    # Security review: behind nginx -> uvicorn --uds every client used to be "unknown".
+    proxies = TrustedProxies(trust_unix_socket=True)
+    assert str(proxies.client_ip(_unix_scope("198.51.100.66"))) == "198.51.100.66"
+    assert str(proxies.client_ip(_unix_scope("203.0.113.7"))) == "203.0.113.7"
+    assert proxies.scheme(_unix_scope("203.0.113.7", "https")) == "https"
+    assert proxies.client_ip(_unix_scope(None)) is None
+    assert "trust_unix_socket=True" in repr(proxies)
+    # A TCP peer still needs to be in the networks.
+    tcp = {
+        "type": "http",
+        "client": ("192.0.2.9", 1),
+        "headers": [(b"x-forwarded-for", b"1.2.3.4")],
+    }
+    assert str(proxies.client_ip(tcp)) == "192.0.2.9"

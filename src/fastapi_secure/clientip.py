@@ -80,6 +80,10 @@ class TrustedProxies:
             (default) or ``"forwarded"`` (RFC 7239). Only that one is read.
         max_hops: longest forwarding chain examined; a longer one is cut to its
             nearest hops, so a client cannot make each request costly.
+        trust_unix_socket: treat a connection without a peer address (the app
+            served on a unix socket, ``uvicorn --uds``, behind a proxy) as coming
+            from a trusted proxy. Only when nothing but the proxy can reach the
+            socket; otherwise every client would count as one.
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class TrustedProxies:
         *,
         header: ForwardedHeader = "x-forwarded-for",
         max_hops: int = 20,
+        trust_unix_socket: bool = False,
     ) -> None:
         if isinstance(networks, str):
             # One CIDR given bare; iterating it would yield single characters.
@@ -110,15 +115,21 @@ class TrustedProxies:
         self.networks: tuple[IPNetwork, ...] = tuple(parsed)
         self.header: ForwardedHeader = header
         self.max_hops = max_hops
+        self.trust_unix_socket = bool(trust_unix_socket)
 
     def __repr__(self) -> str:
         networks = [str(n) for n in self.networks]
-        return f"TrustedProxies({networks!r}, header={self.header!r})"
+        unix = ", trust_unix_socket=True" if self.trust_unix_socket else ""
+        return f"TrustedProxies({networks!r}, header={self.header!r}{unix})"
 
     def is_trusted(self, address: IPAddress | None) -> bool:
-        """Whether ``address`` belongs to a trusted proxy network."""
+        """Whether ``address`` belongs to a trusted proxy network.
+
+        ``None`` (no peer address: a unix socket) is trusted only with
+        ``trust_unix_socket=True``.
+        """
         if address is None:
-            return False
+            return self.trust_unix_socket
         return any(address in network for network in self.networks)
 
     def peer(self, scope: Scope) -> IPAddress | None:
@@ -141,7 +152,7 @@ class TrustedProxies:
     def _walk(self, scope: Scope) -> tuple[IPAddress | None, dict[str, str] | None]:
         """The client address, and the ``Forwarded`` element that named it (if any)."""
         peer = self.peer(scope)
-        if not self.networks or not self.is_trusted(peer):
+        if not (self.networks or self.trust_unix_socket) or not self.is_trusted(peer):
             return peer, None
         if self.header == "forwarded":
             elements = _forwarded_elements(_header_values(scope, b"forwarded"))
@@ -170,7 +181,7 @@ class TrustedProxies:
         edge proxy appended, never one the client wrote itself.
         """
         scheme = str(scope.get("scheme", "http"))
-        if not self.networks or not self.is_trusted(self.peer(scope)):
+        if not (self.networks or self.trust_unix_socket) or not self.is_trusted(self.peer(scope)):
             return scheme
         if self.header == "forwarded":
             _, element = self._walk(scope)
