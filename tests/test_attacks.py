@@ -72,25 +72,49 @@ def test_oversized_password_is_refused_without_normalizing_it(
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(NFKC_TRICKY, max_size=320))
-def test_length_bound_is_decided_on_the_normalized_password(password: str) -> None:
-    policy = PasswordPolicy(min_length=1, max_length=64, use_common_passwords=False)
-    too_long = len(unicodedata.normalize("NFKC", password)) > policy.max_length
+def test_length_bounds_hold_as_typed_and_after_normalization(password: str) -> None:
+    # The published JSON schema counts characters as typed; the policy's rules see the
+    # NFKC form. Both must be within the bounds, or the schema would lie (schemathesis).
+    policy = PasswordPolicy(min_length=8, max_length=64, use_common_passwords=False)
+    normalized = unicodedata.normalize("NFKC", password)
+    too_long = max(len(password), len(normalized)) > policy.max_length
+    too_short = min(len(password), len(normalized)) < policy.min_length
     problems = policy.check(password)
     assert (f"password must be at most {policy.max_length} characters long" in problems) is (
         too_long
     )
+    assert (f"password must be at least {policy.min_length} characters long" in problems) is (
+        too_short
+    )
 
 
-def test_a_password_that_composes_down_to_max_length_is_not_too_long() -> None:
-    # U+1F87 and its kin have the longest canonical decomposition (4 code points):
-    # the early refusal must not catch text that NFKC composes back to max_length.
+def test_a_password_that_expands_past_min_length_is_still_too_short() -> None:
+    policy = PasswordPolicy(min_length=8)
+    typed = "\u3300\u3300"  # 2 characters as typed, 8 after NFKC
+    assert len(unicodedata.normalize("NFKC", typed)) >= 8
+    assert "password must be at least 8 characters long" in policy.check(typed)
+
+
+def test_a_password_longer_than_max_as_typed_is_refused_even_if_it_composes() -> None:
     letters = ["\u1f87", "\u1f97", "\u1fa7", "\u1f8f", "\u1f9f", "\u1faf"]
     composed = "".join(letters[(i * i + i // 3) % 6] for i in range(64))
     decomposed = unicodedata.normalize("NFD", composed)
-    assert len(decomposed) == 4 * 64
     policy = PasswordPolicy(max_length=64)
-    assert policy.check(decomposed) == []
-    assert policy.check(decomposed + "\u03b1") == ["password must be at most 64 characters long"]
+    assert policy.check(composed) == []
+    assert policy.check(decomposed) == ["password must be at most 64 characters long"]
+
+
+def test_huge_context_word_is_not_normalized(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+
+    def spy(form: Any, text: str) -> str:
+        seen.append(len(text))
+        return unicodedata.normalize(form, text)
+
+    monkeypatch.setattr(passwords, "unicodedata", types.SimpleNamespace(normalize=spy))
+    problems = PasswordPolicy().check("correct-horse-battery", context=["\ufdfa" * 350_000])
+    assert problems == []
+    assert max(seen) <= 4 * 128
 
 
 def test_no_code_point_decomposes_to_more_than_four() -> None:

@@ -19,15 +19,25 @@
 # dependency aliases built inside build_routers() at runtime.
 import contextlib
 import logging
+import pathlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+    status,
+)
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, EmailStr, Field, SecretStr
 from sqlalchemy import func, select
@@ -64,20 +74,37 @@ from fastapi_secure import (
 from fastapi_secure.errors import ErrorCode
 
 from .models import Role, User
-from .schemas import ErrorOut, LogoutIn, Page, RefreshIn, RolesIn, Username, UserOut
+from .schemas import (
+    ErrorOut,
+    LogoutIn,
+    Page,
+    RefreshIn,
+    RolesIn,
+    Username,
+    UserOut,
+    ValidationErrorOut,
+)
 from .settings import AppSettings
 
 logger = logging.getLogger("reference_api")
 
 POLICY = PasswordPolicy()
+
+
 RegisterPassword = Annotated[SecretStr, POLICY.with_context_fields("email", "username")]
 NewPassword = Annotated[SecretStr, POLICY]
+# The users.id column is a 32-bit INTEGER: a larger id must be a 422, not a driver overflow (500).
+UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "Malformed request body (not valid JSON)"},
     401: {"model": ErrorOut, "description": "Missing, invalid, expired or revoked token"},
     403: {"model": ErrorOut, "description": "Authenticated but not allowed"},
+    404: {"model": ErrorOut, "description": "No such user"},
     409: {"model": ErrorOut, "description": "Conflict"},
     413: {"model": ErrorOut, "description": "Request body too large"},
+    # Replaces FastAPI's default 422 schema, which is not what install_error_handlers sends.
+    422: {"model": ValidationErrorOut, "description": "Request validation failed"},
     429: {"model": ErrorOut, "description": "Rate limited; see Retry-After"},
     503: {"model": ErrorOut, "description": "A backing service is unavailable"},
 }
@@ -128,7 +155,7 @@ def _make_keys(settings: AppSettings) -> KeySet:
     if pem is not None:
         return KeySet.from_pem(pem.get_secret_value().encode())
     if settings.signing_key_file is not None:
-        return KeySet.from_pem(Path(settings.signing_key_file).read_bytes())
+        return KeySet.from_pem(pathlib.Path(settings.signing_key_file).read_bytes())
     logger.warning(
         "no SIGNING_KEY_PEM or SIGNING_KEY_FILE: using a fresh EdDSA key; tokens will not "
         "survive a restart and are not shared between worker processes"
@@ -240,8 +267,8 @@ def build_routers(c: Components) -> list[APIRouter]:
     login_by_username = c.limiter.limit(
         c.settings.login_limits_per_username, key=by_form_field("username"), name="login-user"
     )
-    register_by_ip = c.limiter.limit("10/minute;100/hour", name="register-ip")
-    refresh_by_ip = c.limiter.limit("60/minute", name="refresh-ip")
+    register_by_ip = c.limiter.limit(c.settings.register_limits_per_ip, name="register-ip")
+    refresh_by_ip = c.limiter.limit(c.settings.refresh_limits_per_ip, name="refresh-ip")
 
     async def current_user(claims: Claims, session: Session) -> User:
         user = await session.get(User, _user_id(claims.sub))
@@ -263,7 +290,7 @@ def build_routers(c: Components) -> list[APIRouter]:
         status_code=status.HTTP_201_CREATED,
         response_model=UserOut,
         dependencies=[Depends(register_by_ip)],
-        responses=responses(409, 413, 429, 503),
+        responses=responses(400, 409, 413, 422, 429, 503),
     )
     async def register(body: RegisterIn, session: Session) -> UserOut:
         password_hash = await hasher.ahash(body.password.get_secret_value())
@@ -280,7 +307,7 @@ def build_routers(c: Components) -> list[APIRouter]:
         "/login",
         response_model=TokenPair,
         dependencies=[Depends(login_by_ip), Depends(login_by_username)],
-        responses=responses(401, 413, 429, 503),
+        responses=responses(400, 401, 413, 422, 429, 503),
     )
     async def login(
         form: Annotated[OAuth2PasswordRequestForm, Depends()],
@@ -311,13 +338,15 @@ def build_routers(c: Components) -> list[APIRouter]:
         "/refresh",
         response_model=TokenPair,
         dependencies=[Depends(refresh_by_ip)],
-        responses=responses(401, 413, 429, 503),
+        responses=responses(400, 401, 413, 422, 429, 503),
     )
     async def refresh(
         request: Request, response: Response, body: RefreshIn | None = None
     ) -> TokenPair:
         token = body.refresh_token if body is not None else None
         if token is None and c.cookie_auth is not None:
+            # The cookie travels with any same-site request: check who sent it.
+            c.cookie_auth.check_origin(request)
             token = c.cookie_auth.refresh_token(request)
         if not token:
             raise InvalidTokenError(reason="no refresh token")
@@ -325,7 +354,9 @@ def build_routers(c: Components) -> list[APIRouter]:
         return await respond_with_tokens(response, tokens)
 
     @auth_router.post(
-        "/logout", status_code=status.HTTP_204_NO_CONTENT, responses=responses(401, 503)
+        "/logout",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=responses(400, 401, 413, 422, 503),
     )
     async def logout(claims: Claims, response: Response, body: LogoutIn | None = None) -> None:
         await issuer.revoke_family(claims.sid)
@@ -353,7 +384,7 @@ def build_routers(c: Components) -> list[APIRouter]:
     @users_router.patch(
         "/me/password",
         response_model=TokenPair,
-        responses=responses(401, 403, 503),
+        responses=responses(400, 401, 413, 422, 503),
     )
     async def change_password(
         body: PasswordChangeIn,
@@ -375,7 +406,9 @@ def build_routers(c: Components) -> list[APIRouter]:
 
     admin_router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin_only)])
 
-    @admin_router.get("/users", response_model=Page[UserOut], responses=responses(401, 403, 503))
+    @admin_router.get(
+        "/users", response_model=Page[UserOut], responses=responses(401, 403, 422, 503)
+    )
     async def list_users(
         session: Session,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
@@ -393,9 +426,11 @@ def build_routers(c: Components) -> list[APIRouter]:
         return user
 
     @admin_router.post(
-        "/users/{user_id}/roles", response_model=UserOut, responses=responses(401, 403, 503)
+        "/users/{user_id}/roles",
+        response_model=UserOut,
+        responses=responses(400, 401, 403, 404, 413, 422, 503),
     )
-    async def grant_roles(user_id: int, body: RolesIn, session: Session) -> UserOut:
+    async def grant_roles(user_id: UserId, body: RolesIn, session: Session) -> UserOut:
         user = await _target(session, user_id)
         for name in sorted(set(body.roles) - set(user.role_names)):
             role = (
@@ -410,9 +445,11 @@ def build_routers(c: Components) -> list[APIRouter]:
         return _user_out(user)
 
     @admin_router.post(
-        "/users/{user_id}/deactivate", response_model=UserOut, responses=responses(401, 403, 503)
+        "/users/{user_id}/deactivate",
+        response_model=UserOut,
+        responses=responses(401, 403, 404, 422, 503),
     )
-    async def deactivate(user_id: int, session: Session) -> UserOut:
+    async def deactivate(user_id: UserId, session: Session) -> UserOut:
         user = await _target(session, user_id)
         user.is_active = False
         await session.flush()
@@ -481,27 +518,36 @@ async def bootstrap_admin(c: Components) -> bool:
     if not s.admin_email or s.admin_password is None:
         return False
     POLICY.validate(s.admin_password, context=[s.admin_email, s.admin_username])
-    async with c.db.transaction() as session:
-        admin_role = (
-            await session.execute(select(Role).where(Role.name == "admin"))
-        ).scalar_one_or_none()
-        if admin_role is not None:
-            holders = await session.execute(
-                select(func.count()).select_from(User).where(User.roles.contains(admin_role))
+    try:
+        async with c.db.transaction() as session:
+            admin_role = (
+                await session.execute(select(Role).where(Role.name == "admin"))
+            ).scalar_one_or_none()
+            if admin_role is not None:
+                holders = await session.execute(
+                    select(func.count()).select_from(User).where(User.roles.contains(admin_role))
+                )
+                if holders.scalar_one() > 0:
+                    return False
+            else:
+                admin_role = Role(name="admin")
+                session.add(admin_role)
+            password_hash = await c.hasher.ahash(s.admin_password.get_secret_value())
+            user = User(
+                email=s.admin_email.lower(),
+                username=s.admin_username,
+                password_hash=password_hash,
             )
-            if holders.scalar_one() > 0:
-                return False
-        else:
-            admin_role = Role(name="admin")
-            session.add(admin_role)
-        password_hash = await c.hasher.ahash(s.admin_password.get_secret_value())
-        user = User(
-            email=s.admin_email.lower(),
-            username=s.admin_username,
-            password_hash=password_hash,
+            user.roles.append(admin_role)
+            session.add(user)
+    except IntegrityError:
+        # Worker processes start together on a fresh database: the one that loses the
+        # race to create the role or the user finds the other's admin and starts anyway.
+        logger.warning(
+            "first admin not created: another process created it at the same time, "
+            "or the admin email or username is already taken"
         )
-        user.roles.append(admin_role)
-        session.add(user)
+        return False
     logger.info("created the first admin user %r", s.admin_username)
     return True
 

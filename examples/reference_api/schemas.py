@@ -58,12 +58,33 @@ class ErrorOut(BaseModel):
     detail: ErrorDetail
 
 
+class FieldError(BaseModel):
+    loc: list[str | int]
+    type: str
+    msg: str
+
+
+class ValidationErrorDetail(ErrorDetail):
+    """``code`` is ``validation_failed``; a field's value is never echoed back."""
+
+    errors: list[FieldError]
+
+
+class ValidationErrorOut(BaseModel):
+    """The 422 body of ``install_error_handlers``, not FastAPI's default list."""
+
+    detail: ValidationErrorDetail
+
+
 __all__ = [
     "ErrorOut",
+    "FieldError",
     "LogoutIn",
     "Page",
     "RefreshIn",
     "RolesIn",
     "UserOut",
     "Username",
+    "ValidationErrorDetail",
+    "ValidationErrorOut",
 ]

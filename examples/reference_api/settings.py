@@ -44,6 +44,8 @@ class AppSettings(SecuritySettings):
     cookie_secure: bool = True
     login_limits_per_ip: str = "20/minute;200/hour"
     login_limits_per_username: str = "5/minute;50/hour"
+    register_limits_per_ip: str = "10/minute;100/hour"
+    refresh_limits_per_ip: str = "60/minute"
     api_limits: str = "120/minute"
     max_body_bytes: int = 64 * 1024
     admin_email: str | None = None

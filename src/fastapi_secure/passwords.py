@@ -771,9 +771,11 @@ class PasswordPolicy:
         raw: object = password.get_secret_value() if isinstance(password, SecretStr) else password
         if not isinstance(raw, str):
             return ["password must be a string"]
-        if len(raw) > _MAX_NFKC_SHRINK * self.max_length:
-            # Refused before normalizing: NFKC expands some code points 18-fold
-            # (U+FDFA), so a request-sized password would stall the event loop.
+        if len(raw) > self.max_length:
+            # The bounds hold for the text as typed (what the published JSON schema
+            # says) and after NFKC. Refused before normalizing: NFKC expands some
+            # code points 18-fold (U+FDFA), so a request-sized password would stall
+            # the event loop.
             return [f"password must be at most {self.max_length} characters long"]
         try:
             raw.encode("utf-8")
@@ -782,7 +784,7 @@ class PasswordPolicy:
         normalized = unicodedata.normalize("NFKC", raw)
         problems: list[str] = []
         length = len(normalized)
-        if length < self.min_length:
+        if min(length, len(raw)) < self.min_length:
             problems.append(f"password must be at least {self.min_length} characters long")
         if length > self.max_length:
             problems.append(f"password must be at most {self.max_length} characters long")
@@ -800,7 +802,13 @@ class PasswordPolicy:
             problems.append("password is too common; choose one that is harder to guess")
         elif _is_trivial(folded):
             problems.append("password is a repeated pattern or a simple sequence")
-        words = [word for word in context if isinstance(word, str)]
+        # A context word that cannot fit in the password cannot be its basis; skipping
+        # it also keeps an unbounded field from being normalized on the event loop.
+        words = [
+            word
+            for word in context
+            if isinstance(word, str) and len(word) <= _MAX_NFKC_SHRINK * self.max_length
+        ]
         if words and self._is_based_on(folded, _context_tokens(words)):
             problems.append(
                 "password must not be based on your username, email address or account details"
