@@ -75,6 +75,7 @@ from fastapi_secure.errors import ErrorCode
 
 from .models import Role, User
 from .schemas import (
+    CookieSession,
     ErrorOut,
     LogoutIn,
     Page,
@@ -128,12 +129,12 @@ class PasswordChangeIn(BaseModel):
 
 class ConflictError(HTTPSecurityError):
     status = 409
-    default_code = ErrorCode.PERMISSION_DENIED
+    default_code = ErrorCode.CONFLICT
     default_message = "email or username already registered"
 
 
 class BadCredentialsError(AuthenticationError):
-    default_code = ErrorCode.NOT_AUTHENTICATED
+    default_code = ErrorCode.INVALID_CREDENTIALS
     default_message = "incorrect username or password"
 
 
@@ -211,6 +212,10 @@ def build_components(settings: AppSettings) -> Components:
             user = await session.get(User, _user_id(claims.sub))
             if user is None or not user.is_active:
                 return None
+            # A login that checked the old password while it was being changed must
+            # not outlive the change: its session started before the new password.
+            if claims.auth_time < int(user.password_changed_at.timestamp()):
+                return None
             return Grant(roles=user.role_names)
 
     issuer = TokenIssuer(
@@ -240,7 +245,8 @@ def build_components(settings: AppSettings) -> Components:
 
 
 def _user_id(subject: str) -> int:
-    if not subject.isdigit() or len(subject) > 18:
+    # users.id is a 32-bit INTEGER; anything else is not one of our subjects.
+    if not subject.isdigit() or len(subject) > 10 or int(subject) > 2**31 - 1:
         raise InvalidTokenError(reason="subject is not a user id")
     return int(subject)
 
@@ -278,10 +284,23 @@ def build_routers(c: Components) -> list[APIRouter]:
 
     CurrentUser = Annotated[User, Depends(current_user)]
 
-    async def respond_with_tokens(response: Response, tokens: TokenPair) -> TokenPair:
-        if c.cookie_auth is not None:
-            await c.cookie_auth.set_cookies(response, tokens)
-        return tokens
+    # Cookie mode answers with CookieSession: after an XSS a script could otherwise
+    # read the refresh token from the body that HttpOnly keeps out of its reach.
+    TokensOut: Any = CookieSession if c.cookie_auth is not None else TokenPair
+    # CookieAuth answers 403 csrf_failed on unsafe methods without a matching CSRF token.
+    csrf: tuple[int, ...] = (403,) if c.cookie_auth is not None else ()
+
+    async def respond_with_tokens(
+        response: Response, tokens: TokenPair
+    ) -> TokenPair | CookieSession:
+        if c.cookie_auth is None:
+            return tokens
+        csrf_token = await c.cookie_auth.set_cookies(response, tokens)
+        return CookieSession(
+            csrf_token=csrf_token,
+            expires_in=tokens.expires_in,
+            refresh_expires_in=tokens.refresh_expires_in,
+        )
 
     auth_router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -305,7 +324,7 @@ def build_routers(c: Components) -> list[APIRouter]:
 
     @auth_router.post(
         "/login",
-        response_model=TokenPair,
+        response_model=TokensOut,
         dependencies=[Depends(login_by_ip), Depends(login_by_username)],
         responses=responses(400, 401, 413, 422, 429, 503),
     )
@@ -313,7 +332,7 @@ def build_routers(c: Components) -> list[APIRouter]:
         form: Annotated[OAuth2PasswordRequestForm, Depends()],
         session: Session,
         response: Response,
-    ) -> TokenPair:
+    ) -> TokenPair | CookieSession:
         name = form.username.strip()
         if len(name) > 254 or len(form.password) > 1024:
             await hasher.adummy_verify()
@@ -336,13 +355,13 @@ def build_routers(c: Components) -> list[APIRouter]:
 
     @auth_router.post(
         "/refresh",
-        response_model=TokenPair,
+        response_model=TokensOut,
         dependencies=[Depends(refresh_by_ip)],
-        responses=responses(400, 401, 413, 422, 429, 503),
+        responses=responses(400, 401, 413, 422, 429, 503, *csrf),
     )
     async def refresh(
         request: Request, response: Response, body: RefreshIn | None = None
-    ) -> TokenPair:
+    ) -> TokenPair | CookieSession:
         token = body.refresh_token if body is not None else None
         if token is None and c.cookie_auth is not None:
             # The cookie travels with any same-site request: check who sent it.
@@ -356,7 +375,7 @@ def build_routers(c: Components) -> list[APIRouter]:
     @auth_router.post(
         "/logout",
         status_code=status.HTTP_204_NO_CONTENT,
-        responses=responses(400, 401, 413, 422, 503),
+        responses=responses(400, 401, 413, 422, 503, *csrf),
     )
     async def logout(claims: Claims, response: Response, body: LogoutIn | None = None) -> None:
         await issuer.revoke_family(claims.sid)
@@ -368,7 +387,7 @@ def build_routers(c: Components) -> list[APIRouter]:
             c.cookie_auth.clear_cookies(response)
 
     @auth_router.post(
-        "/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=responses(401, 503)
+        "/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=responses(401, 503, *csrf)
     )
     async def logout_all(claims: Claims, response: Response) -> None:
         await issuer.revoke_subject(claims.sub)
@@ -383,15 +402,15 @@ def build_routers(c: Components) -> list[APIRouter]:
 
     @users_router.patch(
         "/me/password",
-        response_model=TokenPair,
-        responses=responses(400, 401, 413, 422, 503),
+        response_model=TokensOut,
+        responses=responses(400, 401, 413, 422, 503, *csrf),
     )
     async def change_password(
         body: PasswordChangeIn,
         claims: Annotated[AccessClaims, Depends(fresh_only)],
         session: Session,
         response: Response,
-    ) -> TokenPair:
+    ) -> TokenPair | CookieSession:
         user = await session.get(User, _user_id(claims.sub))
         if user is None or not user.is_active:
             raise InvalidTokenError(reason="user gone or inactive")
@@ -447,9 +466,12 @@ def build_routers(c: Components) -> list[APIRouter]:
     @admin_router.post(
         "/users/{user_id}/deactivate",
         response_model=UserOut,
-        responses=responses(401, 403, 404, 422, 503),
+        responses=responses(401, 403, 404, 409, 422, 503),
     )
-    async def deactivate(user_id: UserId, session: Session) -> UserOut:
+    async def deactivate(user_id: UserId, session: Session, claims: Claims) -> UserOut:
+        if str(user_id) == claims.sub:
+            # An admin deactivating themselves could leave nobody able to administer.
+            raise ConflictError("you cannot deactivate your own account")
         user = await _target(session, user_id)
         user.is_active = False
         await session.flush()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
@@ -28,6 +28,16 @@ class UserOut(BaseModel):
     is_active: bool
     roles: list[str]
     created_at: datetime
+
+
+class CookieSession(BaseModel):
+    """Cookie mode's answer to login and refresh: the tokens travel only in HttpOnly
+    cookies, never in a body that page scripts could read."""
+
+    token_type: Literal["cookie"] = "cookie"
+    csrf_token: str
+    expires_in: int
+    refresh_expires_in: int
 
 
 class RefreshIn(BaseModel):
@@ -77,6 +87,7 @@ class ValidationErrorOut(BaseModel):
 
 
 __all__ = [
+    "CookieSession",
     "ErrorOut",
     "FieldError",
     "LogoutIn",

@@ -46,7 +46,6 @@ class AppSettings(SecuritySettings):
     login_limits_per_username: str = "5/minute;50/hour"
     register_limits_per_ip: str = "10/minute;100/hour"
     refresh_limits_per_ip: str = "60/minute"
-    api_limits: str = "120/minute"
     max_body_bytes: int = 64 * 1024
     admin_email: str | None = None
     admin_username: str = "admin"

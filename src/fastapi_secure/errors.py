@@ -72,6 +72,7 @@ class ErrorCode(str, enum.Enum):
     """Stable machine-readable codes found in ``detail.code`` of error bodies."""
 
     NOT_AUTHENTICATED = "not_authenticated"
+    INVALID_CREDENTIALS = "invalid_credentials"
     INVALID_TOKEN = "invalid_token"
     FRESH_TOKEN_REQUIRED = "fresh_token_required"
     PERMISSION_DENIED = "permission_denied"
@@ -82,6 +83,7 @@ class ErrorCode(str, enum.Enum):
     SERVICE_UNAVAILABLE = "service_unavailable"
     STORE_UNAVAILABLE = "store_unavailable"
     DATABASE_UNAVAILABLE = "database_unavailable"
+    CONFLICT = "conflict"
     # Generic answers of fastapi_secure.edges.install_error_handlers.
     BAD_REQUEST = "bad_request"
     MALFORMED_BODY = "malformed_body"

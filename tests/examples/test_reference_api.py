@@ -3,6 +3,7 @@ real PostgreSQL + Redis."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,3 +285,70 @@ async def test_openapi_documents_error_statuses(api: Api) -> None:
     admin = schema["paths"]["/admin/users"]["get"]["responses"]
     assert {"200", "401", "403"} <= set(admin)
     assert "password_hash" not in str(schema)
+
+
+async def test_admin_cannot_deactivate_themselves(api: Api) -> None:
+    admin = await api.login("admin", ADMIN_PASSWORD)
+    me = (await api.client.get("/users/me", headers=bearer(admin))).json()
+    refused = await api.client.post(f"/admin/users/{me['id']}/deactivate", headers=bearer(admin))
+    assert refused.status_code == 409
+    assert refused.json()["detail"]["code"] == "conflict"
+    assert (await api.client.get("/users/me", headers=bearer(admin))).status_code == 200
+
+
+async def test_session_started_before_a_password_change_cannot_refresh(api: Api) -> None:
+    """A login that checked the old password while it was being changed must not
+    outlive the change (its family may be stored after revoke_subject ran)."""
+    await api.register("ivan@example.com", "ivan", ALICE_PASSWORD)
+    fresh = await api.login("ivan", ALICE_PASSWORD)
+    me = (await api.client.get("/users/me", headers=bearer(fresh))).json()
+    changed = await api.client.patch(
+        "/users/me/password",
+        headers=bearer(fresh),
+        json={"current_password": ALICE_PASSWORD, "new_password": "new-lantern-meadow-42"},
+    )
+    assert changed.status_code == 200
+    components = api.client._transport.app.state.components  # type: ignore[attr-defined]
+    # The racing login: authenticated an hour before the change, family stored after it.
+    stale = await components.issuer.issue(
+        str(me["id"]), auth_time=int(time.time()) - 3600, fresh=False
+    )
+    refused = await api.client.post("/auth/refresh", json={"refresh_token": stale.refresh_token})
+    assert refused.status_code == 401
+    current = changed.json()
+    accepted = await api.client.post(
+        "/auth/refresh", json={"refresh_token": current["refresh_token"]}
+    )
+    assert accepted.status_code == 200
+
+
+async def test_cookie_mode_keeps_tokens_out_of_bodies_and_checks_csrf(tmp_path: Path) -> None:
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{tmp_path / 'api.db'}",
+        auth_transport="cookie",
+        cors_allow_origins=["http://app.example.test"],
+    )
+    origin = {"Origin": "http://app.example.test"}
+    async for api in _serve(settings):
+        await api.register("judy@example.com", "judy", ALICE_PASSWORD)
+        login = await api.client.post(
+            "/auth/login", data={"username": "judy", "password": ALICE_PASSWORD}
+        )
+        assert login.status_code == 200
+        body = login.json()
+        assert body["token_type"] == "cookie"
+        assert "access_token" not in body
+        assert "refresh_token" not in body
+        assert (await api.client.get("/users/me")).status_code == 200
+
+        csrf = {**origin, "X-CSRF-Token": body["csrf_token"]}
+        refreshed = await api.client.post("/auth/refresh", headers=origin)
+        assert refreshed.status_code == 200
+        assert "refresh_token" not in refreshed.json()
+        csrf = {**origin, "X-CSRF-Token": refreshed.json()["csrf_token"]}
+
+        no_token = await api.client.post("/auth/logout-all", headers=origin)
+        assert no_token.status_code == 403
+        assert no_token.json()["detail"]["code"] == "csrf_failed"
+        done = await api.client.post("/auth/logout-all", headers=csrf)
+        assert done.status_code == 204
