@@ -144,15 +144,10 @@ async def timed_get(http: httpx.AsyncClient, path: str) -> tuple[httpx.Response,
 # --- exactness -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-async def test_fifty_concurrent_hits_admit_exactly_ten(
-    strategy: Strategy, redis_url: str, redis_prefix: str, limiters: list[RateLimiter]
-) -> None:
-    limiter = RateLimiter(redis_url, strategy=strategy, key_prefix=redis_prefix)
-    limiters.append(limiter)
-    app = build_app(limiter, "10/day")
+async def fifty_concurrent_hits(limiter: RateLimiter) -> list[int]:
+    """Status codes of 50 simultaneous requests to a route limited to 10/day."""
     codes: list[int] = []
-    async with client(app) as http:
+    async with client(build_app(limiter, "10/day")) as http:
 
         async def hit() -> None:
             codes.append((await http.get("/limited")).status_code)
@@ -160,6 +155,16 @@ async def test_fifty_concurrent_hits_admit_exactly_ten(
         async with anyio.create_task_group() as group:
             for _ in range(50):
                 group.start_soon(hit)
+    return codes
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_fifty_concurrent_hits_admit_exactly_ten(
+    strategy: Strategy, redis_url: str, redis_prefix: str, limiters: list[RateLimiter]
+) -> None:
+    limiter = RateLimiter(redis_url, strategy=strategy, key_prefix=redis_prefix)
+    limiters.append(limiter)
+    codes = await fifty_concurrent_hits(limiter)
     assert codes.count(200) == 10
     assert codes.count(429) == 40
 
@@ -169,21 +174,12 @@ async def test_fifty_concurrent_hits_admit_exactly_ten_on_a_cluster(
     strategy: Strategy, redis_cluster_url: str, limiters: list[RateLimiter]
 ) -> None:
     # The cluster is private to the test session; a unique prefix keeps strategies apart.
+    # Cold start on purpose: redis-py's cluster client races when its first uses are
+    # concurrent; the limiter sends the first storage call alone.
     prefix = f"fs-test-{uuid.uuid4().hex[:12]}"
     limiter = RateLimiter(redis_cluster_url, strategy=strategy, key_prefix=prefix)
     limiters.append(limiter)
-    app = build_app(limiter, "10/day")
-    codes: list[int] = []
-    async with client(app) as http:
-        # Cold start on purpose: redis-py's cluster client races when its first uses are
-        # concurrent; the limiter serializes the first storage call.
-
-        async def hit() -> None:
-            codes.append((await http.get("/limited")).status_code)
-
-        async with anyio.create_task_group() as group:
-            for _ in range(50):
-                group.start_soon(hit)
+    codes = await fifty_concurrent_hits(limiter)
     assert codes.count(200) == 10
     assert codes.count(429) == 40
 

@@ -218,16 +218,7 @@ def build_components(settings: AppSettings) -> Components:
                 return None
             return Grant(roles=user.role_names)
 
-    issuer = TokenIssuer(
-        keys,
-        store,
-        issuer=settings.token_issuer,
-        audience=settings.token_audience,
-        access_ttl=settings.access_ttl_seconds,
-        refresh_ttl=settings.refresh_ttl_seconds,
-        leeway=settings.leeway_seconds,
-        grant_loader=load_grant,
-    )
+    issuer = TokenIssuer.from_settings(settings, keys, store, grant_loader=load_grant)
     cookie_auth: CookieAuth | None = None
     auth: BearerAuth | CookieAuth
     if settings.auth_transport == "cookie":
