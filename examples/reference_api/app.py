@@ -9,7 +9,8 @@
   :class:`MemoryTokenStore` or, with ``REDIS_URL``, a :class:`RedisTokenStore`;
 * :class:`BearerAuth` (or :class:`CookieAuth` with CSRF), ``require_fresh`` and
   :class:`RoleChecker`;
-* :class:`RateLimiter` per IP and per username on the login route;
+* :class:`RateLimiter` per IP and per username on the login route, per user
+  on password changes;
 * :func:`install_secure_defaults`: secure headers, CORS, body size limit,
   error handlers, docs CSP;
 * :class:`Database` sessions (SQLite by default, PostgreSQL with ``DATABASE_URL``).
@@ -38,6 +39,7 @@ from fastapi import (
     Response,
     status,
 )
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, EmailStr, Field, SecretStr
 from sqlalchemy import func, select
@@ -67,6 +69,7 @@ from fastapi_secure import (
     TokenPair,
     TokenStore,
     by_form_field,
+    by_subject,
     install_secure_defaults,
     jwks_router,
     require_fresh,
@@ -266,6 +269,11 @@ def build_routers(c: Components) -> list[APIRouter]:
     )
     register_by_ip = c.limiter.limit(c.settings.register_limits_per_ip, name="register-ip")
     refresh_by_ip = c.limiter.limit(c.settings.refresh_limits_per_ip, name="refresh-ip")
+    # Each try of a current password is an argon2 verify, and a stolen fresh token
+    # would otherwise allow unlimited guesses while it stays fresh.
+    password_change_by_user = c.limiter.limit(
+        c.settings.password_change_limits_per_user, key=by_subject(auth), name="password-user"
+    )
 
     async def current_user(claims: Claims, session: Session) -> User:
         user = await session.get(User, _user_id(claims.sub))
@@ -274,6 +282,17 @@ def build_routers(c: Components) -> list[APIRouter]:
         return user
 
     CurrentUser = Annotated[User, Depends(current_user)]
+
+    def refuse_foreign_origin(request: Request) -> None:
+        # Cookie mode: a route that sets the session cookies must not run for a
+        # page of another site (login CSRF: the victim's browser would end up in
+        # the attacker's account). Browsers send Origin on every POST, "null" from
+        # sandboxed or privacy-stripped pages; a client that sends neither Origin
+        # nor Referer is not a browser page, and its cookies are its own.
+        if c.cookie_auth is not None and (
+            "origin" in request.headers or "referer" in request.headers
+        ):
+            c.cookie_auth.check_origin(request)
 
     # Cookie mode answers with CookieSession: after an XSS a script could otherwise
     # read the refresh token from the body that HttpOnly keeps out of its reach.
@@ -317,15 +336,19 @@ def build_routers(c: Components) -> list[APIRouter]:
         "/login",
         response_model=TokensOut,
         dependencies=[Depends(login_by_ip), Depends(login_by_username)],
-        responses=responses(400, 401, 413, 422, 429, 503),
+        responses=responses(400, 401, 413, 422, 429, 503, *csrf),
     )
     async def login(
+        request: Request,
         form: Annotated[OAuth2PasswordRequestForm, Depends()],
         session: Session,
         response: Response,
     ) -> TokenPair | CookieSession:
+        refuse_foreign_origin(request)
         name = form.username.strip()
-        if len(name) > 254 or len(form.password) > 1024:
+        # No username or email holds a control character, and PostgreSQL refuses
+        # a NUL in a text parameter with an error (a 500) instead of "no match".
+        if len(name) > 254 or len(form.password) > 1024 or not name.isprintable():
             await hasher.adummy_verify()
             raise BadCredentialsError()
         column = User.email if "@" in name else User.username
@@ -394,7 +417,8 @@ def build_routers(c: Components) -> list[APIRouter]:
     @users_router.patch(
         "/me/password",
         response_model=TokensOut,
-        responses=responses(400, 401, 413, 422, 503, *csrf),
+        dependencies=[Depends(password_change_by_user)],
+        responses=responses(400, 401, 413, 422, 429, 503, *csrf),
     )
     async def change_password(
         body: PasswordChangeIn,
@@ -405,6 +429,20 @@ def build_routers(c: Components) -> list[APIRouter]:
         user = await session.get(User, _user_id(claims.sub))
         if user is None or not user.is_active:
             raise InvalidTokenError(reason="user gone or inactive")
+        # The body model cannot see the account: the context words registration
+        # refuses (username, email) are checked here, with the same 422.
+        problems = POLICY.check(body.new_password, context=[user.email, user.username])
+        if problems:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "weak_password",
+                        "loc": ("body", "new_password"),
+                        "msg": "; ".join(problems),
+                        "input": None,
+                    }
+                ]
+            )
         if not await hasher.averify(body.current_password.get_secret_value(), user.password_hash):
             raise BadCredentialsError("current password is incorrect")
         user.password_hash = await hasher.ahash(body.new_password.get_secret_value())

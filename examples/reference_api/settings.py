@@ -46,6 +46,7 @@ class AppSettings(SecuritySettings):
     login_limits_per_username: str = "5/minute;50/hour"
     register_limits_per_ip: str = "10/minute;100/hour"
     refresh_limits_per_ip: str = "60/minute"
+    password_change_limits_per_user: str = "5/minute;20/hour"
     max_body_bytes: int = 64 * 1024
     admin_email: str | None = None
     admin_username: str = "admin"

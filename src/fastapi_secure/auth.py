@@ -284,6 +284,11 @@ class CookieAuth(TokenAuth):
     cookies use the ``__Host-`` prefix, the refresh cookie is scoped to
     ``refresh_path`` and so uses ``__Secure-``. ``secure=False`` drops
     ``Secure`` and the prefixes for local development over plain http.
+
+    A request carrying one of these cookies twice (one planted from another
+    host under the same name) is refused rather than served with whichever
+    copy comes last: 401 for the access cookie, 403 for the CSRF cookie, and
+    :meth:`refresh_token` returns None.
     """
 
     model: APIKey
@@ -350,6 +355,8 @@ class CookieAuth(TokenAuth):
         if not token:
             # No cookie means no ambient authority a forged request could abuse.
             return self._not_authenticated("no access token cookie")
+        if _cookie_count(request, self.access_cookie) > 1:
+            raise InvalidTokenError(reason="several access token cookies")
         problem = _token_syntax_ok(token, self.max_token_length)
         if problem is not None:
             logger.debug("access token cookie refused: %s", problem)
@@ -386,6 +393,8 @@ class CookieAuth(TokenAuth):
         cookie = request.cookies.get(self.csrf_cookie)
         if not header or not cookie:
             raise _csrf_refused("CSRF header or cookie missing")
+        if _cookie_count(request, self.csrf_cookie) > 1:
+            raise _csrf_refused("several CSRF cookies")
         if not hmac.compare_digest(_as_bytes(header), _as_bytes(cookie)):
             raise _csrf_refused("CSRF header does not match the CSRF cookie")
         nonce, dot, mac = header.partition(".")
@@ -407,10 +416,17 @@ class CookieAuth(TokenAuth):
     def refresh_token(self, request: Request) -> str | None:
         """The refresh token cookie of ``request`` (for the refresh route), or None.
 
-        Returns None as well for a value that cannot be a token.
+        Returns None as well for a value that cannot be a token, and when the
+        request carries several refresh cookies: a ``__Secure-`` cookie can be
+        planted by a sibling subdomain (``Domain=`` the parent), and Starlette
+        keeps the last copy, which would refresh the victim into the planter's
+        session.
         """
         token = request.cookies.get(self.refresh_cookie)
         if not token or _token_syntax_ok(token, self.max_token_length) is not None:
+            return None
+        if _cookie_count(request, self.refresh_cookie) > 1:
+            logger.debug("refresh token cookie refused: several cookies of that name")
             return None
         return token
 
@@ -480,6 +496,22 @@ class CookieAuth(TokenAuth):
             httponly=httponly,
             samesite=samesite or self.samesite,
         )
+
+
+def _cookie_count(request: Request, name: str) -> int:
+    """How many cookies called ``name`` the request carries.
+
+    ``request.cookies`` keeps only the last of several; which one a browser
+    puts last depends on paths and creation times, which a cookie planted from
+    another host controls. The split mirrors Starlette's ``cookie_parser``.
+    """
+    count = 0
+    for header in request.headers.getlist("cookie"):
+        for chunk in header.split(";"):
+            key = chunk.split("=", 1)[0] if "=" in chunk else ""
+            if key.strip() == name:
+                count += 1
+    return count
 
 
 def _as_bytes(value: str) -> bytes:
