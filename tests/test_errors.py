@@ -86,3 +86,10 @@ def test_value_errors_for_python_callers() -> None:
     weak = WeakPasswordError(["too short", "too common"])
     assert weak.problems == ["too short", "too common"]
     assert str(WeakPasswordError([])) == "password refused by policy"
+
+
+def test_service_unavailable_always_says_when_to_retry() -> None:
+    default = StoreUnavailableError()
+    assert default.headers == {"Retry-After": "5"}
+    chosen = StoreUnavailableError(headers={"Retry-After": "30"})
+    assert chosen.headers == {"Retry-After": "30"}

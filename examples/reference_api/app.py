@@ -226,6 +226,11 @@ def build_components(settings: AppSettings) -> Components:
     auth: BearerAuth | CookieAuth
     if settings.auth_transport == "cookie":
         secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+        if secret is None:
+            logger.warning(
+                "no SECRET_KEY: using a random CSRF secret; CSRF tokens will not survive a "
+                "restart and are not accepted by other worker processes"
+            )
         cookie_auth = CookieAuth(
             issuer,
             csrf_secret=secret or secrets.token_urlsafe(32),
@@ -240,7 +245,9 @@ def build_components(settings: AppSettings) -> Components:
 
 def _user_id(subject: str) -> int:
     # users.id is a 32-bit INTEGER; anything else is not one of our subjects.
-    if not subject.isdigit() or len(subject) > 10 or int(subject) > 2**31 - 1:
+    if not (subject.isascii() and subject.isdigit()) or len(subject) > 10:
+        raise InvalidTokenError(reason="subject is not a user id")
+    if int(subject) > 2**31 - 1:
         raise InvalidTokenError(reason="subject is not a user id")
     return int(subject)
 
@@ -351,9 +358,15 @@ def build_routers(c: Components) -> list[APIRouter]:
         if len(name) > 254 or len(form.password) > 1024 or not name.isprintable():
             await hasher.adummy_verify()
             raise BadCredentialsError()
-        column = User.email if "@" in name else User.username
+        # Emails are stored lower-cased (a CHECK constraint), so the unique index on
+        # users.email serves this lookup; usernames have a unique index on lower().
+        condition = (
+            User.email == name.lower()
+            if "@" in name
+            else func.lower(User.username) == name.lower()
+        )
         user = (
-            await session.execute(select(User).where(func.lower(column) == name.lower()))
+            await session.execute(select(User).where(condition))
         ).scalar_one_or_none()
         if user is None:
             await hasher.adummy_verify(form.password)
@@ -476,7 +489,7 @@ def build_routers(c: Components) -> list[APIRouter]:
     @admin_router.post(
         "/users/{user_id}/roles",
         response_model=UserOut,
-        responses=responses(400, 401, 403, 404, 413, 422, 503),
+        responses=responses(400, 401, 403, 404, 409, 413, 422, 503),
     )
     async def grant_roles(user_id: UserId, body: RolesIn, session: Session) -> UserOut:
         user = await _target(session, user_id)
@@ -488,7 +501,11 @@ def build_routers(c: Components) -> list[APIRouter]:
                 role = Role(name=name)
                 session.add(role)
             user.roles.append(role)
-        await session.flush()
+        try:
+            await session.flush()
+        except IntegrityError:
+            # Two admins created the same new role at once: one of them answers 409.
+            raise ConflictError("the roles changed concurrently; try again") from None
         # Role changes reach the user's tokens at their next refresh (grant loader).
         return _user_out(user)
 

@@ -411,8 +411,9 @@ def install_error_handlers(
       generic too. A body that is not valid JSON: 400 ``malformed_body``.
     - Any other exception: 500 ``internal_error`` with an opaque ``error_id``
       that is also logged (with the traceback) on the
-      ``fastapi_secure.errors`` logger. Its message and traceback appear in the
-      answer only with ``expose_internal_errors=True`` (development).
+      ``fastapi_secure.errors`` logger. Its type and message (never the
+      traceback) appear in the answer only with ``expose_internal_errors=True``
+      (development).
 
     Starlette sends the 500 from outside the middleware stack; this handler
     adds the :class:`~fastapi_secure.headers.SecureHeadersMiddleware` headers

@@ -275,6 +275,21 @@ class ServiceUnavailableError(HTTPSecurityError):
     status = 503
     default_code = ErrorCode.SERVICE_UNAVAILABLE
     default_message = "service temporarily unavailable"
+    default_retry_after: ClassVar[int] = 5
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: ErrorCode | None = None,
+        headers: Mapping[str, str] | None = None,
+        reason: str | None = None,
+    ) -> None:
+        # A 503 always tells clients when to come back (RFC 9110, section 10.2.3).
+        merged = {"Retry-After": str(self.default_retry_after)}
+        if headers:
+            merged.update(headers)
+        super().__init__(message, code=code, headers=merged, reason=reason)
 
 
 class StoreUnavailableError(ServiceUnavailableError):

@@ -103,6 +103,7 @@ def _settings(database_url: str) -> AppSettings:
         login_limits_per_username=GENEROUS,
         register_limits_per_ip=GENEROUS,
         refresh_limits_per_ip=GENEROUS,
+        password_change_limits_per_user=GENEROUS,
     )
 
 
