@@ -106,9 +106,10 @@ async def test_login_from_the_app_or_a_non_browser_client_still_works(
 
 
 # --- Reference API, cookie mode: refresh cookie tossing -----------------------------------
-# __Secure- (unlike __Host-) cookies can be set with Domain=<parent> by a sibling
-# subdomain. The browser then sends two refresh cookies; Starlette kept the last
-# one, so the victim's next refresh moved them into the planter's session.
+# Without the __Host- prefix (secure=False here, or the former __Secure- refresh
+# cookie) a sibling subdomain can set a cookie with Domain=<parent>. The browser then
+# sends two refresh cookies; Starlette kept the last one, so the victim's next refresh
+# moved them into the planter's session.
 
 
 @pytest.mark.anyio

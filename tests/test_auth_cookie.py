@@ -100,7 +100,7 @@ async def login(http: httpx.AsyncClient, user: str = "alice") -> Session:
     cookies = set_cookies(response)
     session = Session(
         access=cookies["__Host-access_token"]["__Host-access_token"].value,
-        refresh=cookies["__Secure-refresh_token"]["__Secure-refresh_token"].value,
+        refresh=cookies["__Host-refresh_token"]["__Host-refresh_token"].value,
         csrf=cookies["__Host-csrf_token"]["__Host-csrf_token"].value,
     )
     assert response.json() == {"csrf_token": session.csrf}
@@ -122,17 +122,17 @@ async def test_login_sets_hardened_cookies(auth: CookieAuth, issuer: TokenIssuer
     async with client(make_app(auth, issuer)) as http:
         response = await http.post("/auth/login")
     lines = {line.split("=", 1)[0]: line for line in response.headers.get_list("set-cookie")}
-    assert set(lines) == {"__Host-access_token", "__Secure-refresh_token", "__Host-csrf_token"}
+    assert set(lines) == {"__Host-access_token", "__Host-refresh_token", "__Host-csrf_token"}
     cookies = set_cookies(response)
     access = cookies["__Host-access_token"]["__Host-access_token"]
-    refresh = cookies["__Secure-refresh_token"]["__Secure-refresh_token"]
+    refresh = cookies["__Host-refresh_token"]["__Host-refresh_token"]
     csrf = cookies["__Host-csrf_token"]["__Host-csrf_token"]
     for morsel in (access, refresh, csrf):
         assert morsel["secure"] is True
         assert morsel["domain"] == ""  # __Host- forbids Domain; host-only cookies
     assert (access["path"], access["httponly"], access["samesite"]) == ("/", True, "lax")
     assert (refresh["path"], refresh["httponly"], refresh["samesite"]) == (
-        "/auth/refresh",
+        "/",
         True,
         "strict",
     )
@@ -316,7 +316,7 @@ async def test_refresh_rotates_and_keeps_csrf_working(
 ) -> None:
     async with client(make_app(auth, issuer)) as http:
         session = await login(http)
-        refresh_cookie = {"Cookie": f"__Secure-refresh_token={session.refresh}"}
+        refresh_cookie = {"Cookie": f"__Host-refresh_token={session.refresh}"}
         cross_site = await http.post(
             "/auth/refresh", headers={**refresh_cookie, "Origin": "https://evil.test"}
         )
@@ -326,7 +326,7 @@ async def test_refresh_rotates_and_keeps_csrf_working(
         cookies = set_cookies(response)
         rotated = Session(
             access=cookies["__Host-access_token"]["__Host-access_token"].value,
-            refresh=cookies["__Secure-refresh_token"]["__Secure-refresh_token"].value,
+            refresh=cookies["__Host-refresh_token"]["__Host-refresh_token"].value,
             csrf=response.json()["csrf_token"],
         )
         assert (await http.post("/posts", headers=unsafe_headers(rotated))).status_code == 200
@@ -343,7 +343,7 @@ async def test_refresh_cookie_reader_refuses_junk(auth: CookieAuth, issuer: Toke
     async with client(make_app(auth, issuer)) as http:
         response = await http.post(
             "/auth/refresh",
-            headers={"Cookie": '__Secure-refresh_token="a b"', "Origin": ORIGIN},
+            headers={"Cookie": '__Host-refresh_token="a b"', "Origin": ORIGIN},
         )
     assert response.status_code == 401
 
@@ -354,12 +354,15 @@ async def test_logout_clears_every_cookie(auth: CookieAuth, issuer: TokenIssuer)
         response = await http.post("/auth/logout", headers=unsafe_headers(session))
     assert response.status_code == 200
     cookies = set_cookies(response)
-    assert set(cookies) == {"__Host-access_token", "__Secure-refresh_token", "__Host-csrf_token"}
+    assert set(cookies) == {"__Host-access_token", "__Host-refresh_token", "__Host-csrf_token"}
     for name, cookie in cookies.items():
         assert cookie[name].value == ""
         assert cookie[name]["max-age"] == "0"
         assert cookie[name]["secure"] is True
-    assert cookies["__Secure-refresh_token"]["__Secure-refresh_token"]["path"] == "/auth/refresh"
+    # __Host- (not __Secure-): a sibling subdomain cannot plant it (cookie tossing).
+    assert cookies["__Host-refresh_token"]["__Host-refresh_token"]["path"] == "/"
+    assert cookies["__Host-refresh_token"]["__Host-refresh_token"]["samesite"].lower() == "strict"
+    assert not cookies["__Host-refresh_token"]["__Host-refresh_token"]["domain"]
 
 
 def test_openapi_registers_a_cookie_api_key(auth: CookieAuth, issuer: TokenIssuer) -> None:
@@ -382,7 +385,6 @@ def test_openapi_registers_a_cookie_api_key(auth: CookieAuth, issuer: TokenIssue
         {"allowed_origins": ["app.example.test"]},
         {"allowed_origins": ["ftp://app.example.test"]},
         {"samesite": "none"},
-        {"refresh_path": "auth/refresh"},
         {"access_cookie": "__Host-access"},
         {"csrf_cookie": "bad name"},
         {"csrf_header": "X-CSRF:Token"},

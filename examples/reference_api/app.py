@@ -361,13 +361,9 @@ def build_routers(c: Components) -> list[APIRouter]:
         # Emails are stored lower-cased (a CHECK constraint), so the unique index on
         # users.email serves this lookup; usernames have a unique index on lower().
         condition = (
-            User.email == name.lower()
-            if "@" in name
-            else func.lower(User.username) == name.lower()
+            User.email == name.lower() if "@" in name else func.lower(User.username) == name.lower()
         )
-        user = (
-            await session.execute(select(User).where(condition))
-        ).scalar_one_or_none()
+        user = (await session.execute(select(User).where(condition))).scalar_one_or_none()
         if user is None:
             await hasher.adummy_verify(form.password)
             raise BadCredentialsError()

@@ -281,8 +281,11 @@ class CookieAuth(TokenAuth):
 
     Cookies get ``Secure``, ``HttpOnly`` (all but the CSRF cookie, which the
     page's JavaScript reads to echo it) and ``SameSite``; the access and CSRF
-    cookies use the ``__Host-`` prefix, the refresh cookie is scoped to
-    ``refresh_path`` and so uses ``__Secure-``. ``secure=False`` drops
+    cookies use the ``__Host-`` prefix, and so does the refresh cookie
+    (``SameSite=Strict``). ``__Host-`` requires ``Path=/``: path scoping is no
+    security boundary (RFC 6265, section 8.5), while a ``__Secure-`` cookie
+    scoped to the refresh path could be planted by a sibling subdomain and log
+    a signed-out victim into the planter's session. ``secure=False`` drops
     ``Secure`` and the prefixes for local development over plain http.
 
     A request carrying one of these cookies twice (one planted from another
@@ -305,7 +308,6 @@ class CookieAuth(TokenAuth):
         refresh_cookie: str = "refresh_token",
         csrf_cookie: str = "csrf_token",
         csrf_header: str = "X-CSRF-Token",
-        refresh_path: str = "/auth/refresh",
         auto_error: bool = True,
         scheme_name: str | None = None,
         description: str | None = None,
@@ -324,21 +326,17 @@ class CookieAuth(TokenAuth):
             raise ConfigurationError("allowed_origins must name at least one origin")
         if samesite not in ("lax", "strict"):
             raise ConfigurationError("samesite must be 'lax' or 'strict'")
-        if not refresh_path.startswith("/"):
-            raise ConfigurationError("refresh_path must start with '/'")
         for name in (access_cookie, refresh_cookie, csrf_cookie, csrf_header):
             if not _COOKIE_NAME.fullmatch(name) or name.startswith("__"):
                 raise ConfigurationError(
-                    f"{name!r} is not a valid name (the __Host-/__Secure- prefixes are added "
-                    "by secure=True)"
+                    f"{name!r} is not a valid name (the __Host- prefix is added by secure=True)"
                 )
         self.secure = secure
         self.samesite = samesite
-        self.refresh_path = refresh_path
         self.csrf_header = csrf_header
         self.access_cookie = f"__Host-{access_cookie}" if secure else access_cookie
         self.csrf_cookie = f"__Host-{csrf_cookie}" if secure else csrf_cookie
-        self.refresh_cookie = f"__Secure-{refresh_cookie}" if secure else refresh_cookie
+        self.refresh_cookie = f"__Host-{refresh_cookie}" if secure else refresh_cookie
         self.model = APIKey(
             **{"in": APIKeyIn.cookie},  # "in" is a keyword
             name=self.access_cookie,
@@ -417,10 +415,10 @@ class CookieAuth(TokenAuth):
         """The refresh token cookie of ``request`` (for the refresh route), or None.
 
         Returns None as well for a value that cannot be a token, and when the
-        request carries several refresh cookies: a ``__Secure-`` cookie can be
-        planted by a sibling subdomain (``Domain=`` the parent), and Starlette
-        keeps the last copy, which would refresh the victim into the planter's
-        session.
+        request carries several refresh cookies: without ``secure=True`` (no
+        ``__Host-`` prefix) a cookie can be planted by a sibling subdomain
+        (``Domain=`` the parent), and Starlette keeps the last copy, which would
+        refresh the victim into the planter's session.
         """
         token = request.cookies.get(self.refresh_cookie)
         if not token or _token_syntax_ok(token, self.max_token_length) is not None:
@@ -446,7 +444,7 @@ class CookieAuth(TokenAuth):
             self.refresh_cookie,
             tokens.refresh_token,
             tokens.refresh_expires_in,
-            self.refresh_path,
+            "/",
             samesite="strict",
         )
         self._set(
@@ -463,7 +461,7 @@ class CookieAuth(TokenAuth):
         """Expire the three cookies (logout)."""
         for name, path, samesite, httponly in (
             (self.access_cookie, "/", self.samesite, True),
-            (self.refresh_cookie, self.refresh_path, "strict", True),
+            (self.refresh_cookie, "/", "strict", True),
             (self.csrf_cookie, "/", self.samesite, False),
         ):
             response.delete_cookie(
