@@ -68,7 +68,6 @@ from fastapi_secure import (
     TokenIssuer,
     TokenPair,
     TokenStore,
-    by_form_field,
     by_subject,
     install_secure_defaults,
     jwks_router,
@@ -252,6 +251,20 @@ def _user_id(subject: str) -> int:
     return int(subject)
 
 
+def _plausible_login_name(name: str) -> bool:
+    # No username or email holds a control character, and PostgreSQL refuses a NUL
+    # in a text parameter with an error (a 500) instead of "no match".
+    return 0 < len(name) <= 254 and name.isprintable()
+
+
+def _login_condition(name: str) -> Any:
+    # Emails are stored lower-cased (a CHECK constraint), so the unique index on
+    # users.email serves this lookup; usernames have a unique index on lower().
+    if "@" in name:
+        return User.email == name.lower()
+    return func.lower(User.username) == name.lower()
+
+
 def _user_out(user: User) -> UserOut:
     return UserOut(
         id=user.id,
@@ -271,8 +284,30 @@ def build_routers(c: Components) -> list[APIRouter]:
     fresh_only = require_fresh(auth, max_age=300)
 
     login_by_ip = c.limiter.limit(c.settings.login_limits_per_ip, name="login-ip")
+
+    async def login_account(request: Request) -> str | None:
+        # One bucket per account, whether the form names it by username or by email
+        # (a bucket per spelling would double an attacker's guesses). Unknown names
+        # get a bucket of their own; a request that is no login form is left to the
+        # endpoint, which refuses it.
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            return None
+        try:
+            raw = (await request.form()).get("username")
+        except Exception:  # a malformed body: FastAPI answers 400/422 for it
+            return None
+        name = raw.strip() if isinstance(raw, str) else ""
+        if not _plausible_login_name(name):
+            return None
+        async with db.transaction() as lookup:
+            user_id = (
+                await lookup.execute(select(User.id).where(_login_condition(name)))
+            ).scalar_one_or_none()
+        return f"user:{user_id}" if user_id is not None else f"name:{name.casefold()}"
+
     login_by_username = c.limiter.limit(
-        c.settings.login_limits_per_username, key=by_form_field("username"), name="login-user"
+        c.settings.login_limits_per_username, key=login_account, name="login-user"
     )
     register_by_ip = c.limiter.limit(c.settings.register_limits_per_ip, name="register-ip")
     refresh_by_ip = c.limiter.limit(c.settings.refresh_limits_per_ip, name="refresh-ip")
@@ -353,17 +388,12 @@ def build_routers(c: Components) -> list[APIRouter]:
     ) -> TokenPair | CookieSession:
         refuse_foreign_origin(request)
         name = form.username.strip()
-        # No username or email holds a control character, and PostgreSQL refuses
-        # a NUL in a text parameter with an error (a 500) instead of "no match".
-        if len(name) > 254 or len(form.password) > 1024 or not name.isprintable():
+        if not _plausible_login_name(name) or len(form.password) > 1024:
             await hasher.adummy_verify()
             raise BadCredentialsError()
-        # Emails are stored lower-cased (a CHECK constraint), so the unique index on
-        # users.email serves this lookup; usernames have a unique index on lower().
-        condition = (
-            User.email == name.lower() if "@" in name else func.lower(User.username) == name.lower()
-        )
-        user = (await session.execute(select(User).where(condition))).scalar_one_or_none()
+        user = (
+            await session.execute(select(User).where(_login_condition(name)))
+        ).scalar_one_or_none()
         if user is None:
             await hasher.adummy_verify(form.password)
             raise BadCredentialsError()

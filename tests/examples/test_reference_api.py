@@ -352,3 +352,18 @@ async def test_cookie_mode_keeps_tokens_out_of_bodies_and_checks_csrf(tmp_path: 
         assert no_token.json()["detail"]["code"] == "csrf_failed"
         done = await api.client.post("/auth/logout-all", headers=csrf)
         assert done.status_code == 204
+
+
+async def test_login_limit_counts_the_account_not_its_spelling(api: Api) -> None:
+    """Username and email name one account: they share one per-account budget."""
+    await api.register("kate@example.com", "kate", ALICE_PASSWORD)
+    codes = []
+    for name in ["kate", "KATE", "kate", " kate ", "Kate", "kate@example.com", "KATE@example.com"]:
+        response = await api.client.post(
+            "/auth/login", data={"username": name, "password": "wrong-wrong"}
+        )
+        codes.append(response.status_code)
+    assert codes == [401] * 5 + [429, 429]
+    # Another account keeps its own budget.
+    await api.register("liam@example.com", "liam", ALICE_PASSWORD)
+    assert (await api.login("liam@example.com", ALICE_PASSWORD))["access_token"]
