@@ -70,3 +70,10 @@ def test_trusted_proxies_must_be_networks() -> None:
     assert SecuritySettings(trusted_proxies=["10.0.0.0/8", "::1"]).trusted_proxies
     with pytest.raises(ValidationError, match="not an IP network"):
         SecuritySettings(trusted_proxies=["proxy.local"])
+
+
+def test_max_session_age_defaults_to_thirty_days_and_must_exceed_access_ttl() -> None:
+    assert SecuritySettings().max_session_age_seconds == 30 * 24 * 3600
+    assert SecuritySettings(max_session_age_seconds=None).max_session_age_seconds is None
+    with pytest.raises(ValidationError, match="max_session_age_seconds"):
+        SecuritySettings(access_ttl_seconds=900, max_session_age_seconds=900)

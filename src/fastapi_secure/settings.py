@@ -57,6 +57,12 @@ class SecuritySettings(BaseSettings):
     access_ttl_seconds: int = Field(default=15 * 60, gt=0)
     refresh_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     leeway_seconds: int = Field(default=30, ge=0, le=300)
+    max_session_age_seconds: int | None = Field(
+        default=30 * 24 * 3600,
+        gt=0,
+        description="a login session ends this long after sign-in, however often it "
+        "refreshes; None: no cap",
+    )
 
     password_profile: Literal["rfc9106_low_memory", "owasp_minimum"] = "rfc9106_low_memory"
 
@@ -82,6 +88,11 @@ class SecuritySettings(BaseSettings):
     def _check_consistency(self) -> SecuritySettings:
         if self.access_ttl_seconds >= self.refresh_ttl_seconds:
             raise ConfigurationError("access_ttl_seconds must be shorter than refresh_ttl_seconds")
+        if (
+            self.max_session_age_seconds is not None
+            and self.max_session_age_seconds <= self.access_ttl_seconds
+        ):
+            raise ConfigurationError("max_session_age_seconds must be longer than access_ttl")
         if "*" in self.cors_allow_origins and self.cors_allow_credentials:
             raise ConfigurationError(
                 "cors_allow_origins=['*'] with cors_allow_credentials=True lets any site "

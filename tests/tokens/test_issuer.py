@@ -149,14 +149,20 @@ def test_from_settings_takes_issuer_audience_ttls_and_leeway(
         access_ttl_seconds=300,
         refresh_ttl_seconds=3600,
         leeway_seconds=5,
+        max_session_age_seconds=86400,
     )
     issuer = TokenIssuer.from_settings(settings, keys, MemoryTokenStore(), clock=fake_clock)
-    assert (issuer.issuer, issuer.access_ttl, issuer.refresh_ttl, issuer.leeway) == (
-        "https://id.example",
-        300,
-        3600,
-        5,
+    assert (
+        issuer.issuer,
+        issuer.access_ttl,
+        issuer.refresh_ttl,
+        issuer.leeway,
+        issuer.max_session_age,
+    ) == ("https://id.example", 300, 3600, 5, 86400)
+    uncapped = TokenIssuer.from_settings(
+        settings, keys, MemoryTokenStore(), clock=fake_clock, max_session_age=None
     )
+    assert uncapped.max_session_age is None
 
 
 # -- issuing ---------------------------------------------------------------------
@@ -919,3 +925,39 @@ async def test_grace_is_off_by_default(issuer: TokenIssuer) -> None:
     await issuer.rotate(pair.refresh_token)
     with pytest.raises(TokenReuseError):
         await issuer.rotate(pair.refresh_token)
+
+
+# -- absolute session age --------------------------------------------------------
+
+
+async def test_max_session_age_ends_a_session_however_often_it_refreshes(
+    keys: KeySet, fake_clock: FakeClock
+) -> None:
+    issuer = make_issuer(keys, fake_clock, max_session_age=3 * 86400)
+    pair = await issuer.issue("alice")
+    for _ in range(3):
+        fake_clock.advance(86400 - 60)
+        pair = await issuer.rotate(pair.refresh_token)
+    fake_clock.advance(86400)
+    with pytest.raises(ExpiredTokenError):
+        await issuer.rotate(pair.refresh_token)
+    # The family is revoked too: its last access token stops working at once.
+    with pytest.raises(InvalidTokenError):
+        await issuer.verify_access(pair.access_token)
+
+
+async def test_without_max_session_age_rotation_slides(keys: KeySet, fake_clock: FakeClock) -> None:
+    issuer = make_issuer(keys, fake_clock)
+    pair = await issuer.issue("alice")
+    for _ in range(10):
+        fake_clock.advance(86400)
+        pair = await issuer.rotate(pair.refresh_token)
+    assert (await issuer.verify_access(pair.access_token)).sub == "alice"
+
+
+@pytest.mark.parametrize("age", [0, ACCESS_TTL, -1, float("nan")])
+def test_max_session_age_must_exceed_the_access_ttl(
+    keys: KeySet, fake_clock: FakeClock, age: float
+) -> None:
+    with pytest.raises(ConfigurationError):
+        make_issuer(keys, fake_clock, max_session_age=age)

@@ -107,7 +107,10 @@ class TokenIssuer:
     store on :meth:`verify_access`: revoked access tokens then keep working
     until they expire. ``reuse_grace`` (off by default, at most 60 s) lets a
     client whose rotation response was lost present the same refresh token
-    once more; see :meth:`rotate`.
+    once more; see :meth:`rotate`. ``max_session_age`` (off by default) caps a
+    login session: once ``auth_time`` is that old, :meth:`rotate` refuses and
+    revokes the family, however often it was refreshed (each rotation
+    otherwise renews ``refresh_ttl``).
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class TokenIssuer:
         check_revocation: bool = True,
         grant_loader: GrantLoader | None = None,
         reuse_grace: Seconds = 0,
+        max_session_age: Seconds | None = None,
     ) -> None:
         if not hasattr(keys, "sign") or not hasattr(keys, "verify"):
             raise ConfigurationError("keys must be a KeySet")
@@ -156,6 +160,11 @@ class TokenIssuer:
             raise ConfigurationError(
                 f"reuse_grace must be between 0 and {MAX_REUSE_GRACE:g} seconds"
             )
+        session_cap = (
+            None if max_session_age is None else _seconds("max_session_age", max_session_age)
+        )
+        if session_cap is not None and session_cap <= access:
+            raise ConfigurationError("max_session_age must be longer than access_ttl")
         if grant_loader is not None and not callable(grant_loader):
             raise ConfigurationError("grant_loader must be an async callable")
         self._keys = keys
@@ -172,6 +181,7 @@ class TokenIssuer:
         self._check_revocation = bool(check_revocation)
         self._grant_loader = grant_loader
         self._grace = grace
+        self._max_session_age = session_cap
 
     @classmethod
     def from_settings(
@@ -181,9 +191,10 @@ class TokenIssuer:
         store: TokenStore,
         **options: Any,
     ) -> TokenIssuer:
-        """An issuer with ``token_issuer``, ``token_audience``, the TTLs and the
-        leeway from ``settings``; ``options`` add the other arguments
-        (``grant_loader=``, ``clock=``, ...)."""
+        """An issuer with ``token_issuer``, ``token_audience``, the TTLs, the
+        leeway and ``max_session_age`` from ``settings``; ``options`` add the
+        other arguments (``grant_loader=``, ``clock=``, ...) and win over the
+        settings."""
         return cls(
             keys,
             store,
@@ -192,7 +203,7 @@ class TokenIssuer:
             access_ttl=settings.access_ttl_seconds,
             refresh_ttl=settings.refresh_ttl_seconds,
             leeway=settings.leeway_seconds,
-            **options,
+            **{"max_session_age": settings.max_session_age_seconds, **options},
         )
 
     # -- configuration, read-only ---------------------------------------------
@@ -222,6 +233,11 @@ class TokenIssuer:
     @property
     def leeway(self) -> float:
         return self._leeway
+
+    @property
+    def max_session_age(self) -> float | None:
+        """Seconds after sign-in when a session can no longer refresh, or None."""
+        return self._max_session_age
 
     @property
     def clock(self) -> Clock:
@@ -422,6 +438,13 @@ class TokenIssuer:
                 "to reload the user's roles and scopes"
             )
         claims = self._decode(refresh_token, RefreshClaims, REFRESH_TOKEN_TYP, _REQUIRED_REFRESH)
+        if (
+            self._max_session_age is not None
+            and self._clock() - claims.auth_time > self._max_session_age
+        ):
+            # The login is too old however often it was refreshed: sign in again.
+            await self._store.revoke_family(claims.sid)
+            raise ExpiredTokenError(reason="session older than max_session_age")
         grant = await loader(claims)
         if grant is None:
             await self._store.revoke_family(claims.sid)
