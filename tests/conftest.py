@@ -16,7 +16,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -248,3 +248,102 @@ async def postgres_url() -> AsyncIterator[str]:
     """URL (``postgresql://...``) of a fresh database, dropped after the test."""
     async with fresh_postgres_database() as url:
         yield url
+
+
+# -- a local Redis Sentinel ----------------------------------------------------
+# One private master and one sentinel watching it (``redis-server --sentinel``),
+# on free loopback ports in a temporary directory, stopped afterwards.
+
+SENTINEL_SERVICE = "mymaster"
+
+
+def _require_redis_binaries(what: str) -> None:
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        message = f"redis-server/redis-cli not installed: cannot start {what}"
+        if IN_CI:
+            pytest.fail(f"CI=true: {message}")
+        pytest.skip(message)
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def local_redis_sentinel(
+    directory: Path, master_port: int, password: str | None = None
+) -> Iterator[int]:
+    """Run a sentinel for the master on ``master_port``; yield the sentinel's port.
+
+    With ``password`` the sentinel both requires it and uses it on the master, so a
+    ``redis+sentinel://:password@...`` URI authenticates against both.
+    """
+    _require_redis_binaries("a local Redis Sentinel")
+    port = _cluster_ports(1)[0]
+    auth = [] if password is None else ["-a", password, "--no-auth-warning"]
+    lines = [
+        f"port {port}",
+        "bind 127.0.0.1",
+        f"dir {directory}",
+        f"logfile {directory / 'sentinel.log'}",
+        f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {master_port} 1",
+        f"sentinel down-after-milliseconds {SENTINEL_SERVICE} 1000",
+        f"sentinel failover-timeout {SENTINEL_SERVICE} 5000",
+    ]
+    if password is not None:
+        lines += [f"requirepass {password}", f"sentinel auth-pass {SENTINEL_SERVICE} {password}"]
+    config = directory / "sentinel.conf"
+    config.write_text("\n".join(lines) + "\n")
+    sentinel = subprocess.Popen(
+        ["redis-server", str(config), "--sentinel"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(
+            lambda: (
+                _redis_cli(
+                    port, *auth, "sentinel", "get-master-addr-by-name", SENTINEL_SERVICE
+                ).split()
+                == ["127.0.0.1", str(master_port)]
+            ),
+            "the sentinel to report its master",
+        )
+        yield port
+    finally:
+        _stop([sentinel])
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``redis+sentinel://`` URL of a fresh local master watched by one sentinel."""
+    _require_redis_binaries("a local Redis Sentinel")
+    directory = tmp_path_factory.mktemp("redis-sentinel")
+    master_port = _cluster_ports(1)[0]
+    master = subprocess.Popen(
+        [
+            "redis-server",
+            "--bind", "127.0.0.1",
+            "--port", str(master_port),
+            "--dir", str(directory),
+            "--save", "",
+            "--appendonly", "no",
+            "--logfile", str(directory / "master.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _wait_for(lambda: _redis_cli(master_port, "ping").strip() == "PONG", "redis master")
+        with local_redis_sentinel(directory, master_port) as sentinel_port:
+            yield f"redis+sentinel://127.0.0.1:{sentinel_port}/{SENTINEL_SERVICE}"
+    finally:
+        _stop([master])

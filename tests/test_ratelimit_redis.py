@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import httpx
@@ -26,6 +27,7 @@ from fastapi import Depends, FastAPI
 
 import fastapi_secure.ratelimit
 from fastapi_secure.ratelimit import RateLimiter, StorageErrorPolicy, Strategy
+from tests.conftest import IN_CI, SENTINEL_SERVICE, local_redis_sentinel
 
 pytestmark = [pytest.mark.redis, pytest.mark.anyio]
 
@@ -67,6 +69,8 @@ def own_redis(tmp_path: os.PathLike[str]) -> Iterator[OwnRedis]:
     """A private redis-server (password hunter2) that the test may refuse, kill or hang."""
     binary = shutil.which("redis-server")
     if binary is None:
+        if IN_CI:
+            pytest.fail("CI=true: redis-server is not installed")
         pytest.skip("redis-server is not installed")
     port = free_port()
     process = subprocess.Popen(
@@ -178,6 +182,19 @@ async def test_fifty_concurrent_hits_admit_exactly_ten_on_a_cluster(
     # concurrent; the limiter sends the first storage call alone.
     prefix = f"fs-test-{uuid.uuid4().hex[:12]}"
     limiter = RateLimiter(redis_cluster_url, strategy=strategy, key_prefix=prefix)
+    limiters.append(limiter)
+    codes = await fifty_concurrent_hits(limiter)
+    assert codes.count(200) == 10
+    assert codes.count(429) == 40
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_fifty_concurrent_hits_admit_exactly_ten_through_a_sentinel(
+    strategy: Strategy, redis_sentinel_url: str, limiters: list[RateLimiter]
+) -> None:
+    # Cold start: the sentinel is asked for the master by 50 concurrent first requests.
+    prefix = f"fs-test-{uuid.uuid4().hex[:12]}"
+    limiter = RateLimiter(redis_sentinel_url, strategy=strategy, key_prefix=prefix)
     limiters.append(limiter)
     codes = await fifty_concurrent_hits(limiter)
     assert codes.count(200) == 10
@@ -318,6 +335,33 @@ async def test_redis_killed_mid_run(
     if policy == "memory":
         # The per-process fallback starts its own count.
         assert after.headers["RateLimit"].startswith('"t";r=4;')
+
+
+async def test_sentinel_master_killed_fails_closed_within_the_bound(
+    own_redis: OwnRedis,
+    tmp_path: Path,
+    limiters: list[RateLimiter],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sentinel_dir = tmp_path / "sentinel"
+    sentinel_dir.mkdir()
+    with local_redis_sentinel(sentinel_dir, own_redis.port, password="hunter2") as port:
+        url = f"redis+sentinel://:hunter2@127.0.0.1:{port}/{SENTINEL_SERVICE}"
+        limiter = RateLimiter(url, storage_timeout=TIMEOUT)
+        limiters.append(limiter)
+        async with client(build_app(limiter, "5/minute")) as http:
+            before = [(await http.get("/limited")) for _ in range(2)]
+            assert [r.status_code for r in before] == [200, 200]
+            assert before[1].headers["RateLimit"].startswith('"t";r=3;')
+            own_redis.kill()
+            after, took = await timed_get(http, "/limited")
+            free, _ = await timed_get(http, "/free")
+    assert after.status_code == 503
+    assert after.json()["detail"]["code"] == "store_unavailable"
+    assert took < BOUND
+    assert free.status_code == 200
+    assert "hunter2" not in after.text
+    assert "hunter2" not in caplog.text
 
 
 @pytest.mark.parametrize(("policy", "expected"), POLICY_EXPECTATIONS)
