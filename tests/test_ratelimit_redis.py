@@ -162,39 +162,26 @@ async def fifty_concurrent_hits(limiter: RateLimiter) -> list[int]:
     return codes
 
 
+@pytest.mark.parametrize("deployment", ["single", "cluster", "sentinel"])
 @pytest.mark.parametrize("strategy", STRATEGIES)
 async def test_fifty_concurrent_hits_admit_exactly_ten(
-    strategy: Strategy, redis_url: str, redis_prefix: str, limiters: list[RateLimiter]
+    strategy: Strategy,
+    deployment: str,
+    request: pytest.FixtureRequest,
+    limiters: list[RateLimiter],
 ) -> None:
-    limiter = RateLimiter(redis_url, strategy=strategy, key_prefix=redis_prefix)
-    limiters.append(limiter)
-    codes = await fifty_concurrent_hits(limiter)
-    assert codes.count(200) == 10
-    assert codes.count(429) == 40
-
-
-@pytest.mark.parametrize("strategy", STRATEGIES)
-async def test_fifty_concurrent_hits_admit_exactly_ten_on_a_cluster(
-    strategy: Strategy, redis_cluster_url: str, limiters: list[RateLimiter]
-) -> None:
-    # The cluster is private to the test session; a unique prefix keeps strategies apart.
-    # Cold start on purpose: redis-py's cluster client races when its first uses are
-    # concurrent; the limiter sends the first storage call alone.
-    prefix = f"fs-test-{uuid.uuid4().hex[:12]}"
-    limiter = RateLimiter(redis_cluster_url, strategy=strategy, key_prefix=prefix)
-    limiters.append(limiter)
-    codes = await fifty_concurrent_hits(limiter)
-    assert codes.count(200) == 10
-    assert codes.count(429) == 40
-
-
-@pytest.mark.parametrize("strategy", STRATEGIES)
-async def test_fifty_concurrent_hits_admit_exactly_ten_through_a_sentinel(
-    strategy: Strategy, redis_sentinel_url: str, limiters: list[RateLimiter]
-) -> None:
-    # Cold start: the sentinel is asked for the master by 50 concurrent first requests.
-    prefix = f"fs-test-{uuid.uuid4().hex[:12]}"
-    limiter = RateLimiter(redis_sentinel_url, strategy=strategy, key_prefix=prefix)
+    # Cold start on purpose: redis-py's cluster client raced when its first uses were
+    # concurrent (the limiter now sends the first storage call alone), and through a
+    # sentinel 50 first requests ask for the master at once.
+    if deployment == "single":
+        url: str = request.getfixturevalue("redis_url")
+        prefix: str = request.getfixturevalue("redis_prefix")
+    else:
+        # The cluster and the sentinel's master are private to the test session; a
+        # unique prefix keeps the strategies apart.
+        url = request.getfixturevalue(f"redis_{deployment}_url")
+        prefix = f"fs-test-{uuid.uuid4().hex[:12]}"
+    limiter = RateLimiter(url, strategy=strategy, key_prefix=prefix)
     limiters.append(limiter)
     codes = await fifty_concurrent_hits(limiter)
     assert codes.count(200) == 10
