@@ -164,12 +164,19 @@ class HTTPSecurityError(SecurityError, HTTPException):
         self.code = code or self.default_code
         self.message = message or self.default_message
         self.reason = reason
+        merged = self.default_headers()
+        merged.update(headers or {})
         HTTPException.__init__(
             self,
             status_code=self.status,
             detail={"code": self.code.value, "message": self.message},
-            headers=dict(headers) if headers else None,
+            headers=merged or None,
         )
+
+    @classmethod
+    def default_headers(cls) -> dict[str, str]:
+        """Headers every answer of this class carries; ``headers=`` overrides them."""
+        return {}
 
     def __str__(self) -> str:
         return f"{self.status} {self.code.value}: {self.message}"
@@ -187,21 +194,11 @@ class AuthenticationError(HTTPSecurityError):
     scheme: ClassVar[str] = "Bearer"
     bearer_error: ClassVar[str | None] = None
 
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        code: ErrorCode | None = None,
-        headers: Mapping[str, str] | None = None,
-        reason: str | None = None,
-    ) -> None:
-        challenge = self.scheme
-        if self.bearer_error is not None:
-            challenge = f'{self.scheme} error="{self.bearer_error}"'
-        merged = {"WWW-Authenticate": challenge}
-        if headers:
-            merged.update(headers)
-        super().__init__(message, code=code, headers=merged, reason=reason)
+    @classmethod
+    def default_headers(cls) -> dict[str, str]:
+        if cls.bearer_error is None:
+            return {"WWW-Authenticate": cls.scheme}
+        return {"WWW-Authenticate": f'{cls.scheme} error="{cls.bearer_error}"'}
 
 
 class InvalidTokenError(AuthenticationError):
@@ -277,19 +274,10 @@ class ServiceUnavailableError(HTTPSecurityError):
     default_message = "service temporarily unavailable"
     default_retry_after: ClassVar[int] = 5
 
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        code: ErrorCode | None = None,
-        headers: Mapping[str, str] | None = None,
-        reason: str | None = None,
-    ) -> None:
+    @classmethod
+    def default_headers(cls) -> dict[str, str]:
         # A 503 always tells clients when to come back (RFC 9110, section 10.2.3).
-        merged = {"Retry-After": str(self.default_retry_after)}
-        if headers:
-            merged.update(headers)
-        super().__init__(message, code=code, headers=merged, reason=reason)
+        return {"Retry-After": str(cls.default_retry_after)}
 
 
 class StoreUnavailableError(ServiceUnavailableError):
