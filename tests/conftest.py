@@ -145,14 +145,30 @@ def _wait_for(condition: object, what: str, timeout: float = 20.0) -> None:
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(scope="session")
-def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``redis+cluster://`` URL of a fresh three-master local Redis Cluster."""
+def _require_redis_binaries(what: str) -> None:
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
-        message = "redis-server/redis-cli not installed: cannot start a local Redis Cluster"
+        message = f"redis-server/redis-cli not installed: cannot start {what}"
         if IN_CI:
             pytest.fail(f"CI=true: {message}")
         pytest.skip(message)
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``redis+cluster://`` URL of a fresh three-master local Redis Cluster."""
+    _require_redis_binaries("a local Redis Cluster")
     ports = _cluster_ports(3)
     processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -199,14 +215,7 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
             )
         yield f"redis+cluster://127.0.0.1:{ports[0]}"
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        _stop(processes)
 
 
 @pytest.fixture
@@ -255,26 +264,6 @@ async def postgres_url() -> AsyncIterator[str]:
 # on free loopback ports in a temporary directory, stopped afterwards.
 
 SENTINEL_SERVICE = "mymaster"
-
-
-def _require_redis_binaries(what: str) -> None:
-    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
-        message = f"redis-server/redis-cli not installed: cannot start {what}"
-        if IN_CI:
-            pytest.fail(f"CI=true: {message}")
-        pytest.skip(message)
-
-
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextmanager
