@@ -300,6 +300,21 @@ POLICY_EXPECTATIONS: list[tuple[StorageErrorPolicy, int]] = [
 ]
 
 
+async def kill_mid_run(
+    limiter: RateLimiter, own_redis: OwnRedis
+) -> tuple[httpx.Response, float, httpx.Response]:
+    """Two admitted requests, then Redis dies: the next limited answer, how long it
+    took, and the answer of a route without limits."""
+    async with client(build_app(limiter, "5/minute")) as http:
+        before = [(await http.get("/limited")) for _ in range(2)]
+        assert [r.status_code for r in before] == [200, 200]
+        assert before[1].headers["RateLimit"].startswith('"t";r=3;')
+        own_redis.kill()
+        after, took = await timed_get(http, "/limited")
+        free, _ = await timed_get(http, "/free")
+    return after, took, free
+
+
 @pytest.mark.parametrize(("policy", "expected"), POLICY_EXPECTATIONS)
 async def test_redis_killed_mid_run(
     policy: StorageErrorPolicy,
@@ -309,13 +324,7 @@ async def test_redis_killed_mid_run(
 ) -> None:
     limiter = RateLimiter(own_redis.url, on_storage_error=policy, storage_timeout=TIMEOUT)
     limiters.append(limiter)
-    async with client(build_app(limiter, "5/minute")) as http:
-        before = [(await http.get("/limited")) for _ in range(2)]
-        assert [r.status_code for r in before] == [200, 200]
-        assert before[1].headers["RateLimit"].startswith('"t";r=3;')
-        own_redis.kill()
-        after, took = await timed_get(http, "/limited")
-        free, _ = await timed_get(http, "/free")
+    after, took, free = await kill_mid_run(limiter, own_redis)
     assert after.status_code == expected
     assert took < BOUND
     assert free.status_code == 200
@@ -336,13 +345,7 @@ async def test_sentinel_master_killed_fails_closed_within_the_bound(
         url = f"redis+sentinel://:hunter2@127.0.0.1:{port}/{SENTINEL_SERVICE}"
         limiter = RateLimiter(url, storage_timeout=TIMEOUT)
         limiters.append(limiter)
-        async with client(build_app(limiter, "5/minute")) as http:
-            before = [(await http.get("/limited")) for _ in range(2)]
-            assert [r.status_code for r in before] == [200, 200]
-            assert before[1].headers["RateLimit"].startswith('"t";r=3;')
-            own_redis.kill()
-            after, took = await timed_get(http, "/limited")
-            free, _ = await timed_get(http, "/free")
+        after, took, free = await kill_mid_run(limiter, own_redis)
     assert after.status_code == 503
     assert after.json()["detail"]["code"] == "store_unavailable"
     assert took < BOUND
