@@ -36,7 +36,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fastapi_secure.headers import DEFAULT_PERMISSIONS_POLICY, SecureHeadersMiddleware
+from fastapi_secure.headers import (
+    DEFAULT_PERMISSIONS_POLICY,
+    SecureHeadersMiddleware,
+)
 
 HEADERS = {
     "content-security-policy": "default-src 'none'; frame-ancestors 'none'",

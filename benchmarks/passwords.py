@@ -26,7 +26,11 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 
-from fastapi_secure.passwords import Argon2Scheme, BcryptScheme, PasswordHasher
+from fastapi_secure.passwords import (
+    Argon2Scheme,
+    BcryptScheme,
+    PasswordHasher,
+)
 
 PASSWORD = "correct horse battery staple"
 TICK = 0.001

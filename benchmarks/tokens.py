@@ -40,8 +40,14 @@ from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Message
 
 from fastapi_secure.testing import FakeClock
-from fastapi_secure.tokens.claims import AccessClaims, RefreshClaims
-from fastapi_secure.tokens.issuer import Grant, TokenIssuer
+from fastapi_secure.tokens.claims import (
+    AccessClaims,
+    RefreshClaims,
+)
+from fastapi_secure.tokens.issuer import (
+    Grant,
+    TokenIssuer,
+)
 from fastapi_secure.tokens.keys import KeySet
 from fastapi_secure.tokens.stores.memory import MemoryTokenStore
 

@@ -62,8 +62,8 @@ from fastapi import Depends, FastAPI
 from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
 from starlette.staticfiles import StaticFiles
 
-from fastapi_secure.edges import install_secure_defaults
-from fastapi_secure.headers import DocsAssets
+from fastapi_secure.apidocs import DocsAssets
+from fastapi_secure.defaults import install_secure_defaults
 
 PACKAGES = {"swagger": "swagger-ui-dist@5", "redoc": "redoc@2"}
 STRICT_API_CSP = "default-src 'none'; frame-ancestors 'none'"

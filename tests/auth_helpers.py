@@ -9,8 +9,14 @@ import httpx
 from fastapi import FastAPI
 
 from fastapi_secure.testing import FakeClock
-from fastapi_secure.tokens.claims import AccessClaims, RefreshClaims
-from fastapi_secure.tokens.issuer import Grant, TokenIssuer
+from fastapi_secure.tokens.claims import (
+    AccessClaims,
+    RefreshClaims,
+)
+from fastapi_secure.tokens.issuer import (
+    Grant,
+    TokenIssuer,
+)
 from fastapi_secure.tokens.keys import KeySet
 from fastapi_secure.tokens.stores.memory import MemoryTokenStore
 

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from starlette.types import Message
 
 from fastapi_secure.auth import CookieAuth
-from fastapi_secure.edges import RequestSizeLimitMiddleware, install_secure_defaults
+from fastapi_secure.bodylimit import RequestSizeLimitMiddleware
+from fastapi_secure.defaults import install_secure_defaults
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import AccessClaims
 from tests.auth_helpers import SECRET, make_issuer
@@ -202,7 +203,7 @@ async def test_duplicate_session_cookies_are_refused(fake_clock: FakeClock, secu
 
 
 def test_cookie_names_that_merely_contain_the_name_are_not_duplicates() -> None:
-    from fastapi_secure.auth import _cookie_count
+    from fastapi_secure.auth.cookie import _cookie_count
 
     def request(header: str) -> Request:
         return Request({"type": "http", "headers": [(b"cookie", header.encode())]})

@@ -14,8 +14,12 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastapi_secure.auth import BearerAuth, _bearer_token, require_fresh
-from fastapi_secure.errors import ConfigurationError, InvalidTokenError
+from fastapi_secure.auth import BearerAuth, require_fresh
+from fastapi_secure.auth.bearer import bearer_token
+from fastapi_secure.errors import (
+    ConfigurationError,
+    InvalidTokenError,
+)
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import AccessClaims
 from fastapi_secure.tokens.issuer import TokenIssuer
@@ -377,7 +381,7 @@ def test_issuer_must_verify_access_tokens() -> None:
 def test_header_parser_returns_a_token_none_or_invalid_token(values: list[str]) -> None:
     outcome: str | InvalidTokenError | None
     try:
-        outcome = _bearer_token(values, 8192)
+        outcome = bearer_token(values, 8192)
     except InvalidTokenError as exc:
         outcome = exc
     if isinstance(outcome, InvalidTokenError):

@@ -14,8 +14,12 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fastapi_secure.http_errors import http_exception
 from fastapi_secure.auth import CookieAuth
-from fastapi_secure.errors import AuthenticationError, ConfigurationError
+from fastapi_secure.errors import (
+    AuthenticationError,
+    ConfigurationError,
+)
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import AccessClaims
 from fastapi_secure.tokens.issuer import TokenIssuer
@@ -50,16 +54,16 @@ def make_app(auth: CookieAuth, issuer: TokenIssuer) -> FastAPI:
     @app.post("/auth/login")
     async def login(response: Response, user: str = "alice") -> dict[str, str]:
         pair = await issuer.issue(user)
-        return {"csrf_token": await auth.set_cookies(response, pair)}
+        return {"csrf_token": auth.set_cookies(response, pair)}
 
     @app.post("/auth/refresh")
     async def refresh(request: Request, response: Response) -> dict[str, str]:
         auth.check_origin(request)
         token = auth.refresh_token(request)
         if token is None:
-            raise AuthenticationError(reason="no refresh cookie")
+            raise http_exception(AuthenticationError(reason="no refresh cookie"))
         pair = await issuer.rotate(token)
-        return {"csrf_token": await auth.set_cookies(response, pair)}
+        return {"csrf_token": auth.set_cookies(response, pair)}
 
     @app.post("/auth/logout")
     async def logout(response: Response, claims: Annotated[AccessClaims, Depends(auth)]) -> None:

@@ -13,7 +13,10 @@ from argon2 import PasswordHasher as Argon2Verifier
 
 from fastapi_secure.cli import main
 from fastapi_secure.passwords import PasswordHasher
-from fastapi_secure.tokens.keys import Key, KeySet
+from fastapi_secure.tokens.keys import (
+    Key,
+    KeySet,
+)
 
 SECRET = "Zq8Xv3kLp0Wm7Rt2Ys9Bn4Hc6Jd1Fg5Ae"
 

@@ -10,7 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.types import Scope
 
-from fastapi_secure.clientip import TrustedProxies, _forwarded_elements, _parse_ip
+from fastapi_secure.clientip import (
+    TrustedProxies,
+    _forwarded_elements,
+    _parse_ip,
+)
 from fastapi_secure.errors import ConfigurationError
 
 ATTACKER = "198.51.100.7"

@@ -15,15 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.requests import Request
 
-from fastapi_secure.apidocs import install_secure_docs
-from fastapi_secure.edges import install_secure_defaults
+from fastapi_secure.apidocs import DocsAssets, install_secure_docs
+from fastapi_secure.csp import CSP_NONCE
+from fastapi_secure.defaults import install_secure_defaults
 from fastapi_secure.errors import ConfigurationError
 from fastapi_secure.headers import (
-    CSP_NONCE,
     DEFAULT_DOCS_CSP,
     STRICT_API_CSP,
     ContentSecurityPolicy,
-    DocsAssets,
     SecureHeadersMiddleware,
     csp_nonce,
 )

@@ -13,14 +13,14 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
+from fastapi_secure.http_errors import http_exception
+from fastapi_secure.bodylimit import RequestSizeLimitMiddleware
 from fastapi_secure.clientip import TrustedProxies
-from fastapi_secure.edges import (
+from fastapi_secure.cors import (
     RATE_LIMIT_HEADERS,
     CORSPolicy,
-    RequestSizeLimitMiddleware,
-    install_error_handlers,
-    install_secure_defaults,
 )
+from fastapi_secure.defaults import install_secure_defaults
 from fastapi_secure.errors import (
     ConfigurationError,
     InvalidTokenError,
@@ -28,6 +28,7 @@ from fastapi_secure.errors import (
     RequestTooLargeError,
 )
 from fastapi_secure.headers import SecureHeadersMiddleware
+from fastapi_secure.http_errors import install_error_handlers
 from fastapi_secure.settings import SecuritySettings
 from tests.asgi_helpers import body_of, call, http_scope, response_headers, status_of
 
@@ -86,7 +87,7 @@ def cors_app(policy: CORSPolicy) -> TestClient:
 
     @app.post("/items")
     async def create() -> dict[str, int]:
-        raise RateLimitExceededError(headers={"Retry-After": "7"})
+        raise http_exception(RateLimitExceededError(retry_after=7))
 
     policy.install(app)
     return TestClient(app)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from starlette.types import Message, Receive, Scope, Send
 
+from fastapi_secure.http_errors import http_exception
 from fastapi_secure.clientip import TrustedProxies
 from fastapi_secure.errors import (
     AuthenticationError,
@@ -312,7 +313,7 @@ def error_app(**options: Any) -> FastAPI:
     app = FastAPI()
 
     def need_auth() -> None:
-        raise AuthenticationError()
+        raise http_exception(AuthenticationError())
 
     @app.get("/401", dependencies=[Depends(need_auth)])
     async def unauthenticated() -> None:
@@ -320,11 +321,11 @@ def error_app(**options: Any) -> FastAPI:
 
     @app.get("/403")
     async def forbidden() -> None:
-        raise PermissionDeniedError()
+        raise http_exception(PermissionDeniedError())
 
     @app.get("/429")
     async def limited() -> None:
-        raise RateLimitExceededError(headers={"Retry-After": "30"})
+        raise http_exception(RateLimitExceededError(retry_after=30))
 
     @app.get("/409")
     async def conflict() -> None:

@@ -13,8 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
-from fastapi_secure.errors import ConfigurationError, WeakPasswordError
-from fastapi_secure.passwords import PasswordPolicy, StrongPassword
+from fastapi_secure.errors import (
+    ConfigurationError,
+    WeakPasswordError,
+)
+from fastapi_secure.passwords import (
+    PasswordPolicy,
+    StrongPassword,
+)
 
 POLICY = PasswordPolicy()
 GOOD = "violet staircase under nine moons"

@@ -22,7 +22,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from fastapi_secure.errors import ConfigurationError, PasswordTooLongError
+from fastapi_secure.errors import (
+    ConfigurationError,
+    PasswordTooLongError,
+)
 from fastapi_secure.passwords import (
     Argon2Scheme,
     BcryptScheme,

@@ -26,7 +26,11 @@ import pytest
 from fastapi import Depends, FastAPI
 
 import fastapi_secure.ratelimit
-from fastapi_secure.ratelimit import RateLimiter, StorageErrorPolicy, Strategy
+from fastapi_secure.ratelimit import (
+    RateLimiter,
+    StorageErrorPolicy,
+    Strategy,
+)
 from tests.conftest import IN_CI, SENTINEL_SERVICE, local_redis_sentinel
 
 pytestmark = [pytest.mark.redis, pytest.mark.anyio]

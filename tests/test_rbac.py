@@ -13,18 +13,29 @@ from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastapi_secure.auth import BearerAuth, require_fresh
-from fastapi_secure.errors import ConfigurationError
-from fastapi_secure.rbac import (
+from fastapi_secure.auth import (
+    BearerAuth,
+    require_fresh,
+)
+from fastapi_secure.auth.guards import (
     PermissionChecker,
     RoleChecker,
+)
+from fastapi_secure.auth.roles import (
     RoleHierarchy,
     RolePermissions,
     permission_matches,
 )
+from fastapi_secure.errors import ConfigurationError
 from fastapi_secure.testing import FakeClock
-from fastapi_secure.tokens.claims import AccessClaims, RefreshClaims
-from fastapi_secure.tokens.issuer import Grant, TokenIssuer
+from fastapi_secure.tokens.claims import (
+    AccessClaims,
+    RefreshClaims,
+)
+from fastapi_secure.tokens.issuer import (
+    Grant,
+    TokenIssuer,
+)
 from tests.auth_helpers import access_token, bearer, client, make_issuer
 
 HIERARCHY = RoleHierarchy({"admin": ["editor"], "editor": ["viewer"]})

@@ -75,7 +75,7 @@ def create_admin(email: str, username: str) -> None:
 
 
 def generate_signing_key() -> None:
-    from fastapi_secure import Key
+    from fastapi_secure.tokens.keys import Key
 
     sys.stdout.write(Key.generate("EdDSA").private_pem().decode())
 

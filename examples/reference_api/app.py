@@ -53,27 +53,27 @@ from fastapi_secure import (
     BearerAuth,
     CookieAuth,
     Database,
-    Grant,
-    HTTPSecurityError,
     InvalidTokenError,
     KeySet,
     MemoryTokenStore,
     PasswordHasher,
     PasswordPolicy,
     RateLimiter,
-    RefreshClaims,
+    RequestRefusedError,
     RoleChecker,
     SecurityError,
     ServiceUnavailableError,
     TokenIssuer,
     TokenPair,
-    TokenStore,
-    by_subject,
     install_secure_defaults,
     jwks_router,
     require_fresh,
 )
 from fastapi_secure.errors import ErrorCode
+from fastapi_secure.ratelimit import by_subject
+from fastapi_secure.tokens.claims import RefreshClaims
+from fastapi_secure.tokens.issuer import Grant
+from fastapi_secure.tokens.stores import TokenStore
 
 from .models import Role, User
 from .schemas import (
@@ -129,7 +129,7 @@ class PasswordChangeIn(BaseModel):
     new_password: NewPassword
 
 
-class ConflictError(HTTPSecurityError):
+class ConflictError(RequestRefusedError):
     status = 409
     default_code = ErrorCode.CONFLICT
     default_message = "email or username already registered"
@@ -182,7 +182,7 @@ def build_components(settings: AppSettings) -> Components:
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     redis_ping: Callable[[], Awaitable[bool]] | None = None
     if redis_url:
-        from fastapi_secure import RedisTokenStore
+        from fastapi_secure.tokens.stores.redis import RedisTokenStore
 
         prefix = settings.redis_key_prefix
         redis_store = RedisTokenStore.from_url(redis_url, prefix=f"{prefix}tokens:")
@@ -347,7 +347,7 @@ def build_routers(c: Components) -> list[APIRouter]:
     ) -> TokenPair | CookieSession:
         if c.cookie_auth is None:
             return tokens
-        csrf_token = await c.cookie_auth.set_cookies(response, tokens)
+        csrf_token = c.cookie_auth.set_cookies(response, tokens)
         return CookieSession(
             csrf_token=csrf_token,
             expires_in=tokens.expires_in,

@@ -13,7 +13,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from fastapi_secure import ConfigurationError, SecuritySettings
+from fastapi_secure import (
+    ConfigurationError,
+    SecuritySettings,
+)
 
 
 class AppSettings(SecuritySettings):

@@ -13,7 +13,9 @@ from __future__ import annotations
 import html
 import secrets
 from collections.abc import Awaitable, Callable, Collection
-from urllib.parse import quote
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import (
@@ -26,10 +28,104 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from fastapi_secure.csp import CSP_NONCE, NONCE_BYTES, NONCE_SCOPE_KEY, ContentSecurityPolicy
 from fastapi_secure.errors import ConfigurationError
-from fastapi_secure.headers import NONCE_BYTES, NONCE_SCOPE_KEY, DocsAssets
+from fastapi_secure.origins import origin_of
 
-__all__ = ["install_secure_docs", "remove_docs"]
+__all__ = [
+    "DEFAULT_DOCS_CSP",
+    "DOCS_PATHS",
+    "DocsAssets",
+    "install_secure_docs",
+    "remove_docs",
+]
+
+DOCS_PATHS: Final = ("/docs", "/redoc", "/docs/oauth2-redirect")
+"""FastAPI's default paths of Swagger UI, ReDoc and the OAuth2 redirect page."""
+
+
+def _origin(url: str) -> str:
+    """``https://cdn.example`` for an absolute URL, ``'self'`` for a relative one."""
+    if not urlsplit(url).scheme:
+        return "'self'"
+    origin = origin_of(url)
+    if origin is None:
+        raise ConfigurationError(f"docs asset URL {url!r} must be https://... or a path")
+    return origin
+
+
+_REDOC_LOGO_ORIGIN: Final = "https://cdn.redoc.ly"
+
+
+@dataclass(frozen=True)
+class DocsAssets:
+    """Where the docs pages load Swagger UI and ReDoc from.
+
+    The defaults are FastAPI's (jsDelivr and Google Fonts). To self-host, give
+    paths (``"/static/swagger-ui-bundle.js"``) and ``google_fonts=False``: the
+    docs policy then allows only ``'self'``.
+
+    ReDoc's bundle always loads its footer logo from ``https://cdn.redoc.ly``.
+    ``redoc_logo`` allows that image; by default (``None``) only when ReDoc
+    itself comes from another origin. Self-hosted, the image is blocked: ReDoc
+    hides it, and the browser logs one CSP violation for it.
+    """
+
+    swagger_js_url: str = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"
+    swagger_css_url: str = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"
+    redoc_js_url: str = "https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"
+    favicon_url: str = "https://fastapi.tiangolo.com/img/favicon.png"
+    google_fonts: bool = True
+    redoc_logo: bool | None = None
+
+    def __post_init__(self) -> None:
+        for url in (self.swagger_js_url, self.swagger_css_url, self.redoc_js_url, self.favicon_url):
+            if any(char in url for char in "<>\"'` \\") or not url.isprintable():
+                raise ConfigurationError(f"docs asset URL {url!r} contains unsafe characters")
+            _origin(url)
+
+    def csp(self) -> ContentSecurityPolicy:
+        """The policy under which these assets render, and nothing else loads.
+
+        Scripts need the per-request nonce (the inline bootstrap script and the
+        bundles carry it). Styles allow ``'unsafe-inline'`` because Swagger UI
+        and ReDoc inject style elements at run time; ReDoc runs its search in a
+        ``blob:`` worker.
+        """
+
+        def origins(*urls: str) -> list[str]:
+            return list(dict.fromkeys(_origin(url) for url in urls))
+
+        scripts = origins(self.swagger_js_url, self.redoc_js_url)
+        styles = ["'self'", "'unsafe-inline'", *origins(self.swagger_css_url)]
+        fonts = ["'self'", "data:"]
+        if self.google_fonts:
+            styles.append("https://fonts.googleapis.com")
+            fonts.append("https://fonts.gstatic.com")
+        images = ["'self'", "data:", *origins(self.favicon_url)]
+        redoc_logo = self.redoc_logo
+        if redoc_logo is None:
+            redoc_logo = _origin(self.redoc_js_url) != "'self'"
+        if redoc_logo:
+            images.append(_REDOC_LOGO_ORIGIN)
+        return ContentSecurityPolicy(
+            {
+                "default-src": ["'none'"],
+                "script-src": [CSP_NONCE, *scripts],
+                "style-src": list(dict.fromkeys(styles)),
+                "img-src": list(dict.fromkeys(images)),
+                "font-src": list(dict.fromkeys(fonts)),
+                "connect-src": ["'self'"],
+                "worker-src": ["blob:"],
+                "base-uri": ["'none'"],
+                "form-action": ["'self'"],
+                "frame-ancestors": ["'none'"],
+            }
+        )
+
+
+DEFAULT_DOCS_CSP: Final = DocsAssets().csp()
+"""The docs pages' policy for FastAPI's default (CDN) assets."""
 
 _UNSAFE_IN_URL = frozenset("<>\"'`\\ ")
 # Characters kept as they are when a root path is put into the page; quotes and

@@ -23,17 +23,20 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 from fastapi import Depends
 
 from fastapi_secure._optional import require
 from fastapi_secure.errors import ConfigurationError, DatabaseUnavailableError
+from fastapi_secure.http_errors import http_exception
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+    from fastapi_secure.settings import SecuritySettings
 
 __all__ = ["Database"]
 
@@ -198,6 +201,16 @@ class Database:
                 sync_engine, "connect", _sqlite_pragmas_wal if not in_memory else _sqlite_pragmas
             )
 
+    @classmethod
+    def from_settings(cls, settings: SecuritySettings, **options: Any) -> Database:
+        """A database at ``settings.database_url``; ``options`` add the other arguments.
+
+        Settings without a ``database_url`` are a :class:`ConfigurationError`.
+        """
+        if settings.database_url is None:
+            raise ConfigurationError("settings.database_url is not set")
+        return cls(settings.database_url.get_secret_value(), **options)
+
     def __repr__(self) -> str:
         return f"Database({self._safe_url!r})"
 
@@ -314,9 +327,9 @@ class Database:
     def _unavailable(self, exc: BaseException) -> DatabaseUnavailableError:
         reason = type(exc).__name__
         logger.warning("database %s unavailable: %s", self._safe_url, reason)
-        return DatabaseUnavailableError(
-            headers={"Retry-After": str(self._retry_after)}, reason=reason
-        )
+        # The HTTP twin: a 503 from a dependency, still a DatabaseUnavailableError.
+        error = DatabaseUnavailableError(retry_after=self._retry_after, reason=reason)
+        return cast(DatabaseUnavailableError, http_exception(error))
 
     def _as_unavailable(self, exc: BaseException) -> DatabaseUnavailableError | None:
         """The 503 that ``exc`` stands for, or None when it is not an availability problem."""

@@ -1,11 +1,14 @@
-"""Exceptions raised by fastapi-secure.
+"""Exceptions raised by fastapi-secure: the core tree, free of FastAPI.
 
-Every exception derives from :class:`SecurityError`. Those that answer an HTTP
-request derive from :class:`HTTPSecurityError`, which is also a FastAPI
-``HTTPException``: raised from a dependency, FastAPI turns it into the right
-status, headers and a JSON body ``{"detail": {"code": ..., "message": ...}}``
-with a stable machine-readable :class:`ErrorCode`. No handler needs to be
-installed.
+Every exception derives from :class:`SecurityError`. Those that refuse a
+request derive from :class:`RequestRefusedError` and carry a stable
+machine-readable :class:`ErrorCode`, a generic ``message`` and, for logs only,
+a precise ``reason``. What they mean in HTTP (status, ``WWW-Authenticate``,
+``Retry-After``, the ``{"detail": {"code": ..., "message": ...}}`` body) lives
+in :mod:`fastapi_secure.http_errors`; the FastAPI dependencies of this library
+raise them as ``HTTPException`` twins, so no handler needs to be installed for
+them, and :func:`~fastapi_secure.http_errors.install_error_handlers` answers
+those that application code lets escape.
 
 ```text
 SecurityError
@@ -14,12 +17,13 @@ SecurityError
 ├── PasswordError
 │   ├── PasswordTooLongError           over the hasher's maximum, before hashing
 │   └── WeakPasswordError              refused by PasswordPolicy
-└── HTTPSecurityError                  carries status_code, headers, code
+└── RequestRefusedError                carries code, message, reason
     ├── AuthenticationError            401 + WWW-Authenticate
-    │   └── InvalidTokenError          401, error="invalid_token"
-    │       ├── ExpiredTokenError
-    │       ├── RevokedTokenError
-    │       └── TokenReuseError        a rotated refresh token came back
+    │   ├── InvalidTokenError          401, error="invalid_token"
+    │   │   ├── ExpiredTokenError
+    │   │   ├── RevokedTokenError
+    │   │   └── TokenReuseError        a rotated refresh token came back
+    │   └── StepUpRequiredError        401, error="insufficient_user_authentication"
     ├── PermissionDeniedError          403
     │   ├── InsufficientScopeError     403, error="insufficient_scope"
     │   └── CSRFError                  403
@@ -38,10 +42,8 @@ is meant for debug logs, never for responses.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Collection
 from typing import ClassVar
-
-from fastapi import HTTPException
 
 __all__ = [
     "AuthenticationError",
@@ -50,7 +52,6 @@ __all__ = [
     "DatabaseUnavailableError",
     "ErrorCode",
     "ExpiredTokenError",
-    "HTTPSecurityError",
     "InsufficientScopeError",
     "InvalidTokenError",
     "MissingDependencyError",
@@ -58,10 +59,12 @@ __all__ = [
     "PasswordTooLongError",
     "PermissionDeniedError",
     "RateLimitExceededError",
+    "RequestRefusedError",
     "RequestTooLargeError",
     "RevokedTokenError",
     "SecurityError",
     "ServiceUnavailableError",
+    "StepUpRequiredError",
     "StoreUnavailableError",
     "TokenReuseError",
     "WeakPasswordError",
@@ -84,7 +87,7 @@ class ErrorCode(str, enum.Enum):
     STORE_UNAVAILABLE = "store_unavailable"
     DATABASE_UNAVAILABLE = "database_unavailable"
     CONFLICT = "conflict"
-    # Generic answers of fastapi_secure.edges.install_error_handlers.
+    # Generic answers of fastapi_secure.http_errors.install_error_handlers.
     BAD_REQUEST = "bad_request"
     MALFORMED_BODY = "malformed_body"
     VALIDATION_FAILED = "validation_failed"
@@ -146,10 +149,12 @@ class WeakPasswordError(PasswordError, ValueError):
         super().__init__("; ".join(self.problems) or "password refused by policy")
 
 
-class HTTPSecurityError(SecurityError, HTTPException):
-    """An error that answers an HTTP request with a fixed status and code."""
+class RequestRefusedError(SecurityError):
+    """An error that refuses a request, with a stable code and a generic message.
 
-    status: ClassVar[int] = 400
+    ``reason`` is the precise cause, for debug logs only, never for answers.
+    """
+
     default_code: ClassVar[ErrorCode] = ErrorCode.PERMISSION_DENIED
     default_message: ClassVar[str] = "request refused"
 
@@ -158,136 +163,184 @@ class HTTPSecurityError(SecurityError, HTTPException):
         message: str | None = None,
         *,
         code: ErrorCode | None = None,
-        headers: Mapping[str, str] | None = None,
         reason: str | None = None,
     ) -> None:
         self.code = code or self.default_code
         self.message = message or self.default_message
         self.reason = reason
-        merged = self.default_headers()
-        merged.update(headers or {})
-        HTTPException.__init__(
-            self,
-            status_code=self.status,
-            detail={"code": self.code.value, "message": self.message},
-            headers=merged or None,
-        )
-
-    @classmethod
-    def default_headers(cls) -> dict[str, str]:
-        """Headers every answer of this class carries; ``headers=`` overrides them."""
-        return {}
+        super().__init__(self.message)
 
     def __str__(self) -> str:
-        return f"{self.status} {self.code.value}: {self.message}"
+        return f"{self.code.value}: {self.message}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code.value!r}, message={self.message!r})"
 
 
-class AuthenticationError(HTTPSecurityError):
-    """401: no credentials, or credentials that cannot be accepted."""
+class AuthenticationError(RequestRefusedError):
+    """No credentials, or credentials that cannot be accepted (HTTP 401).
 
-    status = 401
+    ``scheme`` and ``challenge_error`` are the RFC 6750 challenge the answer
+    carries (``Bearer error="invalid_token"``); a DPoP-protected resource sets
+    ``scheme="DPoP"``.
+    """
+
     default_code = ErrorCode.NOT_AUTHENTICATED
     default_message = "not authenticated"
-    scheme: ClassVar[str] = "Bearer"
-    bearer_error: ClassVar[str | None] = None
+    default_challenge_error: ClassVar[str | None] = None
 
-    @classmethod
-    def default_headers(cls) -> dict[str, str]:
-        if cls.bearer_error is None:
-            return {"WWW-Authenticate": cls.scheme}
-        return {"WWW-Authenticate": f'{cls.scheme} error="{cls.bearer_error}"'}
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: ErrorCode | None = None,
+        reason: str | None = None,
+        scheme: str = "Bearer",
+        challenge_error: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code, reason=reason)
+        self.scheme = scheme
+        self.challenge_error = challenge_error or self.default_challenge_error
 
 
 class InvalidTokenError(AuthenticationError):
-    """401: the token is malformed, forged, expired, revoked or of the wrong kind.
+    """The token is malformed, forged, expired, revoked or of the wrong kind (401).
 
     The message stays generic whatever the cause; ``reason`` says which.
     """
 
     default_code = ErrorCode.INVALID_TOKEN
     default_message = "invalid or expired token"
-    bearer_error = "invalid_token"
+    default_challenge_error = "invalid_token"
 
 
 class ExpiredTokenError(InvalidTokenError):
-    """401: the token's ``exp`` is in the past (beyond the leeway)."""
+    """The token's ``exp`` is in the past (beyond the leeway)."""
 
 
 class RevokedTokenError(InvalidTokenError):
-    """401: the token, its family or its subject was revoked."""
+    """The token, its family or its subject was revoked."""
 
 
 class TokenReuseError(InvalidTokenError):
-    """401: a refresh token that was already rotated came back.
+    """A refresh token that was already rotated came back.
 
     The whole token family has been revoked by the time this is raised
     (RFC 9700, section 4.14).
     """
 
 
-class PermissionDeniedError(HTTPSecurityError):
-    """403: authenticated, but not allowed."""
+class StepUpRequiredError(AuthenticationError):
+    """The credentials are valid but not recent or strong enough (401, RFC 9470).
 
-    status = 403
+    ``max_age`` (seconds) is how recent the last authentication must be, when
+    the guard that raised it has a bound.
+    """
+
+    default_code = ErrorCode.FRESH_TOKEN_REQUIRED
+    default_message = "fresh authentication required"
+    default_challenge_error = "insufficient_user_authentication"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: ErrorCode | None = None,
+        reason: str | None = None,
+        max_age: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, reason=reason)
+        self.max_age = max_age
+
+
+class PermissionDeniedError(RequestRefusedError):
+    """Authenticated, but not allowed (HTTP 403)."""
+
     default_code = ErrorCode.PERMISSION_DENIED
     default_message = "not allowed"
 
 
 class InsufficientScopeError(PermissionDeniedError):
-    """403: the token lacks a required OAuth2 scope (RFC 6750)."""
+    """The token lacks a required OAuth2 scope (403, RFC 6750).
+
+    ``scopes`` are the scopes the route requires.
+    """
 
     default_code = ErrorCode.INSUFFICIENT_SCOPE
     default_message = "insufficient scope"
 
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: ErrorCode | None = None,
+        reason: str | None = None,
+        scopes: Collection[str] = (),
+    ) -> None:
+        super().__init__(message, code=code, reason=reason)
+        self.scopes = tuple(scopes)
+
 
 class CSRFError(PermissionDeniedError):
-    """403: the CSRF token or the Origin of an unsafe request did not match."""
+    """The CSRF token or the Origin of an unsafe request did not match (403)."""
 
     default_code = ErrorCode.CSRF_FAILED
     default_message = "CSRF check failed"
 
 
-class RequestTooLargeError(HTTPSecurityError):
-    """413: the request body exceeds the configured limit."""
+class RequestTooLargeError(RequestRefusedError):
+    """The request body exceeds the configured limit (413)."""
 
-    status = 413
     default_code = ErrorCode.REQUEST_TOO_LARGE
     default_message = "request body too large"
 
 
-class RateLimitExceededError(HTTPSecurityError):
-    """429: a rate limit was hit; ``Retry-After`` says when to come back."""
+class RateLimitExceededError(RequestRefusedError):
+    """A rate limit was hit (429); ``retry_after`` says when to come back (seconds)."""
 
-    status = 429
     default_code = ErrorCode.RATE_LIMITED
     default_message = "too many requests"
 
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: ErrorCode | None = None,
+        reason: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, reason=reason)
+        self.retry_after = retry_after
 
-class ServiceUnavailableError(HTTPSecurityError):
-    """503: a backing service is unavailable; the request was refused, not allowed."""
 
-    status = 503
+class ServiceUnavailableError(RequestRefusedError):
+    """A backing service is unavailable; the request was refused, not allowed (503)."""
+
     default_code = ErrorCode.SERVICE_UNAVAILABLE
     default_message = "service temporarily unavailable"
     default_retry_after: ClassVar[int] = 5
 
-    @classmethod
-    def default_headers(cls) -> dict[str, str]:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: ErrorCode | None = None,
+        reason: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, reason=reason)
         # A 503 always tells clients when to come back (RFC 9110, section 10.2.3).
-        return {"Retry-After": str(cls.default_retry_after)}
+        self.retry_after = self.default_retry_after if retry_after is None else retry_after
 
 
 class StoreUnavailableError(ServiceUnavailableError):
-    """503: a token or rate-limit store could not be reached in time."""
+    """A token or rate-limit store could not be reached in time (503)."""
 
     default_code = ErrorCode.STORE_UNAVAILABLE
 
 
 class DatabaseUnavailableError(ServiceUnavailableError):
-    """503: the database could not be reached, or no pooled connection came free in time.
+    """The database could not be reached, or no pooled connection came free in time (503).
 
     The message never contains the database URL; ``reason`` names the driver error class.
     """

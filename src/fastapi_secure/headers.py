@@ -20,41 +20,27 @@ import secrets
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, TypeVar
-from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fastapi_secure.apidocs import DEFAULT_DOCS_CSP, DOCS_PATHS
 from fastapi_secure.clientip import TrustedProxies
+from fastapi_secure.csp import NONCE_BYTES, NONCE_SCOPE_KEY, STRICT_API_CSP, ContentSecurityPolicy
 from fastapi_secure.errors import ConfigurationError
 
 __all__ = [
-    "CSP_NONCE",
-    "DEFAULT_DOCS_CSP",
     "DEFAULT_PERMISSIONS_POLICY",
-    "DOCS_PATHS",
+    "HEADERS_SCOPE_KEY",
     "HSTS",
-    "NONCE_BYTES",
-    "STRICT_API_CSP",
-    "ContentSecurityPolicy",
-    "DocsAssets",
     "SecureHeadersMiddleware",
     "apply_secure_headers",
     "csp_nonce",
+    "route_path",
 ]
 
-CSP_NONCE: Final = "'nonce'"
-"""Placeholder source: replaced by ``'nonce-<fresh value>'`` on every request."""
-
-NONCE_BYTES: Final = 18
-"""Random bytes per nonce: 144 bits, base64url-encoded without padding."""
-
-NONCE_SCOPE_KEY: Final = "fastapi_secure.csp_nonce"
 HEADERS_SCOPE_KEY: Final = "fastapi_secure.secure_headers"
-
-DOCS_PATHS: Final = ("/docs", "/redoc", "/docs/oauth2-redirect")
-"""FastAPI's default paths of Swagger UI, ReDoc and the OAuth2 redirect page."""
 
 DEFAULT_PERMISSIONS_POLICY: Final = ", ".join(
     f"{feature}=()"
@@ -84,22 +70,6 @@ DEFAULT_PERMISSIONS_POLICY: Final = ", ".join(
 """Denies every powerful browser feature to the page and to any frame."""
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_DIRECTIVE = re.compile(r"[a-z][a-z0-9-]*")
-# A CSP source: visible ASCII without the separators that would end the
-# directive (;) or start another policy (,); quotes only around a keyword.
-_SOURCE = re.compile(r"'[A-Za-z0-9+/=_-]+'|[!#-&(-+\--:<-~]+")
-_BARE_KEYWORDS = frozenset(
-    {
-        "self",
-        "none",
-        "unsafe-inline",
-        "unsafe-eval",
-        "unsafe-hashes",
-        "strict-dynamic",
-        "wasm-unsafe-eval",
-        "report-sample",
-    }
-)
 
 
 def _check_header(name: str, value: str) -> tuple[bytes, bytes]:
@@ -111,193 +81,6 @@ def _check_header(name: str, value: str) -> tuple[bytes, bytes]:
             "whitespace (no CR, LF or other control characters)"
         )
     return name.lower().encode("ascii"), value.encode("ascii")
-
-
-class ContentSecurityPolicy:
-    """An immutable Content-Security-Policy, checked when it is built.
-
-    ``directives`` maps a directive name (``"script-src"``) to its sources, in
-    order. Every source is checked: a CR, LF, ``;`` or ``,`` (which would let a
-    value end the directive or start a new policy) is refused, so are a bare
-    ``self`` / ``none`` (a host name, almost always a missing pair of quotes), a
-    fixed ``'nonce-...'`` and ``'none'`` beside other sources. Put the
-    :data:`CSP_NONCE` placeholder where a per-request nonce belongs.
-    """
-
-    __slots__ = ("_directives", "_parts")
-
-    def __init__(self, directives: Mapping[str, Iterable[str]]) -> None:
-        checked: dict[str, tuple[str, ...]] = {}
-        for name, sources in directives.items():
-            if not isinstance(name, str) or not _DIRECTIVE.fullmatch(name):
-                raise ConfigurationError(f"{name!r} is not a CSP directive name")
-            if isinstance(sources, str):
-                raise ConfigurationError(
-                    f"the sources of {name!r} must be a list of strings, not one string"
-                )
-            values = tuple(sources)
-            for source in values:
-                self._check_source(name, source)
-            if "'none'" in values and len(values) > 1:
-                raise ConfigurationError(f"{name!r}: 'none' cannot be combined with other sources")
-            checked[name] = values
-        if not checked:
-            raise ConfigurationError("a Content-Security-Policy needs at least one directive")
-        self._directives = checked
-        text = "; ".join(" ".join((name, *values)) for name, values in checked.items())
-        # Split once at the placeholder so rendering a nonce is a single join; a
-        # quote can only open or close a whole keyword, so the split is exact.
-        self._parts = tuple(text.split(CSP_NONCE))
-
-    @staticmethod
-    def _check_source(directive: str, source: object) -> None:
-        if not isinstance(source, str) or not _SOURCE.fullmatch(source):
-            raise ConfigurationError(
-                f"{directive!r}: {source!r} is not a valid CSP source (no whitespace, "
-                "CR, LF, ';', ',' or stray quotes)"
-            )
-        if source.lower() in _BARE_KEYWORDS:
-            raise ConfigurationError(
-                f"{directive!r}: {source!r} is read as a host name; write \"'{source}'\""
-            )
-        if source.lower().startswith("'nonce-"):
-            raise ConfigurationError(
-                f"{directive!r}: a fixed nonce defeats its purpose; use CSP_NONCE for a "
-                "fresh nonce per request"
-            )
-
-    @property
-    def directives(self) -> Mapping[str, tuple[str, ...]]:
-        """The directives and their sources (a copy)."""
-        return dict(self._directives)
-
-    @property
-    def uses_nonce(self) -> bool:
-        """Whether the policy contains :data:`CSP_NONCE`."""
-        return len(self._parts) > 1
-
-    def with_directive(self, name: str, *sources: str) -> ContentSecurityPolicy:
-        """A copy with ``name`` set to ``sources`` (added or replaced)."""
-        merged = dict(self._directives)
-        merged[name] = sources
-        return ContentSecurityPolicy(merged)
-
-    def without_directive(self, name: str) -> ContentSecurityPolicy:
-        """A copy without ``name``."""
-        return ContentSecurityPolicy({k: v for k, v in self._directives.items() if k != name})
-
-    def header_value(self, nonce: str | None = None) -> str:
-        """The header value, with ``nonce`` in place of :data:`CSP_NONCE`."""
-        if len(self._parts) == 1:
-            return self._parts[0]
-        if nonce is None or not re.fullmatch(r"[A-Za-z0-9+/_-]+={0,2}", nonce):
-            raise ConfigurationError("this policy uses a nonce: pass a base64 nonce")
-        return f"'nonce-{nonce}'".join(self._parts)
-
-    def _render(self, nonce: str) -> bytes:
-        # For nonces generated here: no need to check their alphabet again.
-        return f"'nonce-{nonce}'".join(self._parts).encode("ascii")
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ContentSecurityPolicy):
-            return NotImplemented
-        return self._directives == other._directives
-
-    def __hash__(self) -> int:
-        return hash(tuple(self._directives.items()))
-
-    def __repr__(self) -> str:
-        return f"ContentSecurityPolicy({CSP_NONCE.join(self._parts)!r})"
-
-
-STRICT_API_CSP: Final = ContentSecurityPolicy(
-    {"default-src": ["'none'"], "frame-ancestors": ["'none'"]}
-)
-"""The default for API responses: nothing may load, nothing may frame them."""
-
-
-def _origin(url: str) -> str:
-    """``https://cdn.example`` for an absolute URL, ``'self'`` for a relative one."""
-    parts = urlsplit(url)
-    if not parts.scheme:
-        return "'self'"
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigurationError(f"docs asset URL {url!r} must be https://... or a path")
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-_REDOC_LOGO_ORIGIN: Final = "https://cdn.redoc.ly"
-
-
-@dataclass(frozen=True)
-class DocsAssets:
-    """Where the docs pages load Swagger UI and ReDoc from.
-
-    The defaults are FastAPI's (jsDelivr and Google Fonts). To self-host, give
-    paths (``"/static/swagger-ui-bundle.js"``) and ``google_fonts=False``: the
-    docs policy then allows only ``'self'``.
-
-    ReDoc's bundle always loads its footer logo from ``https://cdn.redoc.ly``.
-    ``redoc_logo`` allows that image; by default (``None``) only when ReDoc
-    itself comes from another origin. Self-hosted, the image is blocked: ReDoc
-    hides it, and the browser logs one CSP violation for it.
-    """
-
-    swagger_js_url: str = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"
-    swagger_css_url: str = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"
-    redoc_js_url: str = "https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"
-    favicon_url: str = "https://fastapi.tiangolo.com/img/favicon.png"
-    google_fonts: bool = True
-    redoc_logo: bool | None = None
-
-    def __post_init__(self) -> None:
-        for url in (self.swagger_js_url, self.swagger_css_url, self.redoc_js_url, self.favicon_url):
-            if any(char in url for char in "<>\"'` \\") or not url.isprintable():
-                raise ConfigurationError(f"docs asset URL {url!r} contains unsafe characters")
-            _origin(url)
-
-    def csp(self) -> ContentSecurityPolicy:
-        """The policy under which these assets render, and nothing else loads.
-
-        Scripts need the per-request nonce (the inline bootstrap script and the
-        bundles carry it). Styles allow ``'unsafe-inline'`` because Swagger UI
-        and ReDoc inject style elements at run time; ReDoc runs its search in a
-        ``blob:`` worker.
-        """
-
-        def origins(*urls: str) -> list[str]:
-            return list(dict.fromkeys(_origin(url) for url in urls))
-
-        scripts = origins(self.swagger_js_url, self.redoc_js_url)
-        styles = ["'self'", "'unsafe-inline'", *origins(self.swagger_css_url)]
-        fonts = ["'self'", "data:"]
-        if self.google_fonts:
-            styles.append("https://fonts.googleapis.com")
-            fonts.append("https://fonts.gstatic.com")
-        images = ["'self'", "data:", *origins(self.favicon_url)]
-        redoc_logo = self.redoc_logo
-        if redoc_logo is None:
-            redoc_logo = _origin(self.redoc_js_url) != "'self'"
-        if redoc_logo:
-            images.append(_REDOC_LOGO_ORIGIN)
-        return ContentSecurityPolicy(
-            {
-                "default-src": ["'none'"],
-                "script-src": [CSP_NONCE, *scripts],
-                "style-src": list(dict.fromkeys(styles)),
-                "img-src": list(dict.fromkeys(images)),
-                "font-src": list(dict.fromkeys(fonts)),
-                "connect-src": ["'self'"],
-                "worker-src": ["blob:"],
-                "base-uri": ["'none'"],
-                "form-action": ["'self'"],
-                "frame-ancestors": ["'none'"],
-            }
-        )
-
-
-DEFAULT_DOCS_CSP: Final = DocsAssets().csp()
-"""The docs pages' policy for FastAPI's default (CDN) assets."""
 
 
 @dataclass(frozen=True)
@@ -344,7 +127,7 @@ _MANAGED = frozenset(
 )
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
     """The request path as the app's routes see it: without the ``root_path``."""
     path: str = scope["path"]
     root_path: str = scope.get("root_path", "")
@@ -405,8 +188,9 @@ class SecureHeadersMiddleware:
         csp: policy of API responses; :data:`STRICT_API_CSP` by default.
         csp_report_only: a second policy sent as
             ``Content-Security-Policy-Report-Only`` (try a stricter policy out).
-        docs_csp: policy of the ``docs_paths``; allows what :class:`DocsAssets`
-            loads, with a per-request nonce. ``None`` treats them like any path.
+        docs_csp: policy of the ``docs_paths``; allows what
+            :class:`~fastapi_secure.apidocs.DocsAssets` loads, with a per-request
+            nonce. ``None`` treats them like any path.
         docs_paths: exact paths of the docs pages. They get
             ``Cross-Origin-Opener-Policy: same-origin-allow-popups`` and the
             ``oauth2_redirect_paths`` among them none, so Swagger UI's OAuth2
@@ -521,7 +305,7 @@ class SecureHeadersMiddleware:
         self._proxies = trusted_proxies
 
     def _profile_for(self, scope: Scope) -> _Profile:
-        path = _route_path(scope)
+        path = route_path(scope)
         if path in self._docs_paths:
             return self._redirect if path in self._redirect_paths else self._docs
         for prefix, profile in self._cache_paths:
@@ -583,7 +367,7 @@ def apply_secure_headers(request: HTTPConnection, response: ResponseT) -> Respon
     ``ServerErrorMiddleware``, outside every middleware added with
     ``app.add_middleware``; a custom 500 handler calls this so the answer
     still carries the headers. (The handler of
-    :func:`~fastapi_secure.edges.install_error_handlers` already does.) Does
+    :func:`~fastapi_secure.http_errors.install_error_handlers` already does.) Does
     nothing when :class:`SecureHeadersMiddleware` did not see the request.
     """
     found = request.scope.get(HEADERS_SCOPE_KEY)

@@ -57,6 +57,8 @@ from fastapi_secure.errors import (
     RateLimitExceededError,
     StoreUnavailableError,
 )
+from fastapi_secure.http_errors import http_exception
+from fastapi_secure.settings import SecuritySettings
 from fastapi_secure.tokens.claims import AccessClaims
 
 __all__ = [
@@ -341,6 +343,14 @@ class RateLimiter:
         self._storage_ready = False
         self._warmup_lock = anyio.Lock()
 
+    @classmethod
+    def from_settings(cls, settings: SecuritySettings, **options: Any) -> RateLimiter:
+        """A limiter on ``settings.redis_url`` (``memory://`` when unset) behind
+        ``settings.trusted_proxies``; ``options`` add the other arguments and win."""
+        storage = settings.redis_url.get_secret_value() if settings.redis_url else "memory://"
+        defaults: dict[str, Any] = {"trusted_proxies": settings.trusted_proxies}
+        return cls(storage, **{**defaults, **options})
+
     def __repr__(self) -> str:
         return (
             f"RateLimiter({self._scheme!r}, strategy={self.strategy_name!r}, "
@@ -488,7 +498,9 @@ class RateLimiter:
             headers = {"Retry-After": str(outcome.refused_for)}
             if quotas is not None and self.headers:
                 headers.update(quotas.headers())
-            raise RateLimitExceededError(headers=headers)
+            raise http_exception(
+                RateLimitExceededError(retry_after=outcome.refused_for), headers=headers
+            )
 
     async def _first_hit(
         self,
@@ -532,9 +544,11 @@ class RateLimiter:
         if self.on_storage_error == "memory":
             return await self._hit(self._fallback, policies, identifier, cost)
         retry_after = max(1, math.ceil(self._storage_down_until - _monotonic()))
-        raise StoreUnavailableError(
-            headers={"Retry-After": str(retry_after)},
-            reason=None if exc is None else type(exc).__qualname__,
+        raise http_exception(
+            StoreUnavailableError(
+                retry_after=retry_after,
+                reason=None if exc is None else type(exc).__qualname__,
+            )
         ) from None
 
     async def _hit(

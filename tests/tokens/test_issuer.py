@@ -32,7 +32,10 @@ from fastapi_secure.tokens.claims import (
     AccessClaims,
     RefreshClaims,
 )
-from fastapi_secure.tokens.issuer import Grant, TokenIssuer
+from fastapi_secure.tokens.issuer import (
+    Grant,
+    TokenIssuer,
+)
 from fastapi_secure.tokens.keys import KeySet
 from fastapi_secure.tokens.stores.base import new_family_id
 from fastapi_secure.tokens.stores.memory import MemoryTokenStore

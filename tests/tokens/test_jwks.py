@@ -10,8 +10,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from fastapi_secure.errors import ConfigurationError
-from fastapi_secure.tokens.jwks import DEFAULT_JWKS_PATH, jwks_router
-from fastapi_secure.tokens.keys import Key, KeySet
+from fastapi_secure.jwks import (
+    DEFAULT_JWKS_PATH,
+    jwks_router,
+)
+from fastapi_secure.tokens.keys import (
+    Key,
+    KeySet,
+)
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 

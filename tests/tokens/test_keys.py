@@ -16,7 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastapi_secure.errors import ConfigurationError, InvalidTokenError
+from fastapi_secure.errors import (
+    ConfigurationError,
+    InvalidTokenError,
+)
 from fastapi_secure.tokens.keys import (
     DEFAULT_MAX_TOKEN_BYTES,
     SUPPORTED_ALGORITHMS,

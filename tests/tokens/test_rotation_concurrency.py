@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI, Header
 
+from fastapi_secure.http_errors import install_error_handlers, status_of
 from fastapi_secure.errors import (
     InvalidTokenError,
     RevokedTokenError,
@@ -19,8 +20,15 @@ from fastapi_secure.errors import (
     TokenReuseError,
 )
 from fastapi_secure.testing import FakeClock
-from fastapi_secure.tokens.claims import AccessClaims, RefreshClaims, TokenPair
-from fastapi_secure.tokens.issuer import Grant, TokenIssuer
+from fastapi_secure.tokens.claims import (
+    AccessClaims,
+    RefreshClaims,
+    TokenPair,
+)
+from fastapi_secure.tokens.issuer import (
+    Grant,
+    TokenIssuer,
+)
 from fastapi_secure.tokens.keys import KeySet
 from fastapi_secure.tokens.stores.base import TokenStore
 
@@ -216,7 +224,7 @@ async def test_store_outage_fails_closed_quickly(down_issuer: Any) -> None:
     ):
         with pytest.raises(StoreUnavailableError) as caught:
             await call
-        assert caught.value.status_code == 503
+        assert status_of(caught.value) == 503
     assert time.monotonic() - started < 5
 
 
@@ -228,6 +236,8 @@ async def test_store_outage_is_a_503_through_a_route(down_issuer: Any) -> None:
         return claims
 
     app = FastAPI()
+    # The route's own dependency lets the core error escape: the handlers answer it.
+    install_error_handlers(app)
 
     @app.get("/me")
     async def me(claims: AccessClaims = Depends(current)) -> dict[str, str]:  # noqa: B008

@@ -10,7 +10,11 @@ from collections.abc import AsyncIterator, Iterator
 import anyio
 import pytest
 
-from fastapi_secure.errors import ConfigurationError, StoreUnavailableError
+from fastapi_secure.http_errors import status_of
+from fastapi_secure.errors import (
+    ConfigurationError,
+    StoreUnavailableError,
+)
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.stores.base import (
     TokenState,
@@ -395,7 +399,7 @@ async def _every_operation(store: TokenStore) -> None:
     for call in calls:
         with pytest.raises(StoreUnavailableError) as caught:
             await call
-        assert caught.value.status_code == 503
+        assert status_of(caught.value) == 503
 
 
 async def test_redis_down_fails_closed_quickly() -> None:

@@ -21,8 +21,14 @@ from typing import Any
 import jwt
 import pytest
 
-from fastapi_secure.errors import ConfigurationError, InvalidTokenError
-from fastapi_secure.tokens.keys import Key, KeySet
+from fastapi_secure.errors import (
+    ConfigurationError,
+    InvalidTokenError,
+)
+from fastapi_secure.tokens.keys import (
+    Key,
+    KeySet,
+)
 from tests.conftest import IN_CI
 
 VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors" / "wycheproof"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi_secure.tokens.claims import AccessClaims, RefreshClaims, TokenPair
 from fastapi_secure.tokens.issuer import Grant, GrantLoader, TokenIssuer
-from fastapi_secure.tokens.jwks import jwks_router
 from fastapi_secure.tokens.keys import Key, KeySet, VerifiedJWS
 from fastapi_secure.tokens.stores.base import TokenState, TokenStore
 from fastapi_secure.tokens.stores.memory import MemoryTokenStore
@@ -24,5 +23,4 @@ __all__ = [
     "TokenState",
     "TokenStore",
     "VerifiedJWS",
-    "jwks_router",
 ]

@@ -8,7 +8,8 @@ the id of its token family (one login session). Access tokens add ``roles``,
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
@@ -16,6 +17,7 @@ __all__ = [
     "ACCESS_TOKEN_TYP",
     "REFRESH_TOKEN_TYP",
     "RESERVED_CLAIMS",
+    "SCOPE_TOKEN",
     "AccessClaims",
     "RefreshClaims",
     "TokenPair",
@@ -26,6 +28,9 @@ ACCESS_TOKEN_TYP = "at+jwt"
 
 REFRESH_TOKEN_TYP = "rt+jwt"
 """JOSE ``typ`` header of refresh tokens (distinct from access tokens by design)."""
+
+SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+"""One OAuth2 scope token (RFC 6749, appendix A.4); nothing else may stand in a scope."""
 
 RESERVED_CLAIMS = frozenset(
     {
@@ -121,3 +126,7 @@ class TokenPair(BaseModel):
     token_type: Literal["bearer"] = "bearer"
     expires_in: int = Field(description="access token lifetime in seconds")
     refresh_expires_in: int = Field(description="refresh token lifetime in seconds")
+    session_id: str = Field(
+        exclude=True,
+        description="the token family (login session) both tokens belong to: their `sid`",
+    )

@@ -13,7 +13,6 @@ import base64
 import hashlib
 import logging
 import math
-import re
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from fastapi_secure.tokens.claims import (
     ACCESS_TOKEN_TYP,
     REFRESH_TOKEN_TYP,
     RESERVED_CLAIMS,
+    SCOPE_TOKEN,
     AccessClaims,
     RefreshClaims,
     TokenPair,
@@ -57,7 +57,6 @@ MAX_REUSE_GRACE = 60.0
 """Upper bound of ``reuse_grace`` in seconds: a stolen token is usable that long."""
 
 # RFC 6749, section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 _REQUIRED_ACCESS = frozenset({"token_use", "roles", "scopes", "fresh"})
 _REQUIRED_REFRESH = frozenset({"token_use"})
@@ -303,7 +302,7 @@ class TokenIssuer:
         if isinstance(roles, str) or not all(isinstance(r, str) and r for r in roles):
             raise ValueError("roles must be a sequence of non-empty strings")
         if isinstance(scopes, str) or not all(
-            isinstance(s, str) and _SCOPE_TOKEN.fullmatch(s) for s in scopes
+            isinstance(s, str) and SCOPE_TOKEN.fullmatch(s) for s in scopes
         ):
             raise ValueError("scopes must be a collection of RFC 6749 scope tokens")
         extra = dict(claims or {})
@@ -341,6 +340,7 @@ class TokenIssuer:
             refresh_token=self._keys.sign(refresh, typ=REFRESH_TOKEN_TYP),
             expires_in=self._access_ttl,
             refresh_expires_in=self._refresh_ttl,
+            session_id=family_id,
         )
 
     # -- verifying -------------------------------------------------------------

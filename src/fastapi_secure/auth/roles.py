@@ -1,12 +1,14 @@
-"""Authorization over the claims of an authenticated request: roles, permissions, scopes.
+"""Roles and permissions, as data: which roles imply which, which permissions
+each role holds. No FastAPI here; :mod:`fastapi_secure.auth.guards` enforces
+them on requests.
 
 * :class:`RoleHierarchy` says which roles imply which (``admin`` -> ``editor``
   -> ``viewer``); it is closed transitively once, at construction, and a cycle
   is a :class:`~fastapi_secure.errors.ConfigurationError`.
-* :class:`RoleChecker` requires roles (``mode="any"`` or ``"all"``) among
-  the token's roles, expanded through the hierarchy.
-* :class:`PermissionChecker` requires permissions such as ``posts:write``,
-  granted to roles by :class:`RolePermissions` with wildcards (``posts:*``,
+* :class:`~fastapi_secure.auth.guards.RoleChecker` requires roles
+  (``mode="any"`` or ``"all"``) among the token's roles, expanded through the hierarchy.
+* :class:`~fastapi_secure.auth.guards.PermissionChecker` requires permissions such
+  as ``posts:write``, granted to roles by :class:`RolePermissions` with wildcards (``posts:*``,
   ``*``).
 * Scopes: use either checker with ``Security(checker, scopes=[...])``; the
   scopes are enforced by the auth dependency and listed in OpenAPI.
@@ -25,28 +27,22 @@ Required permissions are literal.
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
-from fastapi.security.base import SecurityBase
-from fastapi.security.oauth2 import SecurityScopes
-from starlette.requests import Request
-
-from fastapi_secure.auth import ClaimsDependency
-from fastapi_secure.errors import AuthenticationError, ConfigurationError, PermissionDeniedError
-from fastapi_secure.tokens.claims import AccessClaims
+from fastapi_secure.errors import ConfigurationError
 
 __all__ = [
-    "PermissionChecker",
-    "RoleChecker",
+    "Mode",
     "RoleHierarchy",
     "RolePermissions",
+    "check_mode",
     "permission_matches",
+    "role_names",
+    "validate_permission",
+    "validate_role",
 ]
-
-logger = logging.getLogger("fastapi_secure.rbac")
 
 _SEGMENT = re.compile(r"[^\s:*]+")
 _ROLE = re.compile(r"\S+")
@@ -54,7 +50,7 @@ _ROLE = re.compile(r"\S+")
 Mode = Literal["any", "all"]
 
 
-def _validate_permission(text: str, *, pattern: bool) -> tuple[str, ...]:
+def validate_permission(text: str, *, pattern: bool) -> tuple[str, ...]:
     segments = tuple(text.split(":"))
     for segment in segments:
         if segment == "*" and pattern:
@@ -87,20 +83,20 @@ def permission_matches(pattern: str, permission: str) -> bool:
     Malformed input never matches.
     """
     try:
-        granted = _validate_permission(pattern, pattern=True)
-        wanted = _validate_permission(permission, pattern=False)
+        granted = validate_permission(pattern, pattern=True)
+        wanted = validate_permission(permission, pattern=False)
     except ConfigurationError:
         return False
     return _segments_match(granted, wanted)
 
 
-def _names(values: Iterable[str]) -> Iterable[str]:
+def role_names(values: Iterable[str]) -> Iterable[str]:
     if isinstance(values, str):
         raise ConfigurationError(f"expected a list of names, got the string {values!r}")
     return values
 
 
-def _validate_role(role: str) -> str:
+def validate_role(role: str) -> str:
     if not isinstance(role, str) or not _ROLE.fullmatch(role):
         raise ConfigurationError(f"role {role!r} must be a non-empty string without spaces")
     return role
@@ -116,7 +112,7 @@ class RoleHierarchy:
 
     def __init__(self, implies: Mapping[str, Iterable[str]]) -> None:
         graph = {
-            _validate_role(role): tuple(_validate_role(child) for child in _names(children))
+            validate_role(role): tuple(validate_role(child) for child in role_names(children))
             for role, children in implies.items()
         }
         self._closure = self._close(graph)
@@ -185,8 +181,8 @@ class RolePermissions:
     ) -> None:
         self.hierarchy = hierarchy
         self._grants = {
-            _validate_role(role): tuple(
-                _validate_permission(pattern, pattern=True) for pattern in _names(patterns)
+            validate_role(role): tuple(
+                validate_permission(pattern, pattern=True) for pattern in role_names(patterns)
             )
             for role, patterns in grants.items()
         }
@@ -198,7 +194,7 @@ class RolePermissions:
     def allows(self, roles: Iterable[str], permission: str) -> bool:
         """Whether any of ``roles`` is granted ``permission`` (a literal permission)."""
         try:
-            wanted = _validate_permission(permission, pattern=False)
+            wanted = validate_permission(permission, pattern=False)
         except ConfigurationError:
             return False
         return any(_segments_match(pattern, wanted) for pattern in self._patterns(roles))
@@ -208,108 +204,9 @@ class RolePermissions:
         return frozenset(":".join(pattern) for pattern in self._patterns(roles))
 
 
-class _ClaimsGuard(SecurityBase):
-    """A dependency that authenticates through ``auth`` and then decides."""
-
-    def __init__(self, auth: ClaimsDependency) -> None:
-        if not isinstance(auth, ClaimsDependency):
-            raise ConfigurationError(
-                "auth must be a BearerAuth, CookieAuth, require_fresh(...) or another checker"
-            )
-        self.auth = auth
-        # Seen by OpenAPI as the auth's own scheme, so routes list it (with the
-        # scopes of Security(checker, scopes=[...])) and Swagger can authorize.
-        self.model = auth.model
-        self.scheme_name = auth.scheme_name
-
-    def allowed(self, claims: AccessClaims) -> bool:
-        raise NotImplementedError
-
-    async def authenticate(self, request: Request, scopes: Sequence[str] = ()) -> AccessClaims:
-        claims = await self.auth.authenticate(request, scopes)
-        if claims is None:
-            raise AuthenticationError(reason="no credentials")
-        if not self.allowed(claims):
-            logger.debug("%r refused subject %r with roles %s", self, claims.sub, claims.roles)
-            raise PermissionDeniedError(reason=f"refused by {self!r}")
-        return claims
-
-    async def __call__(self, request: Request, security_scopes: SecurityScopes) -> AccessClaims:
-        return await self.authenticate(request, security_scopes.scopes)
-
-
-def _mode(mode: str) -> Mode:
+def check_mode(mode: str) -> Mode:
     if mode == "any":
         return "any"
     if mode == "all":
         return "all"
     raise ConfigurationError(f"mode must be 'any' or 'all', not {mode!r}")
-
-
-class RoleChecker(_ClaimsGuard):
-    """Require roles: ``Depends(RoleChecker(["admin"], auth=bearer))``.
-
-    ``mode="any"`` (default) passes a token holding at least one of ``roles``,
-    ``mode="all"`` one holding every one. Token roles are first expanded
-    through ``hierarchy``, so with ``admin`` implying ``editor`` an admin
-    passes ``RoleChecker(["editor"], ...)``.
-    """
-
-    def __init__(
-        self,
-        roles: Iterable[str],
-        *,
-        auth: ClaimsDependency,
-        mode: Mode = "any",
-        hierarchy: RoleHierarchy | None = None,
-    ) -> None:
-        super().__init__(auth)
-        self.roles = frozenset(_validate_role(role) for role in _names(roles))
-        if not self.roles:
-            raise ConfigurationError("RoleChecker needs at least one role")
-        self.mode = _mode(mode)
-        self.hierarchy = hierarchy
-
-    def allowed(self, claims: AccessClaims) -> bool:
-        held = self.hierarchy.expand(claims.roles) if self.hierarchy else frozenset(claims.roles)
-        if self.mode == "all":
-            return self.roles <= held
-        return not self.roles.isdisjoint(held)
-
-    def __repr__(self) -> str:
-        return f"RoleChecker({sorted(self.roles)}, mode={self.mode!r})"
-
-
-class PermissionChecker(_ClaimsGuard):
-    """Require permissions granted to the token's roles by ``grants``:
-    ``Depends(PermissionChecker(["posts:write"], auth=bearer, grants=grants))``.
-
-    ``mode="all"`` (default) needs every listed permission, ``mode="any"`` one.
-    """
-
-    def __init__(
-        self,
-        permissions: Iterable[str],
-        *,
-        auth: ClaimsDependency,
-        grants: RolePermissions,
-        mode: Mode = "all",
-    ) -> None:
-        super().__init__(auth)
-        required = tuple(_names(permissions))
-        for permission in required:
-            _validate_permission(permission, pattern=False)
-        if not required:
-            raise ConfigurationError("PermissionChecker needs at least one permission")
-        if not isinstance(grants, RolePermissions):
-            raise ConfigurationError("grants must be a RolePermissions")
-        self.permissions = frozenset(required)
-        self.grants = grants
-        self.mode = _mode(mode)
-
-    def allowed(self, claims: AccessClaims) -> bool:
-        check = all if self.mode == "all" else any
-        return check(self.grants.allows(claims.roles, wanted) for wanted in self.permissions)
-
-    def __repr__(self) -> str:
-        return f"PermissionChecker({sorted(self.permissions)}, mode={self.mode!r})"

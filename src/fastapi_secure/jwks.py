@@ -1,4 +1,4 @@
-"""A ready route that publishes a :class:`~fastapi_secure.tokens.keys.KeySet`'s public keys."""
+"""The HTTP side of keys: a route publishing a :class:`~fastapi_secure.tokens.keys.KeySet`."""
 
 from __future__ import annotations
 

@@ -1,0 +1,120 @@
+"""``Authorization: Bearer <access token>``: the bearer transport.
+
+:class:`BearerAuth` reads the access token from the ``Authorization`` header
+and answers the token routes the OAuth2 way: a login or a refresh returns the
+pair in the JSON body, the refresh token comes back in the body of the refresh
+request, and a logout has nothing to clear on the client's behalf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi.openapi.models import OAuth2 as OAuth2Model
+from fastapi.openapi.models import OAuthFlowPassword, OAuthFlows
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fastapi_secure.auth.base import (
+    DEFAULT_MAX_TOKEN_LENGTH,
+    AccessTokenVerifier,
+    TokenAuth,
+    refuse,
+    token_syntax_problem,
+)
+from fastapi_secure.errors import AuthenticationError, ConfigurationError, InvalidTokenError
+from fastapi_secure.tokens.claims import SCOPE_TOKEN, AccessClaims, TokenPair
+
+__all__ = ["BearerAuth", "bearer_token"]
+
+
+def bearer_token(values: Sequence[str], max_length: int) -> str | None:
+    """The token of the ``Authorization`` header values, None when no Bearer credentials.
+
+    Raises InvalidTokenError for Bearer credentials that cannot be a token.
+    """
+    if not values:
+        return None
+    if len(values) > 1:
+        refuse(InvalidTokenError(reason="several Authorization headers"))
+    scheme, _, param = values[0].strip(" ").partition(" ")
+    if scheme.lower() != "bearer":
+        # Another scheme (Basic, Digest, ...) or nothing: no Bearer credentials,
+        # answered like a missing header (RFC 6750, section 3.1).
+        return None
+    token = param.strip(" ")
+    if not token:
+        refuse(InvalidTokenError(reason="empty Bearer credentials"))
+    problem = token_syntax_problem(token, max_length)
+    if problem is not None:
+        refuse(InvalidTokenError(reason=problem))
+    return token
+
+
+class BearerAuth(TokenAuth):
+    """``Authorization: Bearer <access token>`` -> ``AccessClaims``.
+
+    Registers an OAuth2 password-flow scheme (``token_url``, ``scopes``) in
+    OpenAPI. Use ``Depends(bearer)``, or ``Security(bearer, scopes=[...])``
+    to require scopes.
+    """
+
+    model: OAuth2Model
+
+    def __init__(
+        self,
+        issuer: AccessTokenVerifier,
+        *,
+        token_url: str = "/auth/token",  # noqa: S107 - a URL path, not a secret
+        refresh_url: str | None = None,
+        scopes: Mapping[str, str] | None = None,
+        auto_error: bool = True,
+        scheme_name: str | None = None,
+        description: str | None = None,
+        max_token_length: int = DEFAULT_MAX_TOKEN_LENGTH,
+    ) -> None:
+        super().__init__(issuer, auto_error=auto_error, max_token_length=max_token_length)
+        if not token_url:
+            raise ConfigurationError("token_url must not be empty")
+        for scope in scopes or {}:
+            if not SCOPE_TOKEN.fullmatch(scope):
+                raise ConfigurationError(f"scope {scope!r} is not a valid OAuth2 scope token")
+        self.model = OAuth2Model(
+            flows=OAuthFlows(
+                password=OAuthFlowPassword(
+                    tokenUrl=token_url, refreshUrl=refresh_url, scopes=dict(scopes or {})
+                )
+            ),
+            description=description,
+        )
+        self.scheme_name = scheme_name or type(self).__name__
+
+    async def authenticate(
+        self, request: Request, scopes: Sequence[str] = ()
+    ) -> AccessClaims | None:
+        token = bearer_token(request.headers.getlist("authorization"), self.max_token_length)
+        if token is None:
+            return self._not_authenticated("no Bearer credentials")
+        claims = await self._verify(request, token)
+        self._check_scopes(claims, scopes)
+        return claims
+
+    # --- transport: the response side of the token routes -------------------
+
+    def login_response(self, pair: TokenPair, response: Response) -> dict[str, Any]:
+        """The OAuth2 token response body (RFC 6749, section 5.1) for ``pair``."""
+        response.headers["Cache-Control"] = "no-store"
+        return pair.model_dump(mode="json")
+
+    async def read_refresh(self, request: Request, presented: str | None = None) -> str:
+        """The refresh token the client sent in the request body (``presented``)."""
+        if not presented:
+            refuse(AuthenticationError(reason="no refresh token"))
+        problem = token_syntax_problem(presented, self.max_token_length)
+        if problem is not None:
+            refuse(InvalidTokenError(reason=f"refresh token: {problem}"))
+        return presented
+
+    def logout_response(self, response: Response) -> None:
+        """Nothing to clear: a bearer client forgets its tokens itself."""
