@@ -19,7 +19,6 @@ from fastapi import Depends, FastAPI
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastapi_secure import passwords
 from fastapi_secure.auth import BearerAuth
 from fastapi_secure.db import Database
 from fastapi_secure.errors import (
@@ -28,6 +27,7 @@ from fastapi_secure.errors import (
     StoreUnavailableError,
 )
 from fastapi_secure.passwords import PasswordPolicy
+from fastapi_secure.passwords import policy as password_policy
 from fastapi_secure.ratelimit import RateLimiter
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import AccessClaims
@@ -61,7 +61,7 @@ def test_oversized_password_is_refused_without_normalizing_it(
         normalized_lengths.append(len(text))
         return unicodedata.normalize(form, text)
 
-    monkeypatch.setattr(passwords, "unicodedata", types.SimpleNamespace(normalize=spy))
+    monkeypatch.setattr(password_policy, "unicodedata", types.SimpleNamespace(normalize=spy))
     policy = PasswordPolicy()
 
     problems = policy.check(EXPANDING * (1024 * 1024 // 3))
@@ -111,7 +111,7 @@ def test_huge_context_word_is_not_normalized(monkeypatch: pytest.MonkeyPatch) ->
         seen.append(len(text))
         return unicodedata.normalize(form, text)
 
-    monkeypatch.setattr(passwords, "unicodedata", types.SimpleNamespace(normalize=spy))
+    monkeypatch.setattr(password_policy, "unicodedata", types.SimpleNamespace(normalize=spy))
     problems = PasswordPolicy().check("correct-horse-battery", context=["\ufdfa" * 350_000])
     assert problems == []
     assert max(seen) <= 4 * 128
@@ -124,7 +124,7 @@ def test_no_code_point_decomposes_to_more_than_four() -> None:
         for point in range(0x110000)
         if not 0xD800 <= point <= 0xDFFF
     )
-    assert longest == passwords._MAX_NFKC_SHRINK
+    assert longest == password_policy._MAX_NFKC_SHRINK
 
 
 # --- RedisTokenStore on a Redis Cluster that does not answer ------------------------------

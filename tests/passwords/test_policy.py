@@ -84,8 +84,8 @@ def test_optional_composition_rules(option: str, refused: str, accepted: str, pr
 
 def test_shipped_blocklist_has_thousands_of_common_passwords() -> None:
     text = (
-        resources.files("fastapi_secure")
-        .joinpath("data/common-passwords.txt")
+        resources.files("fastapi_secure.passwords")
+        .joinpath("common-passwords.txt")
         .read_text(encoding="utf-8")
     )
     entries = [line for line in text.splitlines() if line and not line.startswith("#")]

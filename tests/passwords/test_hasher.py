@@ -1,7 +1,8 @@
-"""PasswordHasher: profiles, floors, verify that never raises, migration, bounds, async twins.
+"""PasswordHasher: profiles, verify that never raises, migration, bounds, async twins.
 
 Everything runs on ``PasswordHasher.insecure_fast_for_tests()`` (argon2id
 t=1 m=8 KiB, bcrypt cost 4) except the few tests about the real profiles.
+Scheme-specific cases are in ``test_argon2.py`` and ``test_bcrypt.py``.
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ import logging
 import os
 import threading
 import unicodedata
-from typing import Any
 
 import anyio
 import argon2
-import bcrypt
 import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
@@ -33,57 +32,15 @@ from fastapi_secure.passwords import (
     PasswordScheme,
 )
 from fastapi_secure.settings import SecuritySettings
+from tests.support.password_schemes import (
+    FAST,
+    RecordingScheme,
+    cheap_argon2,
+    cheap_bcrypt,
+    legacy_bcrypt_hash,
+)
 
-FAST = PasswordHasher.insecure_fast_for_tests()
-CHEAP_ARGON2 = {"time_cost": 1, "memory_cost": 8, "parallelism": 1, "allow_weak_parameters": True}
-
-
-def cheap_argon2(**overrides: int) -> Argon2Scheme:
-    options: dict[str, Any] = {**CHEAP_ARGON2, **overrides}
-    return Argon2Scheme(**options)
-
-
-def cheap_bcrypt(rounds: int = 4) -> BcryptScheme:
-    return BcryptScheme(rounds=rounds, allow_weak_parameters=True)
-
-
-def legacy_bcrypt_hash(password: bytes, rounds: int = 4, prefix: bytes = b"2b") -> str:
-    """A hash as passlib, PHP or a hand-rolled bcrypt integration would have stored it."""
-    if prefix == b"2y":  # PHP's name for the same algorithm as 2b
-        return "$2y$" + legacy_bcrypt_hash(password, rounds)[4:]
-    return bcrypt.hashpw(password, bcrypt.gensalt(rounds, prefix=prefix)).decode()
-
-
-class RecordingScheme:
-    """A real cheap argon2id scheme that records what it is asked to do."""
-
-    name = "argon2id"
-    max_password_bytes: int | None = None
-
-    def __init__(self, inner: Argon2Scheme | None = None) -> None:
-        self.inner = inner or cheap_argon2()
-        self.hashed: list[bytes] = []
-        self.verified: list[tuple[bytes, str]] = []
-        self._lock = threading.Lock()
-
-    def identify(self, hash: str) -> bool:
-        return self.inner.identify(hash)
-
-    def hash(self, secret: bytes) -> str:
-        with self._lock:
-            self.hashed.append(secret)
-        return self.inner.hash(secret)
-
-    def verify(self, secret: bytes, hash: str) -> bool:
-        with self._lock:
-            self.verified.append((secret, hash))
-        return self.inner.verify(secret, hash)
-
-    def needs_rehash(self, hash: str) -> bool:
-        return self.inner.needs_rehash(hash)
-
-
-# -- profiles and floors ---------------------------------------------------------------
+# -- profiles and configuration -----------------------------------------------------
 
 
 def test_default_is_argon2id_rfc9106_low_memory() -> None:
@@ -120,62 +77,6 @@ def test_from_settings_picks_the_named_profile() -> None:
 
 
 @pytest.mark.parametrize(
-    "params",
-    [
-        {"time_cost": 2, "memory_cost": 19455, "parallelism": 1},
-        {"time_cost": 1, "memory_cost": 19456, "parallelism": 1},
-        {"time_cost": 4, "memory_cost": 7168, "parallelism": 1},
-        {"time_cost": 1, "memory_cost": 8, "parallelism": 1},
-        {"time_cost": 2, "memory_cost": 19456, "parallelism": 1, "hash_len": 8},
-        {"time_cost": 2, "memory_cost": 19456, "parallelism": 1, "salt_len": 8},
-    ],
-)
-def test_argon2_below_owasp_floor_is_refused(params: dict[str, Any]) -> None:
-    with pytest.raises(ConfigurationError):
-        Argon2Scheme(**params)
-
-
-@pytest.mark.parametrize(
-    ("time_cost", "memory_cost"), [(1, 47104), (2, 19456), (3, 12288), (4, 9216), (5, 7168)]
-)
-def test_each_owasp_configuration_is_accepted(time_cost: int, memory_cost: int) -> None:
-    scheme = Argon2Scheme(time_cost=time_cost, memory_cost=memory_cost, parallelism=1)
-    assert scheme.parameters.memory_cost == memory_cost
-
-
-@pytest.mark.parametrize(
-    "params",
-    [
-        {"time_cost": 0, "memory_cost": 8, "parallelism": 1},
-        {"time_cost": 1, "memory_cost": 15, "parallelism": 2},
-        {"time_cost": 1, "memory_cost": 8, "parallelism": 0},
-        {"time_cost": 1, "memory_cost": 8, "parallelism": 1, "hash_len": 2},
-    ],
-)
-def test_impossible_argon2_parameters_are_refused_even_when_weak_is_allowed(
-    params: dict[str, int],
-) -> None:
-    with pytest.raises(ConfigurationError):
-        Argon2Scheme(**params, allow_weak_parameters=True)
-
-
-def test_bcrypt_cost_below_12_is_refused_unless_explicitly_allowed() -> None:
-    with pytest.raises(ConfigurationError, match="at least 12"):
-        BcryptScheme(rounds=11)
-    assert BcryptScheme(rounds=4, allow_weak_parameters=True).rounds == 4
-    for rounds in (3, 32):
-        with pytest.raises(ConfigurationError):
-            BcryptScheme(rounds=rounds, allow_weak_parameters=True)
-
-
-def test_bcrypt_as_current_scheme_uses_2b_and_cost_12() -> None:
-    hasher = PasswordHasher([BcryptScheme(), Argon2Scheme.owasp_minimum()])
-    stored = hasher.hash("correct horse battery staple")  # one real cost-12 hash
-    assert stored.startswith("$2b$12$")
-    assert hasher.verify("correct horse battery staple", stored)
-
-
-@pytest.mark.parametrize(
     "kwargs",
     [
         {"schemes": []},
@@ -208,15 +109,6 @@ def test_hash_then_verify_round_trips_for_any_text(password: str) -> None:
     stored = FAST.hash(password)
     assert FAST.verify(password, stored)
     assert not FAST.verify(password + "x", stored)
-
-
-@settings(max_examples=40, deadline=None)
-@given(password=st.text(alphabet=st.characters(codec="utf-8"), max_size=36))
-def test_bcrypt_current_round_trips_within_72_bytes(password: str) -> None:
-    hasher = PasswordHasher([cheap_bcrypt()], normalize=None)
-    stored = hasher.hash(password)
-    assert stored.startswith("$2b$04$")
-    assert hasher.verify(password, stored)
 
 
 def test_lone_surrogates_hash_and_verify_without_raising() -> None:
@@ -318,81 +210,7 @@ def test_custom_scheme_failure_is_false_and_logged_without_secrets(
     assert stored not in caplog.text
 
 
-# -- migration and rehash ---------------------------------------------------------------
-
-
-def test_legacy_bcrypt_verifies_and_migrates_to_argon2() -> None:
-    stored = legacy_bcrypt_hash(b"correct horse battery staple")
-    assert FAST.needs_rehash(stored)
-    valid, new_hash = FAST.verify_and_update("correct horse battery staple", stored)
-    assert valid
-    assert new_hash is not None
-    assert new_hash.startswith("$argon2id$")
-    assert FAST.verify("correct horse battery staple", new_hash)
-    assert not FAST.needs_rehash(new_hash)
-
-
-@pytest.mark.parametrize("prefix", [b"2a", b"2y"])
-def test_passlib_style_2a_and_2y_hashes_verify(prefix: bytes) -> None:
-    stored = legacy_bcrypt_hash(b"tr0ub4dor&3", prefix=prefix)
-    assert stored.startswith(f"${prefix.decode()}$")
-    assert FAST.verify("tr0ub4dor&3", stored)
-
-
-def test_wrong_password_against_legacy_bcrypt_gives_no_new_hash() -> None:
-    stored = legacy_bcrypt_hash(b"correct horse battery staple")
-    assert FAST.verify_and_update("wrong", stored) == (False, None)
-
-
-def test_weaker_argon2_parameters_are_rehashed() -> None:
-    old = PasswordHasher([cheap_argon2(time_cost=1)])
-    new = PasswordHasher([cheap_argon2(time_cost=2), cheap_bcrypt()])
-    stored = old.hash("correct horse")
-    assert new.needs_rehash(stored)
-    valid, upgraded = new.verify_and_update("correct horse", stored)
-    assert valid
-    assert upgraded is not None
-    assert argon2.extract_parameters(upgraded).time_cost == 2
-    assert new.verify_and_update("correct horse", upgraded) == (True, None)
-
-
-@pytest.mark.parametrize(
-    "weaker", [{"memory_cost": 8}, {"hash_len": 16}, {"salt_len": 8}, {"time_cost": 1}]
-)
-def test_each_weaker_argon2_parameter_needs_rehash(weaker: dict[str, int]) -> None:
-    current = cheap_argon2(time_cost=2, memory_cost=16, hash_len=32, salt_len=16)
-    stored = cheap_argon2(
-        **{"time_cost": 2, "memory_cost": 16, "hash_len": 32, "salt_len": 16, **weaker}
-    ).hash(b"pw")
-    assert current.needs_rehash(stored)
-
-
-def test_stronger_argon2_hash_is_kept() -> None:
-    stronger = PasswordHasher([cheap_argon2(time_cost=3, memory_cost=64, parallelism=2)])
-    current = PasswordHasher([cheap_argon2(time_cost=2, memory_cost=32)])
-    stored = stronger.hash("correct horse")
-    assert not current.needs_rehash(stored)
-    assert current.verify_and_update("correct horse", stored) == (True, None)
-
-
-def test_argon2i_legacy_hash_verifies_and_is_upgraded_to_argon2id() -> None:
-    legacy = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1, type=argon2.Type.I)
-    stored = legacy.hash("correct horse")
-    assert FAST.needs_rehash(stored)
-    valid, upgraded = FAST.verify_and_update("correct horse", stored)
-    assert valid
-    assert upgraded is not None
-    assert argon2.extract_parameters(upgraded).type is argon2.Type.ID
-
-
-def test_bcrypt_current_rehashes_weaker_cost_and_2a_prefix() -> None:
-    hasher = PasswordHasher([cheap_bcrypt(rounds=5)])
-    assert hasher.needs_rehash(legacy_bcrypt_hash(b"pw", rounds=4))
-    assert hasher.needs_rehash(legacy_bcrypt_hash(b"pw", rounds=5, prefix=b"2a"))
-    assert hasher.needs_rehash(legacy_bcrypt_hash(b"pw", rounds=5, prefix=b"2y"))
-    assert not hasher.needs_rehash(legacy_bcrypt_hash(b"pw", rounds=5))
-    assert not hasher.needs_rehash(legacy_bcrypt_hash(b"pw", rounds=6))
-    assert hasher.needs_rehash(FAST.hash("pw")), "another scheme"
+# -- rehash ---------------------------------------------------------------------------
 
 
 def test_needs_rehash_of_a_damaged_current_hash_is_true() -> None:
@@ -430,54 +248,6 @@ async def test_ahash_refuses_over_long_password_on_the_loop() -> None:
         await FAST.ahash("a" * 1025)
 
 
-def test_bcrypt_current_limits_to_72_utf8_bytes_without_truncation() -> None:
-    hasher = PasswordHasher([cheap_bcrypt()])
-    stored = hasher.hash("a" * 72)
-    assert hasher.verify("a" * 72, stored)
-    with pytest.raises(PasswordTooLongError) as caught:
-        hasher.hash("a" * 73)
-    assert (caught.value.limit, caught.value.unit) == (72, "bytes")
-    assert hasher.hash("é" * 36).startswith("$2b$")  # 72 bytes
-    with pytest.raises(PasswordTooLongError):
-        hasher.hash("é" * 37)  # 37 characters, 74 bytes
-
-
-def test_bcrypt_scheme_itself_never_truncates() -> None:
-    with pytest.raises(PasswordTooLongError):
-        cheap_bcrypt().hash(b"a" * 73)
-
-
-def test_migrating_to_bcrypt_keeps_a_legacy_hash_it_cannot_replace() -> None:
-    long_password = "a long passphrase that is well over the bcrypt limit of seventy-two bytes"
-    stored = PasswordHasher([cheap_argon2()]).hash(long_password)
-    to_bcrypt = PasswordHasher([cheap_bcrypt(), cheap_argon2()])
-    assert to_bcrypt.verify_and_update(long_password, stored) == (True, None)
-
-
-def test_password_over_72_bytes_against_bcrypt_is_false_not_an_error(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    # passlib truncated silently: this hash is of the first 72 bytes only.
-    long_password = "x" * 72 + "-and-the-rest"
-    stored = legacy_bcrypt_hash(long_password.encode()[:72])
-    with pytest.raises(ValueError, match="72 bytes"):
-        bcrypt.checkpw(long_password.encode(), stored.encode())  # what bcrypt 5 does
-    with caplog.at_level(logging.DEBUG, logger="fastapi_secure"):
-        assert FAST.verify(long_password, stored) is False
-        assert FAST.verify_and_update(long_password, stored) == (False, None)
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], "not a broken hash"
-    assert long_password not in caplog.text
-    assert stored not in caplog.text
-
-
-def test_over_72_bytes_against_bcrypt_spends_the_same_work_as_a_wrong_password() -> None:
-    scheme = RecordingScheme()
-    hasher = PasswordHasher([scheme, cheap_bcrypt()])
-    stored = legacy_bcrypt_hash(b"short")
-    assert not hasher.verify("y" * 80, stored)
-    assert len(scheme.verified) == 1, "a dummy argon2 verify stands in for the skipped bcrypt"
-
-
 # -- normalization -------------------------------------------------------------------
 
 
@@ -501,13 +271,6 @@ def test_normalization_can_be_turned_off() -> None:
     hasher = PasswordHasher([cheap_argon2()], normalize=None)
     stored = hasher.hash("fine print")
     assert not hasher.verify("\ufb01ne print", stored)
-
-
-def test_nfkc_is_applied_before_the_bcrypt_byte_limit() -> None:
-    hasher = PasswordHasher([cheap_bcrypt()])
-    # 36 ligatures are 108 bytes as typed but 72 bytes after NFKC ("fi" x 36).
-    stored = hasher.hash("\ufb01" * 36)
-    assert hasher.verify("fi" * 36, stored)
 
 
 def test_hash_made_without_normalization_still_verifies_and_migrates() -> None:
