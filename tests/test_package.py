@@ -83,3 +83,60 @@ def test_missing_extra_names_the_install_command() -> None:
 
 def test_require_returns_the_module() -> None:
     assert require("json", extra="x", feature="y").__name__ == "json"
+
+
+CORE_MODULES = (
+    "fastapi_secure.errors",
+    "fastapi_secure.clock",
+    "fastapi_secure.settings",
+    "fastapi_secure.origins",
+    "fastapi_secure.passwords",
+    "fastapi_secure.passwords.hasher",
+    "fastapi_secure.passwords.policy",
+    "fastapi_secure.tokens",
+    "fastapi_secure.tokens.keys",
+    "fastapi_secure.tokens.claims",
+    "fastapi_secure.tokens.issuer",
+    "fastapi_secure.tokens.stores",
+    "fastapi_secure.tokens.stores.memory",
+    "fastapi_secure.tokens.stores.redis",
+)
+
+
+@pytest.mark.parametrize("module", CORE_MODULES)
+def test_core_module_imports_neither_fastapi_nor_starlette(module: str) -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import {module}
+        print(",".join(sorted(m for m in sys.modules if m.split(".")[0] in ("fastapi", "starlette"))))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "", f"{module} imports {result.stdout.strip()}"
+
+
+def test_top_level_is_small() -> None:
+    from fastapi_secure import errors
+
+    error_names = {
+        name
+        for name in errors.__all__
+        if isinstance(getattr(errors, name), type) and issubclass(getattr(errors, name), Exception)
+    } | {"ErrorCode"}
+    blocks = [name for name in fastapi_secure.__all__ if name not in error_names]
+    assert len(blocks) <= 30, blocks
+
+
+def test_every_top_level_name_resolves_to_its_home_module() -> None:
+    for name in fastapi_secure.__all__:
+        value = getattr(fastapi_secure, name)
+        if name == "StrongPassword":  # an Annotated alias, defined in passwords.policy
+            from fastapi_secure.passwords import policy
+
+            assert value is policy.StrongPassword
+            continue
+        home = getattr(value, "__module__", "")
+        assert home.startswith("fastapi_secure."), (name, home)

@@ -930,3 +930,10 @@ def test_damaged_jwks_are_keys_or_configuration_errors(
     except ConfigurationError:
         return
     assert key.algorithm == jwk.get("alg", key.algorithm)
+
+
+@pytest.mark.parametrize("alg", [None, 256, ["ES256"]])
+def test_a_jwk_alg_that_is_not_a_string_is_refused(alg: object) -> None:
+    jwk = {**_PROPERTY_KEYS["ES256"].signing_key.to_private_jwk(), "alg": alg}
+    with pytest.raises(ConfigurationError, match="alg must be a string"):
+        Key.from_jwk(jwk)

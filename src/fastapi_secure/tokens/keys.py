@@ -426,6 +426,8 @@ class Key:
                 )
             may_sign = "sign" in key_ops
         declared = data.get("alg")
+        if "alg" in data and not isinstance(declared, str):
+            raise ConfigurationError("the JWK's alg must be a string when present")
         if declared is not None and algorithm is not None and declared != algorithm:
             raise ConfigurationError(
                 f"the JWK declares alg {declared!r}, which is not {algorithm!r}"
