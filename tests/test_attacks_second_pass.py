@@ -23,8 +23,8 @@ from fastapi_secure.bodylimit import RequestSizeLimitMiddleware
 from fastapi_secure.defaults import install_secure_defaults
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import AccessClaims
-from tests.auth_helpers import SECRET, make_issuer
 from tests.examples.test_reference_api import ALICE_PASSWORD, Api, _serve, make_settings
+from tests.support.auth import SECRET, make_issuer
 
 APP_ORIGIN = "http://127.0.0.1:8000"  # the reference API's default allowed origin
 EVIL_ORIGIN = "https://evil.example"

@@ -15,18 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.requests import Request
 
-from fastapi_secure.apidocs import DocsAssets, install_secure_docs
-from fastapi_secure.csp import CSP_NONCE
+from fastapi_secure.apidocs import DEFAULT_DOCS_CSP, DocsAssets, install_secure_docs
+from fastapi_secure.csp import CSP_NONCE, STRICT_API_CSP, ContentSecurityPolicy
 from fastapi_secure.defaults import install_secure_defaults
 from fastapi_secure.errors import ConfigurationError
-from fastapi_secure.headers import (
-    DEFAULT_DOCS_CSP,
-    STRICT_API_CSP,
-    ContentSecurityPolicy,
-    SecureHeadersMiddleware,
-    csp_nonce,
-)
-from tests.asgi_helpers import call, http_scope, response_headers
+from fastapi_secure.headers import SecureHeadersMiddleware, csp_nonce
+from tests.support.asgi import call, http_scope, response_headers
 
 NONCE_IN_HEADER = re.compile(r"'nonce-([A-Za-z0-9_-]+)'")
 NONCE_ATTRIBUTE = re.compile(r'nonce="([^"]*)"')

@@ -8,6 +8,8 @@ postponed annotations FastAPI cannot see an ``Annotated`` alias local to a test.
 from __future__ import annotations
 
 import logging
+
+# --- PasswordPolicy: NFKC of attacker-sized input on the event loop ---------------------
 import subprocess
 import sys
 import threading
@@ -620,3 +622,37 @@ def test_importing_the_package_does_not_import_sqlalchemy_or_drivers() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+QUERY_PASSWORD = "Qp-hunter2-not-a-real-secret"
+
+
+@pytest.mark.anyio
+async def test_password_in_the_url_query_never_shows(caplog: pytest.LogCaptureFixture) -> None:
+    # libpq style "?password=..." reaches asyncpg, and SQLAlchemy masks only user:pw@.
+    db = Database(f"postgresql://app@127.0.0.1:1/app?password={QUERY_PASSWORD}&sslmode=disable")
+    caplog.set_level(logging.DEBUG)
+    try:
+        shown = repr(db) + repr(db.engine) + str(db.engine.url)
+        assert QUERY_PASSWORD not in shown
+        with pytest.raises(DatabaseUnavailableError) as raised:
+            await db.check()
+    finally:
+        await db.dispose()
+    assert caplog.records, "the outage should be logged"
+    assert QUERY_PASSWORD not in caplog.text
+    assert QUERY_PASSWORD not in str(raised.value) + repr(raised.value)
+
+
+@pytest.mark.postgres
+@pytest.mark.anyio
+async def test_password_in_the_url_query_still_reaches_the_driver(postgres_url: str) -> None:
+    db = Database(f"{postgres_url}?password={QUERY_PASSWORD}")
+    try:
+        # The test server trusts every password, so ask asyncpg what it was given.
+        async with db.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            given_password = raw.driver_connection._params.password  # type: ignore[union-attr]
+    finally:
+        await db.dispose()
+    assert given_password == QUERY_PASSWORD

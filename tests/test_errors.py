@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import pytest
 from fastapi_secure import errors
 from fastapi_secure.errors import (
     ConfigurationError,

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from starlette.types import Message, Receive, Scope, Send
 
-from fastapi_secure.http_errors import http_exception
 from fastapi_secure.clientip import TrustedProxies
 from fastapi_secure.errors import (
     AuthenticationError,
@@ -31,7 +30,8 @@ from fastapi_secure.headers import (
     SecureHeadersMiddleware,
     apply_secure_headers,
 )
-from tests.asgi_helpers import body_of, call, http_scope, response_headers, status_of
+from fastapi_secure.http_errors import http_exception
+from tests.support.asgi import body_of, call, http_scope, response_headers, status_of
 
 DEFAULTS = {
     "content-security-policy": "default-src 'none'; frame-ancestors 'none'",

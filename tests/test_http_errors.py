@@ -3,10 +3,15 @@ without the handlers installed."""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException, WebSocket
 from fastapi.testclient import TestClient
-from starlette.exceptions import HTTPException
+from pydantic import BaseModel, Field, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.websockets import WebSocketDisconnect
 
 from fastapi_secure.errors import (
     AuthenticationError,
@@ -21,6 +26,7 @@ from fastapi_secure.errors import (
     TokenReuseError,
     WeakPasswordError,
 )
+from fastapi_secure.headers import SecureHeadersMiddleware
 from fastapi_secure.http_errors import (
     http_exception,
     install_error_handlers,
@@ -42,7 +48,7 @@ from fastapi_secure.http_errors import (
             'Bearer error="insufficient_user_authentication", max_age="300"',
         ),
         (
-            InsufficientScopeError(scopes=["read", "bad scope\""]),
+            InsufficientScopeError(scopes=["read", 'bad scope"']),
             403,
             "insufficient_scope",
             'Bearer error="insufficient_scope", scope="read"',
@@ -55,10 +61,11 @@ def test_http_exception_carries_status_code_and_headers(
     exc: RequestRefusedError, status: int, code: str, challenge: str | None
 ) -> None:
     answer = http_exception(exc)
-    assert isinstance(answer, HTTPException)
+    assert isinstance(answer, StarletteHTTPException)
     assert isinstance(answer, type(exc)), "the twin is still the core class"
     assert answer.status_code == status == status_of(exc)
-    assert answer.detail == {"code": code, "message": exc.message}
+    detail: Any = answer.detail
+    assert detail == {"code": code, "message": exc.message}
     assert www_authenticate(exc) == challenge
     if challenge is not None:
         assert answer.headers is not None
@@ -88,7 +95,8 @@ def test_extra_headers_win_and_an_http_exception_passes_through() -> None:
 def test_non_refusal_errors_never_leak() -> None:
     weak = http_exception(WeakPasswordError(["too short"]))
     assert weak.status_code == 422
-    assert weak.detail["problems"] == ["too short"]
+    weak_detail: Any = weak.detail
+    assert weak_detail["problems"] == ["too short"]
     internal = http_exception(SecurityError("secret internals"))
     assert internal.status_code == 500
     assert "secret" not in str(internal.detail)
@@ -126,3 +134,178 @@ def test_core_error_escaping_a_route_is_answered_by_the_handlers() -> None:
     assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
     assert response.json()["detail"]["code"] == "invalid_token"
     assert "eyJ" not in response.text
+
+
+# --- error handlers -------------------------------------------------------------------------
+
+
+class Signup(BaseModel):
+    username: str = Field(min_length=3)
+    password: str = Field(min_length=12)
+    age: int
+
+    @field_validator("password")
+    @classmethod
+    def not_common(cls, value: str) -> str:
+        if value.startswith("hunter2"):
+            # A careless validator that echoes the value in its message.
+            raise ValueError(f"{value} is a well-known password")
+        return value
+
+
+def errors_app(**options: Any) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/signup")
+    async def signup(body: Signup) -> dict[str, str]:
+        return {"username": body.username}
+
+    @app.get("/conflict")
+    async def conflict() -> None:
+        raise HTTPException(409, "already exists")
+
+    @app.get("/teapot")
+    async def teapot() -> None:
+        raise HTTPException(418, detail=["structured", "detail"])
+
+    @app.get("/token")
+    async def token() -> None:
+        raise InvalidTokenError(reason="signature mismatch for kid=abc")
+
+    @app.get("/odd")
+    async def odd() -> None:
+        raise HTTPException(599, detail="nonstandard")
+
+    @app.get("/empty")
+    async def empty() -> None:
+        raise HTTPException(304)
+
+    @app.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError("postgres://admin:s3cret@db/prod is down")
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket, room: int) -> None:
+        await websocket.accept()
+
+    install_error_handlers(app, **options)
+    app.add_middleware(SecureHeadersMiddleware)
+    return app
+
+
+def test_404_and_405_have_codes() -> None:
+    client = TestClient(errors_app())
+    missing = client.get("/nope")
+    assert missing.json() == {"detail": {"code": "not_found", "message": "Not Found"}}
+    wrong = client.delete("/signup")
+    assert wrong.status_code == 405
+    assert wrong.json()["detail"]["code"] == "method_not_allowed"
+    assert wrong.headers["allow"] == "POST"
+
+
+def test_http_exceptions_get_a_code_from_their_status() -> None:
+    client = TestClient(errors_app())
+    assert client.get("/conflict").json() == {
+        "detail": {"code": "conflict", "message": "already exists"}
+    }
+    assert client.get("/teapot").json() == {
+        "detail": {
+            "code": "i_m_a_teapot",
+            "message": "I'm a Teapot",
+            "data": ["structured", "detail"],
+        }
+    }
+    assert client.get("/odd").json() == {"detail": {"code": "http_error", "message": "nonstandard"}}
+    assert client.get("/empty").status_code == 304
+
+
+def test_library_errors_keep_their_body_headers_and_hide_the_reason() -> None:
+    response = TestClient(errors_app()).get("/token")
+    assert response.status_code == 401
+    assert response.json() == {
+        "detail": {"code": "invalid_token", "message": "invalid or expired token"}
+    }
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    assert "signature" not in response.text
+
+
+def test_422_keeps_locations_and_never_echoes_input() -> None:
+    response = TestClient(errors_app()).post(
+        "/signup",
+        json={"username": "zz-secret-username", "password": "short-pw", "age": "old-age-value"},
+    )
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail["code"] == "validation_failed"
+    assert {tuple(e["loc"]) for e in detail["errors"]} == {("body", "password"), ("body", "age")}
+    for leaked in ("short-pw", "old-age-value"):
+        assert leaked not in response.text
+    for error in detail["errors"]:
+        assert set(error) == {"loc", "type", "msg"}
+
+
+def test_a_secret_field_message_is_generic_even_when_the_validator_echoes_it() -> None:
+    response = TestClient(errors_app()).post(
+        "/signup", json={"username": "alice", "password": "hunter2hunter2", "age": 3}
+    )
+    assert response.status_code == 422
+    assert "hunter2" not in response.text
+    (error,) = response.json()["detail"]["errors"]
+    assert error == {"loc": ["body", "password"], "type": "value_error", "msg": "invalid value"}
+
+
+def test_malformed_json_is_a_400_in_the_same_shape() -> None:
+    response = TestClient(errors_app()).post(
+        "/signup",
+        content=b'{"password": "pw-in-broken-json',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail["code"] == "malformed_body"
+    assert detail["errors"][0]["type"] == "json_invalid"
+    assert "pw-in-broken-json" not in response.text
+
+
+def test_an_unhandled_exception_is_an_opaque_500_with_a_logged_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = TestClient(errors_app(), raise_server_exceptions=False)
+    with caplog.at_level(logging.ERROR, logger="fastapi_secure.errors"):
+        response = client.get("/crash")
+    assert response.status_code == 500
+    detail = response.json()["detail"]
+    assert set(detail) == {"code", "message", "error_id"}
+    assert detail["code"] == "internal_error"
+    for leaked in ("s3cret", "postgres", "Traceback", "RuntimeError"):
+        assert leaked not in response.text
+    (record,) = caplog.records
+    assert detail["error_id"] in record.getMessage()
+    assert "s3cret" not in record.getMessage()
+    assert record.exc_info is not None
+    assert response.headers["x-frame-options"] == "DENY"
+    assert (
+        response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    )
+
+
+def test_error_ids_differ() -> None:
+    client = TestClient(errors_app(), raise_server_exceptions=False)
+    ids = {client.get("/crash").json()["detail"]["error_id"] for _ in range(5)}
+    assert len(ids) == 5
+
+
+def test_internal_errors_exposed_only_when_asked() -> None:
+    client = TestClient(errors_app(expose_internal_errors=True), raise_server_exceptions=False)
+    assert "RuntimeError: postgres://" in client.get("/crash").json()["detail"]["exception"]
+
+
+def test_websocket_validation_errors_do_not_echo_input() -> None:
+    client = TestClient(errors_app())
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        client.websocket_connect("/ws?room=leaked-value"),
+    ):
+        pass
+    assert closed.value.code == 1008
+    assert closed.value.reason == "validation failed"

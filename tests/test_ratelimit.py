@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+# --- PasswordPolicy: NFKC of attacker-sized input on the event loop ---------------------
 import re
 import subprocess
 import sys
 import time
+import traceback
 import types
 from typing import Annotated, Any
 
@@ -24,7 +26,9 @@ from hypothesis import strategies as st
 
 import fastapi_secure.ratelimit
 from fastapi_secure.clientip import TrustedProxies
-from fastapi_secure.errors import ConfigurationError
+from fastapi_secure.errors import (
+    ConfigurationError,
+)
 from fastapi_secure.ratelimit import (
     RateLimiter,
     RateLimitHeadersMiddleware,
@@ -816,3 +820,15 @@ def test_limits_add_no_parameters_to_the_openapi_schema() -> None:
     operation = app.openapi()["paths"]["/token"]["post"]
     assert "parameters" not in operation
     assert "requestBody" not in operation
+
+
+# --- RateLimiter: a mistyped storage URI -------------------------------------------------
+
+
+def test_mistyped_storage_uri_keeps_its_password_out_of_the_traceback() -> None:
+    secret = "Rl-s3cr3t-not-a-real-password"
+    with pytest.raises(ConfigurationError) as raised:
+        RateLimiter(f"redis+clustr://:{secret}@127.0.0.1:6379")
+    printed = "".join(traceback.format_exception(raised.value))
+    assert "redis+clustr" in printed
+    assert secret not in printed

@@ -180,7 +180,7 @@ def _http_twin(kind: type[SecurityError]) -> type[HTTPException]:
 
 
 def http_exception(
-    error: SecurityError, *, headers: Mapping[str, str] | None = None
+    error: SecurityError | HTTPException, *, headers: Mapping[str, str] | None = None
 ) -> HTTPException:
     """``error`` as an ``HTTPException`` with its status, headers and JSON detail.
 

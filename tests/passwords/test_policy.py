@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+# --- PasswordPolicy: NFKC of attacker-sized input on the event loop ---------------------
 import json
+import types
+import unicodedata
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Any
 
 import pytest
 from fastapi import FastAPI
@@ -21,6 +24,7 @@ from fastapi_secure.passwords import (
     PasswordPolicy,
     StrongPassword,
 )
+from fastapi_secure.passwords import policy as password_policy
 
 POLICY = PasswordPolicy()
 GOOD = "violet staircase under nine moons"
@@ -361,3 +365,95 @@ def test_fastapi_accepts_a_good_password(client: TestClient) -> None:
 def test_fastapi_openapi_marks_the_password_field(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()["components"]["schemas"]["SignUp"]
     assert schema["properties"]["password"]["format"] == "password"
+
+
+# U+FDFA normalizes (NFKC) to 18 code points: a 1 MiB request body of it took the
+# policy about 0.35 s of CPU on the event loop before the length was even looked at.
+EXPANDING = "\ufdfa"
+# Characters whose NFKC differs in length from the input: expanding ligatures and
+# squared words, and base letters with combining marks that compose (shrinking).
+NFKC_TRICKY = st.sampled_from(
+    [
+        *(EXPANDING, "\u3300", "\ufb01"),  # expand
+        *("a", "e", "\u03b1", "\u0301", "\u0313", "\u0342", "\u0345"),  # compose
+        *("\u1100", "\u1161", "\u11a8", " "),  # Hangul jamo compose into syllables
+    ]
+)
+
+
+def test_oversized_password_is_refused_without_normalizing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    normalized_lengths: list[int] = []
+
+    def spy(form: Any, text: str) -> str:
+        normalized_lengths.append(len(text))
+        return unicodedata.normalize(form, text)
+
+    monkeypatch.setattr(password_policy, "unicodedata", types.SimpleNamespace(normalize=spy))
+    policy = PasswordPolicy()
+
+    problems = policy.check(EXPANDING * (1024 * 1024 // 3))
+
+    assert problems == [f"password must be at most {policy.max_length} characters long"]
+    assert max(normalized_lengths, default=0) <= 4 * policy.max_length
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(NFKC_TRICKY, max_size=320))
+def test_length_bounds_hold_as_typed_and_after_normalization(password: str) -> None:
+    # The published JSON schema counts characters as typed; the policy's rules see the
+    # NFKC form. Both must be within the bounds, or the schema would lie (schemathesis).
+    policy = PasswordPolicy(min_length=8, max_length=64, use_common_passwords=False)
+    normalized = unicodedata.normalize("NFKC", password)
+    too_long = max(len(password), len(normalized)) > policy.max_length
+    too_short = min(len(password), len(normalized)) < policy.min_length
+    problems = policy.check(password)
+    assert (f"password must be at most {policy.max_length} characters long" in problems) is (
+        too_long
+    )
+    assert (f"password must be at least {policy.min_length} characters long" in problems) is (
+        too_short
+    )
+
+
+def test_a_password_that_expands_past_min_length_is_still_too_short() -> None:
+    policy = PasswordPolicy(min_length=8)
+    typed = "\u3300\u3300"  # 2 characters as typed, 8 after NFKC
+    assert len(unicodedata.normalize("NFKC", typed)) >= 8
+    assert "password must be at least 8 characters long" in policy.check(typed)
+
+
+def test_a_password_longer_than_max_as_typed_is_refused_even_if_it_composes() -> None:
+    letters = ["\u1f87", "\u1f97", "\u1fa7", "\u1f8f", "\u1f9f", "\u1faf"]
+    composed = "".join(letters[(i * i + i // 3) % 6] for i in range(64))
+    decomposed = unicodedata.normalize("NFD", composed)
+    policy = PasswordPolicy(max_length=64)
+    assert policy.check(composed) == []
+    assert policy.check(decomposed) == ["password must be at most 64 characters long"]
+
+
+def test_huge_context_word_is_not_normalized(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+
+    def spy(form: Any, text: str) -> str:
+        seen.append(len(text))
+        return unicodedata.normalize(form, text)
+
+    monkeypatch.setattr(password_policy, "unicodedata", types.SimpleNamespace(normalize=spy))
+    problems = PasswordPolicy().check("correct-horse-battery", context=["\ufdfa" * 350_000])
+    assert problems == []
+    assert max(seen) <= 4 * 128
+
+
+def test_no_code_point_decomposes_to_more_than_four() -> None:
+    """The bound the early refusal rests on, for this Python's Unicode database."""
+    longest = max(
+        len(unicodedata.normalize("NFD", chr(point)))
+        for point in range(0x110000)
+        if not 0xD800 <= point <= 0xDFFF
+    )
+    assert longest == password_policy._MAX_NFKC_SHRINK
+
+
+# --- RedisTokenStore on a Redis Cluster that does not answer ------------------------------

@@ -12,13 +12,13 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI, Header
 
-from fastapi_secure.http_errors import install_error_handlers, status_of
 from fastapi_secure.errors import (
     InvalidTokenError,
     RevokedTokenError,
     StoreUnavailableError,
     TokenReuseError,
 )
+from fastapi_secure.http_errors import install_error_handlers, status_of
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import (
     AccessClaims,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# --- PasswordPolicy: NFKC of attacker-sized input on the event loop ---------------------
 import socket
 import sys
 import time
@@ -9,13 +10,16 @@ from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import pytest
+from fastapi import Depends, FastAPI
 
-from fastapi_secure.http_errors import status_of
+from fastapi_secure.auth import BearerAuth
 from fastapi_secure.errors import (
     ConfigurationError,
     StoreUnavailableError,
 )
+from fastapi_secure.http_errors import status_of
 from fastapi_secure.testing import FakeClock
+from fastapi_secure.tokens.claims import AccessClaims
 from fastapi_secure.tokens.stores.base import (
     TokenState,
     TokenStore,
@@ -25,6 +29,8 @@ from fastapi_secure.tokens.stores.base import (
     subject_tag,
 )
 from fastapi_secure.tokens.stores.memory import MemoryTokenStore
+from fastapi_secure.tokens.stores.redis import RedisTokenStore
+from tests.support.auth import bearer, client, make_issuer
 
 pytestmark = pytest.mark.anyio
 
@@ -470,3 +476,47 @@ def test_missing_redis_extra_names_the_install_command(monkeypatch: pytest.Monke
 def test_digest_is_fixed_length_and_accepts_lone_surrogates() -> None:
     assert len(digest("sub", "\ud800" * 10_000)) == 32
     assert digest("sub", "a") != digest("sid", "a")
+
+
+DEAD_CLUSTER_URL = "redis+cluster://127.0.0.1:1"
+
+
+@pytest.mark.anyio
+async def test_dead_redis_cluster_is_store_unavailable_not_a_crash(fake_clock: FakeClock) -> None:
+    # redis-py raises RedisClusterException, which is no RedisError: it escaped the
+    # store, so login and refresh answered 500.
+    store = RedisTokenStore.from_url(DEAD_CLUSTER_URL, socket_connect_timeout=0.5)
+    issuer = make_issuer(fake_clock, store=store)
+    try:
+        with pytest.raises(StoreUnavailableError):
+            await issuer.issue("alice")
+        with pytest.raises(StoreUnavailableError):
+            await store.check_access("alice", new_family_id("alice"), jti="j")
+        with pytest.raises(StoreUnavailableError):
+            await issuer.revoke_subject("alice")
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.anyio
+async def test_dead_redis_cluster_answers_bearer_requests_with_503(fake_clock: FakeClock) -> None:
+    # A token signed by the same keys, issued while the store still worked.
+    token = (await make_issuer(fake_clock).issue("alice")).access_token
+    store = RedisTokenStore.from_url(DEAD_CLUSTER_URL, socket_connect_timeout=0.5)
+    auth = BearerAuth(make_issuer(fake_clock, store=store))
+    app = FastAPI()
+
+    @app.get("/me")
+    async def me(claims: AccessClaims = Depends(auth)) -> dict[str, str]:  # noqa: B008
+        return {"sub": claims.sub}
+
+    try:
+        async with client(app) as http:
+            response = await http.get("/me", headers=bearer(token))
+    finally:
+        await store.aclose()
+    assert response.status_code == 503
+    assert response.json()["detail"]["code"] == "store_unavailable"
+
+
+# --- Database: a password given as a URL query parameter ----------------------------------

@@ -36,7 +36,7 @@ from fastapi_secure.tokens.issuer import (
     Grant,
     TokenIssuer,
 )
-from tests.auth_helpers import access_token, bearer, client, make_issuer
+from tests.support.auth import access_token, bearer, client, make_issuer
 
 HIERARCHY = RoleHierarchy({"admin": ["editor"], "editor": ["viewer"]})
 

@@ -20,10 +20,11 @@ from fastapi_secure.errors import (
     ConfigurationError,
     InvalidTokenError,
 )
+from fastapi_secure.http_errors import status_of
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import AccessClaims
 from fastapi_secure.tokens.issuer import TokenIssuer
-from tests.auth_helpers import (
+from tests.support.auth import (
     ACCESS_TTL,
     LEEWAY,
     access_token,
@@ -385,7 +386,7 @@ def test_header_parser_returns_a_token_none_or_invalid_token(values: list[str]) 
     except InvalidTokenError as exc:
         outcome = exc
     if isinstance(outcome, InvalidTokenError):
-        assert outcome.status_code == 401
+        assert status_of(outcome) == 401
         assert outcome.reason
     elif outcome is not None:
         assert len(values) == 1

@@ -14,16 +14,16 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastapi_secure.http_errors import http_exception
 from fastapi_secure.auth import CookieAuth
 from fastapi_secure.errors import (
     AuthenticationError,
     ConfigurationError,
 )
+from fastapi_secure.http_errors import http_exception
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import AccessClaims
 from fastapi_secure.tokens.issuer import TokenIssuer
-from tests.auth_helpers import client, make_issuer
+from tests.support.auth import client, make_issuer
 
 CSRF_SECRET = "csrf-secret-of-at-least-thirty-two-bytes"
 ORIGIN = "https://app.example.test"
