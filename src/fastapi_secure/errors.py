@@ -157,6 +157,7 @@ class RequestRefusedError(SecurityError):
 
     default_code: ClassVar[ErrorCode] = ErrorCode.PERMISSION_DENIED
     default_message: ClassVar[str] = "request refused"
+    default_retry_after: ClassVar[int | None] = None
 
     def __init__(
         self,
@@ -164,10 +165,13 @@ class RequestRefusedError(SecurityError):
         *,
         code: ErrorCode | None = None,
         reason: str | None = None,
+        retry_after: int | None = None,
     ) -> None:
         self.code = code or self.default_code
         self.message = message or self.default_message
         self.reason = reason
+        #: seconds after which the client may try again, when known
+        self.retry_after = self.default_retry_after if retry_after is None else retry_after
         super().__init__(self.message)
 
     def __str__(self) -> str:
@@ -301,36 +305,14 @@ class RateLimitExceededError(RequestRefusedError):
     default_code = ErrorCode.RATE_LIMITED
     default_message = "too many requests"
 
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        code: ErrorCode | None = None,
-        reason: str | None = None,
-        retry_after: int | None = None,
-    ) -> None:
-        super().__init__(message, code=code, reason=reason)
-        self.retry_after = retry_after
-
 
 class ServiceUnavailableError(RequestRefusedError):
     """A backing service is unavailable; the request was refused, not allowed (503)."""
 
     default_code = ErrorCode.SERVICE_UNAVAILABLE
     default_message = "service temporarily unavailable"
-    default_retry_after: ClassVar[int] = 5
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        code: ErrorCode | None = None,
-        reason: str | None = None,
-        retry_after: int | None = None,
-    ) -> None:
-        super().__init__(message, code=code, reason=reason)
-        # A 503 always tells clients when to come back (RFC 9110, section 10.2.3).
-        self.retry_after = self.default_retry_after if retry_after is None else retry_after
+    # A 503 always tells clients when to come back (RFC 9110, section 10.2.3).
+    default_retry_after = 5
 
 
 class StoreUnavailableError(ServiceUnavailableError):

@@ -72,9 +72,15 @@ class ClaimsGuard(SecurityBase):
         self.model = auth.model
         self.scheme_name = auth.scheme_name
 
-    def check(self, claims: AccessClaims) -> None:
-        """Raise a :class:`~fastapi_secure.errors.SecurityError` to refuse ``claims``."""
+    def allowed(self, claims: AccessClaims) -> bool:
+        """Whether ``claims`` pass; subclasses decide."""
         raise NotImplementedError
+
+    def check(self, claims: AccessClaims) -> None:
+        """Raise a :class:`~fastapi_secure.errors.SecurityError` to refuse ``claims``
+        (by default 403 ``permission_denied`` when :meth:`allowed` says no)."""
+        if not self.allowed(claims):
+            raise PermissionDeniedError(reason=f"refused by {self!r}")
 
     async def authenticate(self, request: Request, scopes: Sequence[str] = ()) -> AccessClaims:
         claims = await self.auth.authenticate(request, scopes)
@@ -121,10 +127,6 @@ class RoleChecker(ClaimsGuard):
             return self.roles <= held
         return not self.roles.isdisjoint(held)
 
-    def check(self, claims: AccessClaims) -> None:
-        if not self.allowed(claims):
-            raise PermissionDeniedError(reason=f"refused by {self!r}")
-
     def __repr__(self) -> str:
         return f"RoleChecker({sorted(self.roles)}, mode={self.mode!r})"
 
@@ -159,10 +161,6 @@ class PermissionChecker(ClaimsGuard):
     def allowed(self, claims: AccessClaims) -> bool:
         check = all if self.mode == "all" else any
         return check(self.grants.allows(claims.roles, wanted) for wanted in self.permissions)
-
-    def check(self, claims: AccessClaims) -> None:
-        if not self.allowed(claims):
-            raise PermissionDeniedError(reason=f"refused by {self!r}")
 
     def __repr__(self) -> str:
         return f"PermissionChecker({sorted(self.permissions)}, mode={self.mode!r})"
