@@ -176,3 +176,26 @@ def test_cors_policy_from_settings_and_as_middleware_entry() -> None:
 
     response = preflight(TestClient(app), APP_ORIGIN)
     assert response.headers["access-control-allow-origin"] == APP_ORIGIN
+
+
+def test_a_disallowed_method_names_the_setting_to_change() -> None:
+    refused = preflight(cors_app(CREDENTIALED), APP_ORIGIN, method="DELETE")
+    assert refused.status_code == 400
+    assert "Disallowed CORS method" in refused.text
+    assert "CORSPolicy(allow_methods=[...])" in refused.text
+    assert (
+        "access-control-allow-origin" not in refused.headers
+        or refused.headers["access-control-allow-origin"] == APP_ORIGIN
+    )
+
+
+def test_an_api_s_own_methods_pass_preflight_by_default() -> None:
+    policy = CORSPolicy(
+        allow_origins=[APP_ORIGIN], allow_headers=["Authorization"], allow_credentials=True
+    )
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        response = preflight(cors_app(policy), APP_ORIGIN, method=method)
+        assert response.status_code == 200, method
+        assert response.headers["access-control-allow-origin"] == APP_ORIGIN
+    # The origin list stays the boundary.
+    assert preflight(cors_app(policy), EVIL_ORIGIN).status_code == 400

@@ -33,6 +33,7 @@ from fastapi_secure.http_errors import (
     status_of,
     www_authenticate,
 )
+from fastapi_secure.passwords import StrongPassword
 
 
 @pytest.mark.parametrize(
@@ -309,3 +310,25 @@ def test_websocket_validation_errors_do_not_echo_input() -> None:
         pass
     assert closed.value.code == 1008
     assert closed.value.reason == "validation failed"
+
+
+class Register(BaseModel):
+    password: StrongPassword
+
+
+def test_a_weak_password_gets_its_reasons_and_never_itself() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/register")
+    def register(body: Register) -> dict[str, str]:
+        return {}
+
+    weak = "password123"
+    response = TestClient(app).post("/register", json={"password": weak})
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]["errors"]
+    assert error["type"] == "weak_password"
+    assert error["problems"], "the reasons are listed"
+    assert all(weak not in problem for problem in error["problems"])
+    assert weak not in response.text

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from starlette.middleware import Middleware
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import PlainTextResponse, Response
 
 from fastapi_secure.errors import ConfigurationError
 from fastapi_secure.origins import origin_of
@@ -23,7 +25,11 @@ if TYPE_CHECKING:
 
     from fastapi_secure.settings import SecuritySettings
 
-__all__ = ["RATE_LIMIT_HEADERS", "CORSPolicy"]
+__all__ = ["DEFAULT_METHODS", "RATE_LIMIT_HEADERS", "CORSPolicy"]
+
+DEFAULT_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+"""Methods allowed by default: an API's own. The origin allow-list is what keeps
+other sites out; a method list only narrows what the allowed origins may do."""
 
 RATE_LIMIT_HEADERS: Final = ("RateLimit", "RateLimit-Policy", "Retry-After")
 """Response headers every :class:`CORSPolicy` exposes to browser scripts."""
@@ -60,7 +66,7 @@ class CORSPolicy:
     """
 
     allow_origins: Collection[str] = ()
-    allow_methods: Collection[str] = ("GET",)
+    allow_methods: Collection[str] = DEFAULT_METHODS
     allow_headers: Collection[str] = ()
     allow_credentials: bool = False
     allow_origin_regex: str | None = None
@@ -142,8 +148,33 @@ class CORSPolicy:
 
     def middleware(self) -> Middleware:
         """For ``FastAPI(middleware=[...])``."""
-        return Middleware(CORSMiddleware, **self.options())
+        return Middleware(_ExplainedCORSMiddleware, **self.options())
 
     def install(self, app: Starlette) -> None:
         """``app.add_middleware(CORSMiddleware, ...)`` with these settings."""
-        app.add_middleware(CORSMiddleware, **self.options())
+        app.add_middleware(_ExplainedCORSMiddleware, **self.options())
+
+
+_HINTS: Final = (
+    ("origin", "allow_origins"),
+    ("method", "allow_methods"),
+    ("headers", "allow_headers"),
+)
+
+
+class _ExplainedCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware; a refused preflight also names the setting to change."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        text = bytes(response.body).decode()
+        settings = [setting for word, setting in _HINTS if word in text]
+        hint = " or ".join(f"CORSPolicy({setting}=[...])" for setting in settings)
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name not in ("content-length", "content-type")
+        }
+        return PlainTextResponse(f"{text}; allow it with {hint}", status_code=400, headers=headers)

@@ -244,6 +244,11 @@ def _phrase(status: int) -> str:
         return "error"
 
 
+# Error types raised by PasswordPolicy: their messages come from the policy's
+# rules, never from the input.
+_OWN_PASSWORD_ERRORS: Final = frozenset({"weak_password", "password_type"})
+
+
 def _is_secret(loc: Sequence[Any], markers: tuple[str, ...]) -> bool:
     for part in loc:
         if isinstance(part, str):
@@ -311,8 +316,19 @@ def install_error_handlers(
             loc = list(error.get("loc", ()))
             kind = str(error.get("type", "value_error"))
             malformed = malformed and kind == "json_invalid"
-            message = "invalid value" if _is_secret(loc, markers) else str(error.get("msg", ""))
-            errors.append({"loc": loc, "type": kind, "msg": message})
+            entry: dict[str, Any] = {"loc": loc, "type": kind}
+            if kind in _OWN_PASSWORD_ERRORS:
+                # Written by PasswordPolicy from the rules alone: the reasons help
+                # the user pick another password and never repeat this one.
+                entry["msg"] = str(error.get("msg", ""))
+                problems = (error.get("ctx") or {}).get("problems")
+                if isinstance(problems, list):
+                    entry["problems"] = [str(problem) for problem in problems]
+            elif _is_secret(loc, markers):
+                entry["msg"] = "invalid value"
+            else:
+                entry["msg"] = str(error.get("msg", ""))
+            errors.append(entry)
         if malformed and errors:
             content = error_body(
                 ErrorCode.MALFORMED_BODY.value, "request body is not valid JSON", errors=errors
