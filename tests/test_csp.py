@@ -379,3 +379,31 @@ def test_unsafe_asset_urls_are_refused(url: str) -> None:
 def test_unsafe_docs_paths_are_refused() -> None:
     with pytest.raises(ConfigurationError):
         install_secure_docs(FastAPI(docs_url="/docs'"))
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_the_middleware_alone_never_blanks_fastapis_own_docs(path: str) -> None:
+    # FastAPI's stock pages bootstrap with an inline script that has no nonce: a
+    # nonce policy would block it (CSP3 ignores 'unsafe-inline' beside a nonce).
+    app = FastAPI()
+    app.add_middleware(SecureHeadersMiddleware)
+    response = TestClient(app).get(path)
+    assert response.status_code == 200
+    policy = response.headers["content-security-policy"]
+    assert "nonce-" not in policy
+    script_src = next(d for d in policy.split(";") if d.strip().startswith("script-src"))
+    assert "'unsafe-inline'" in script_src
+    assert "nonce=" not in response.text  # the stock page indeed has no nonce
+    if path == "/docs":
+        assert re.search(r"<script>\s*\S", response.text), "an inline bootstrap script runs"
+    # API routes keep the strict policy.
+    assert TestClient(app).get("/openapi.json").headers["content-security-policy"] == (
+        STRICT_API_CSP.header_value()
+    )
+
+
+def test_nonce_pages_keep_the_nonce_policy_beside_the_middleware() -> None:
+    response = TestClient(docs_app()).get("/docs")
+    assert "'unsafe-inline'" not in next(
+        d for d in response.headers["content-security-policy"].split(";") if "script-src" in d
+    )

@@ -35,6 +35,8 @@ from fastapi_secure.origins import origin_of
 __all__ = [
     "DEFAULT_DOCS_CSP",
     "DOCS_PATHS",
+    "NONCE_DOCS_STATE",
+    "STOCK_DOCS_CSP",
     "DocsAssets",
     "install_secure_docs",
     "remove_docs",
@@ -84,10 +86,13 @@ class DocsAssets:
                 raise ConfigurationError(f"docs asset URL {url!r} contains unsafe characters")
             _origin(url)
 
-    def csp(self) -> ContentSecurityPolicy:
+    def csp(self, *, inline_bootstrap: bool = False) -> ContentSecurityPolicy:
         """The policy under which these assets render, and nothing else loads.
 
-        Scripts need the per-request nonce (the inline bootstrap script and the
+        ``inline_bootstrap=True`` is for FastAPI's stock pages, whose inline
+        bootstrap script carries no nonce: scripts then need ``'unsafe-inline'``
+        instead (docs paths only; :func:`install_secure_docs` avoids it).
+        Otherwise scripts need the per-request nonce (the inline bootstrap script and the
         bundles carry it). Styles allow ``'unsafe-inline'`` because Swagger UI
         and ReDoc inject style elements at run time; ReDoc runs its search in a
         ``blob:`` worker.
@@ -111,7 +116,7 @@ class DocsAssets:
         return ContentSecurityPolicy(
             {
                 "default-src": ["'none'"],
-                "script-src": [CSP_NONCE, *scripts],
+                "script-src": ["'unsafe-inline'" if inline_bootstrap else CSP_NONCE, *scripts],
                 "style-src": list(dict.fromkeys(styles)),
                 "img-src": list(dict.fromkeys(images)),
                 "font-src": list(dict.fromkeys(fonts)),
@@ -125,6 +130,12 @@ class DocsAssets:
 
 
 DEFAULT_DOCS_CSP: Final = DocsAssets().csp()
+
+STOCK_DOCS_CSP: Final = DocsAssets().csp(inline_bootstrap=True)
+"""The policy FastAPI's own docs pages (no nonce on their inline script) render under."""
+
+NONCE_DOCS_STATE: Final = "fastapi_secure_nonce_docs"
+"""``app.state`` flag set by :func:`install_secure_docs`: the docs pages carry a nonce."""
 """The docs pages' policy for FastAPI's default (CDN) assets."""
 
 _UNSAFE_IN_URL = frozenset("<>\"'`\\ ")
@@ -179,6 +190,7 @@ def install_secure_docs(app: FastAPI, *, assets: DocsAssets | None = None) -> tu
     assets = assets or DocsAssets()
     if not app.openapi_url:
         return ()
+    setattr(app.state, NONCE_DOCS_STATE, True)
     openapi_url = _check_path("openapi_url", app.openapi_url)
     title = html.escape(app.title)
     policy = assets.csp()

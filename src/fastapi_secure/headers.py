@@ -25,7 +25,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fastapi_secure.apidocs import DEFAULT_DOCS_CSP, DOCS_PATHS
+from fastapi_secure.apidocs import DEFAULT_DOCS_CSP, DOCS_PATHS, NONCE_DOCS_STATE, STOCK_DOCS_CSP
 from fastapi_secure.clientip import TrustedProxies
 from fastapi_secure.csp import NONCE_BYTES, NONCE_SCOPE_KEY, STRICT_API_CSP, ContentSecurityPolicy
 from fastapi_secure.errors import ConfigurationError
@@ -190,7 +190,11 @@ class SecureHeadersMiddleware:
             ``Content-Security-Policy-Report-Only`` (try a stricter policy out).
         docs_csp: policy of the ``docs_paths``; allows what
             :class:`~fastapi_secure.apidocs.DocsAssets` loads, with a per-request
-            nonce. ``None`` treats them like any path.
+            nonce. ``None`` treats them like any path. Left at its default, an
+            app whose docs pages are FastAPI's own (no
+            :func:`~fastapi_secure.apidocs.install_secure_docs`) gets
+            :data:`~fastapi_secure.apidocs.STOCK_DOCS_CSP` there instead, the
+            policy those pages render under.
         docs_paths: exact paths of the docs pages. They get
             ``Cross-Origin-Opener-Policy: same-origin-allow-popups`` and the
             ``oauth2_redirect_paths`` among them none, so Swagger UI's OAuth2
@@ -211,7 +215,7 @@ class SecureHeadersMiddleware:
         *,
         csp: ContentSecurityPolicy | None = STRICT_API_CSP,
         csp_report_only: ContentSecurityPolicy | None = None,
-        docs_csp: ContentSecurityPolicy | None = DEFAULT_DOCS_CSP,
+        docs_csp: ContentSecurityPolicy | None = DEFAULT_DOCS_CSP,  # see _stock_docs
         docs_paths: Collection[str] = DOCS_PATHS,
         oauth2_redirect_paths: Collection[str] = ("/docs/oauth2-redirect",),
         hsts: HSTS | None = HSTS(),
@@ -295,6 +299,15 @@ class SecureHeadersMiddleware:
         docs_opener = cross_origin_opener_policy and "same-origin-allow-popups"
         self._docs = profile(docs_policy, docs_csp is None, cache_control, docs_opener)
         self._redirect = profile(docs_policy, docs_csp is None, cache_control, None)
+        # With the default docs policy, FastAPI's stock pages (no nonce on their
+        # inline script: the app did not call install_secure_docs) get the policy
+        # they render under, so adding this middleware alone never blanks /docs.
+        self._stock_docs: tuple[_Profile, _Profile] | None = None
+        if docs_csp is DEFAULT_DOCS_CSP:
+            self._stock_docs = (
+                profile(STOCK_DOCS_CSP, False, cache_control, docs_opener),
+                profile(STOCK_DOCS_CSP, False, cache_control, None),
+            )
         prefixes = sorted((cache_control_paths or {}).items(), key=lambda item: -len(item[0]))
         for prefix, _ in prefixes:
             if not prefix.startswith("/"):
@@ -307,7 +320,12 @@ class SecureHeadersMiddleware:
     def _profile_for(self, scope: Scope) -> _Profile:
         path = route_path(scope)
         if path in self._docs_paths:
-            return self._redirect if path in self._redirect_paths else self._docs
+            redirect = path in self._redirect_paths
+            if self._stock_docs is not None and not getattr(
+                getattr(scope.get("app"), "state", None), NONCE_DOCS_STATE, False
+            ):
+                return self._stock_docs[1] if redirect else self._stock_docs[0]
+            return self._redirect if redirect else self._docs
         for prefix, profile in self._cache_paths:
             if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
                 return profile
