@@ -331,7 +331,7 @@ def test_openapi_lists_the_password_flow_and_per_route_scopes(auth: BearerAuth) 
         "type": "oauth2",
         "flows": {
             "password": {
-                "tokenUrl": "/auth/token",
+                "tokenUrl": "/auth/login",
                 "scopes": {"posts:read": "Read posts", "posts:write": "Write posts"},
             }
         },

@@ -414,5 +414,5 @@ def test_checker_shows_the_auth_scheme_in_openapi(auth: BearerAuth) -> None:
     assert schema["paths"]["/admin"]["get"]["security"] == [{"BearerAuth": []}]
     assert (
         schema["components"]["securitySchemes"]["BearerAuth"]["flows"]["password"]["tokenUrl"]
-        == "/auth/token"
+        == "/auth/login"
     )

@@ -26,7 +26,11 @@ from fastapi_secure.auth.base import (
 from fastapi_secure.errors import AuthenticationError, ConfigurationError, InvalidTokenError
 from fastapi_secure.tokens.claims import SCOPE_TOKEN, AccessClaims, TokenPair
 
-__all__ = ["BearerAuth", "bearer_token"]
+__all__ = ["DEFAULT_TOKEN_URL", "BearerAuth", "bearer_token"]
+
+DEFAULT_TOKEN_URL = "/auth/login"
+"""Where Swagger UI's *Authorize* button posts the password form by default: the
+login route of the accounts auth router and of the reference API."""
 
 
 def bearer_token(values: Sequence[str], max_length: int) -> str | None:
@@ -56,8 +60,10 @@ class BearerAuth(TokenAuth):
     """``Authorization: Bearer <access token>`` -> ``AccessClaims``.
 
     Registers an OAuth2 password-flow scheme (``token_url``, ``scopes``) in
-    OpenAPI. Use ``Depends(bearer)``, or ``Security(bearer, scopes=[...])``
-    to require scopes.
+    OpenAPI; ``token_url`` is where Swagger UI's *Authorize* button posts the
+    password form, :data:`DEFAULT_TOKEN_URL` (``/auth/login``) unless given.
+    Use ``Depends(bearer)``, or ``Security(bearer, scopes=[...])`` to require
+    scopes.
     """
 
     model: OAuth2Model
@@ -66,7 +72,7 @@ class BearerAuth(TokenAuth):
         self,
         issuer: AccessTokenVerifier,
         *,
-        token_url: str = "/auth/token",  # noqa: S107 - a URL path, not a secret
+        token_url: str = DEFAULT_TOKEN_URL,
         refresh_url: str | None = None,
         scopes: Mapping[str, str] | None = None,
         auto_error: bool = True,

@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pydantic import ValidationError
 
@@ -57,6 +57,9 @@ MAX_REUSE_GRACE = 60.0
 """Upper bound of ``reuse_grace`` in seconds: a stolen token is usable that long."""
 
 # RFC 6749, section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+
+DEFAULT_MAX_SESSION_AGE: Final = timedelta(days=30)
+"""How long a login lasts, however often it is refreshed, unless told otherwise."""
 
 _REQUIRED_ACCESS = frozenset({"token_use", "roles", "scopes", "fresh"})
 _REQUIRED_REFRESH = frozenset({"token_use"})
@@ -106,10 +109,11 @@ class TokenIssuer:
     store on :meth:`verify_access`: revoked access tokens then keep working
     until they expire. ``reuse_grace`` (off by default, at most 60 s) lets a
     client whose rotation response was lost present the same refresh token
-    once more; see :meth:`rotate`. ``max_session_age`` (off by default) caps a
-    login session: once ``auth_time`` is that old, :meth:`rotate` refuses and
-    revokes the family, however often it was refreshed (each rotation
-    otherwise renews ``refresh_ttl``).
+    once more; see :meth:`rotate`. ``max_session_age`` (30 days by default, as
+    in :class:`~fastapi_secure.settings.SecuritySettings`; ``None`` for no cap)
+    caps a login session: once ``auth_time`` is that old, :meth:`rotate`
+    refuses and revokes the family, however often it was refreshed (each
+    rotation otherwise renews ``refresh_ttl``).
     """
 
     def __init__(
@@ -126,7 +130,7 @@ class TokenIssuer:
         check_revocation: bool = True,
         grant_loader: GrantLoader | None = None,
         reuse_grace: Seconds = 0,
-        max_session_age: Seconds | None = None,
+        max_session_age: Seconds | None = DEFAULT_MAX_SESSION_AGE,
     ) -> None:
         if not hasattr(keys, "sign") or not hasattr(keys, "verify"):
             raise ConfigurationError("keys must be a KeySet")
