@@ -47,6 +47,7 @@ from fastapi_secure.tokens.claims import (
 from fastapi_secure.tokens.issuer import (
     Grant,
     TokenIssuer,
+    keep_login_grant,
 )
 from fastapi_secure.tokens.keys import KeySet
 from fastapi_secure.tokens.stores.memory import MemoryTokenStore
@@ -182,7 +183,14 @@ async def bench_algorithm(
         from fastapi_secure.tokens.stores.redis import RedisTokenStore
 
         redis_store = RedisTokenStore.from_url(redis_url, prefix="fastapi-secure-benchmark:")
-        redis_issuer = TokenIssuer(keys, redis_store, issuer=ISSUER, audience=AUDIENCE, clock=clock)
+        redis_issuer = TokenIssuer(
+            keys,
+            redis_store,
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            clock=clock,
+            grant_loader=keep_login_grant,
+        )
         redis_token = (await redis_issuer.issue("alice")).access_token
 
     results: dict[str, list[float]] = {

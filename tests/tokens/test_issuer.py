@@ -35,6 +35,7 @@ from fastapi_secure.tokens.claims import (
 from fastapi_secure.tokens.issuer import (
     Grant,
     TokenIssuer,
+    keep_login_grant,
 )
 from fastapi_secure.tokens.keys import KeySet
 from fastapi_secure.tokens.stores.base import new_family_id
@@ -126,16 +127,30 @@ def test_unsafe_or_inconsistent_configuration_is_refused(
 
 def test_store_must_be_a_token_store(keys: KeySet) -> None:
     with pytest.raises(ConfigurationError, match="TokenStore"):
-        TokenIssuer(keys, object(), issuer=ISSUER, audience=AUDIENCE)  # type: ignore[arg-type]
+        TokenIssuer(
+            keys,
+            object(),  # type: ignore[arg-type]
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            grant_loader=keep_login_grant,
+        )
 
 
 def test_keys_must_be_a_keyset(fake_clock: FakeClock) -> None:
     with pytest.raises(ConfigurationError, match="KeySet"):
-        TokenIssuer(SECRET, MemoryTokenStore(), issuer=ISSUER, audience=AUDIENCE)  # type: ignore[arg-type]
+        TokenIssuer(
+            SECRET,  # type: ignore[arg-type]
+            MemoryTokenStore(),
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            grant_loader=keep_login_grant,
+        )
 
 
 def test_defaults_are_fifteen_minutes_and_seven_days(keys: KeySet) -> None:
-    issuer = TokenIssuer(keys, MemoryTokenStore(), issuer=ISSUER, audience=AUDIENCE)
+    issuer = TokenIssuer(
+        keys, MemoryTokenStore(), issuer=ISSUER, audience=AUDIENCE, grant_loader=keep_login_grant
+    )
     assert issuer.access_ttl == 900
     assert issuer.refresh_ttl == 7 * 86400
     assert issuer.leeway == 30
@@ -199,6 +214,7 @@ async def test_issued_tokens_carry_every_claim_and_their_kind_twice(
     }  # fmt: skip
     assert refresh.keys() == {
         "iss", "sub", "aud", "exp", "iat", "jti", "sid", "auth_time", "token_use",
+        "roles", "scope",
     }  # fmt: skip
     assert access["token_use"] == "access"
     assert refresh["token_use"] == "refresh"
@@ -818,13 +834,28 @@ async def test_verify_refresh_does_not_consume_or_revoke(issuer: TokenIssuer) ->
     await issuer.verify_access(rotated.access_token)  # family still alive
 
 
-async def test_rotate_without_any_grant_loader_is_a_configuration_error(
+def test_an_issuer_without_a_grant_loader_is_refused_at_construction(
     keys: KeySet, fake_clock: FakeClock
 ) -> None:
-    issuer = make_issuer(keys, fake_clock, grant_loader=None)
-    pair = await issuer.issue("alice")
-    with pytest.raises(ConfigurationError, match="grant_loader"):
-        await issuer.rotate(pair.refresh_token)
+    # 0.1 accepted it and failed at the first refresh, as a 500.
+    with pytest.raises(ConfigurationError, match="keep_login_grant"):
+        make_issuer(keys, fake_clock, grant_loader=None)
+
+
+async def test_keep_login_grant_keeps_the_roles_and_scopes_of_the_login(
+    keys: KeySet, fake_clock: FakeClock
+) -> None:
+    issuer = make_issuer(keys, fake_clock, grant_loader=keep_login_grant)
+    pair = await issuer.issue("alice", roles=["editor"], scopes={"posts:read"})
+    fake_clock.advance(60)
+    rotated = await issuer.rotate(pair.refresh_token)
+    claims = await issuer.verify_access(rotated.access_token)
+    assert claims.roles == ("editor",)
+    assert claims.scopes == {"posts:read"}
+    assert not claims.fresh
+    # The login's grant is signed into the refresh token: a forged one fails.
+    with pytest.raises(InvalidTokenError):
+        await issuer.rotate(rotated.refresh_token[:-4] + "AAAA")
 
 
 async def test_grant_loader_of_the_call_wins(issuer: TokenIssuer) -> None:

@@ -57,7 +57,13 @@ RESERVED_CLAIMS = frozenset(
 
 
 class _BaseClaims(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        str_strip_whitespace=False,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
 
     iss: str = Field(min_length=1)
     sub: str = Field(min_length=1)
@@ -68,6 +74,19 @@ class _BaseClaims(BaseModel):
     jti: str = Field(min_length=1)
     sid: str = Field(min_length=1, description="token family (login session) id")
     auth_time: int = Field(description="when the user last authenticated with a credential")
+    roles: tuple[str, ...] = ()
+    scopes: frozenset[str] = Field(default=frozenset(), alias="scope")
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def _split_scope(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(value.split())
+        return value
+
+    @field_serializer("scopes")
+    def _join_scope(self, value: frozenset[str]) -> str:
+        return " ".join(sorted(value))
 
 
 class AccessClaims(_BaseClaims):
@@ -83,20 +102,7 @@ class AccessClaims(_BaseClaims):
     )
 
     token_use: Literal["access"] = "access"
-    roles: tuple[str, ...] = ()
-    scopes: frozenset[str] = Field(default=frozenset(), alias="scope")
     fresh: bool = False
-
-    @field_validator("scopes", mode="before")
-    @classmethod
-    def _split_scope(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return frozenset(value.split())
-        return value
-
-    @field_serializer("scopes")
-    def _join_scope(self, value: frozenset[str]) -> str:
-        return " ".join(sorted(value))
 
     @property
     def subject(self) -> str:
@@ -110,7 +116,11 @@ class AccessClaims(_BaseClaims):
 
 
 class RefreshClaims(_BaseClaims):
-    """Verified claims of a refresh token."""
+    """Verified claims of a refresh token.
+
+    ``roles`` and ``scopes`` are those of the login: what a rotation keeps when
+    the issuer has no grant loader to read them again.
+    """
 
     token_use: Literal["refresh"] = "refresh"
 

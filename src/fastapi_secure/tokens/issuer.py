@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from fastapi_secure.settings import SecuritySettings
     from fastapi_secure.tokens.keys import KeySet
 
-__all__ = ["Grant", "GrantLoader", "TokenIssuer"]
+__all__ = ["Grant", "GrantLoader", "TokenIssuer", "keep_login_grant"]
 
 logger = logging.getLogger("fastapi_secure.tokens")
 
@@ -128,7 +128,7 @@ class TokenIssuer:
         leeway: Seconds = timedelta(seconds=30),
         clock: Clock = system_clock,
         check_revocation: bool = True,
-        grant_loader: GrantLoader | None = None,
+        grant_loader: GrantLoader,
         reuse_grace: Seconds = 0,
         max_session_age: Seconds | None = DEFAULT_MAX_SESSION_AGE,
     ) -> None:
@@ -168,8 +168,11 @@ class TokenIssuer:
         )
         if session_cap is not None and session_cap <= access:
             raise ConfigurationError("max_session_age must be longer than access_ttl")
-        if grant_loader is not None and not callable(grant_loader):
-            raise ConfigurationError("grant_loader must be an async callable")
+        if not callable(grant_loader):
+            raise ConfigurationError(
+                "grant_loader must be an async callable: it reloads the user's roles and "
+                "scopes at each refresh (or pass keep_login_grant to keep the login's)"
+            )
         self._keys = keys
         self._store = store
         self._issuer = issuer
@@ -338,6 +341,8 @@ class TokenIssuer:
             "exp": issued_at + self._refresh_ttl,
             "jti": refresh_jti,
             "token_use": "refresh",
+            "roles": access["roles"],
+            "scope": access["scope"],
         }
         return TokenPair(
             access_token=self._keys.sign(access, typ=ACCESS_TOKEN_TYP),
@@ -423,6 +428,8 @@ class TokenIssuer:
 
         The grant loader (this argument, else the issuer's) is awaited first:
         ``None`` revokes the family and raises :class:`RevokedTokenError`.
+        :func:`keep_login_grant` as the loader keeps the roles and scopes of
+        the login instead (carried, signed, in the refresh token).
         Then the store consumes the token atomically: of N concurrent calls
         with one token exactly one succeeds. A token consumed before raises
         :class:`TokenReuseError` after revoking the family, which kills its
@@ -436,11 +443,6 @@ class TokenIssuer:
         ``auth_time`` is the family's.
         """
         loader = grant_loader or self._grant_loader
-        if loader is None:
-            raise ConfigurationError(
-                "rotate() needs a grant_loader (on the TokenIssuer or the call) "
-                "to reload the user's roles and scopes"
-            )
         claims = self._decode(refresh_token, RefreshClaims, REFRESH_TOKEN_TYP, _REQUIRED_REFRESH)
         if (
             self._max_session_age is not None
@@ -522,6 +524,16 @@ class TokenIssuer:
         everywhere). Tokens issued after it returns are valid, even within
         the same clock second."""
         await self._store.revoke_subject(subject, ttl=self._refresh_ttl + self._leeway)
+
+
+async def keep_login_grant(claims: RefreshClaims) -> Grant:
+    """A grant loader that keeps the roles and scopes the login was issued with.
+
+    The loosening, named: a removed role or a deactivated account then takes
+    effect only when the session ends (``max_session_age``), not at the next
+    refresh. Custom claims are not carried over.
+    """
+    return Grant(roles=claims.roles, scopes=claims.scopes)
 
 
 def _refusal(state: TokenState) -> InvalidTokenError:
