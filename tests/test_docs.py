@@ -46,3 +46,27 @@ def test_doc_block_runs(page: str, index: int, code: str) -> None:
 
 def test_docs_have_runnable_blocks() -> None:
     assert BLOCKS, "no ```python blocks found; the docs test would check nothing"
+
+
+def test_doc_blocks_pass_mypy_strict(tmp_path: Path) -> None:
+    """The blocks are what users copy: they type-check as strictly as our own code."""
+    from mypy import api
+
+    files = []
+    for page, index, code in BLOCKS:
+        name = re.sub(r"\W", "_", f"{page}_{index}")
+        path = tmp_path / f"{name}.py"
+        path.write_text(code, encoding="utf-8")
+        files.append(str(path))
+    out, err, status = api.run(
+        [
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--strict",
+            "--no-incremental",
+            "--cache-dir",
+            str(tmp_path / ".mypy_cache"),
+            *files,
+        ]
+    )
+    assert status == 0, out + err
