@@ -407,3 +407,35 @@ def test_nonce_pages_keep_the_nonce_policy_beside_the_middleware() -> None:
     assert "'unsafe-inline'" not in next(
         d for d in response.headers["content-security-policy"].split(";") if "script-src" in d
     )
+
+
+def test_docs_assets_served_by_the_app_work_offline() -> None:
+    from fastapi_secure.apidocs import serve_docs_assets
+
+    app = FastAPI()
+    install_secure_defaults(app, docs_assets=serve_docs_assets(app))
+    client = TestClient(app)
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert 'src="/docs-assets/swagger-ui-bundle.js"' in docs.text
+    assert "cdn.jsdelivr.net" not in docs.text
+    policy = docs.headers["content-security-policy"]
+    assert "cdn.jsdelivr.net" not in policy
+    assert "fonts.googleapis.com" not in policy
+    script_src = next(d for d in policy.split(";") if "script-src" in d)
+    assert "'self'" in script_src
+    assert "'unsafe-inline'" not in script_src
+    redoc = client.get("/redoc")
+    assert 'src="/docs-assets/redoc.standalone.js"' in redoc.text
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png"):
+        asset = client.get(f"/docs-assets/{name}")
+        assert asset.status_code == 200, name
+        assert len(asset.content) > 1000, name
+
+
+def test_docs_assets_path_is_checked() -> None:
+    from fastapi_secure.apidocs import serve_docs_assets
+
+    for bad in ("/", "no-slash", "/x'y"):
+        with pytest.raises(ConfigurationError):
+            serve_docs_assets(FastAPI(), path=bad)

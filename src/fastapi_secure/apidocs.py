@@ -40,6 +40,7 @@ __all__ = [
     "DocsAssets",
     "install_secure_docs",
     "remove_docs",
+    "serve_docs_assets",
 ]
 
 DOCS_PATHS: Final = ("/docs", "/redoc", "/docs/oauth2-redirect")
@@ -250,3 +251,46 @@ def install_secure_docs(app: FastAPI, *, assets: DocsAssets | None = None) -> tu
     for path, render in pages.items():
         app.add_route(path, endpoint(render), include_in_schema=False)
     return tuple(pages)
+
+
+_OFFLINE_ASSETS: Final = (
+    "swagger-ui-bundle.js",
+    "swagger-ui.css",
+    "redoc.standalone.js",
+    "favicon.png",
+)
+
+
+def serve_docs_assets(app: FastAPI, *, path: str = "/docs-assets") -> DocsAssets:
+    """Serve Swagger UI and ReDoc from this app, not a CDN: ``/docs`` works offline.
+
+    The files come from the ``fastapi-offline`` package (the ``offline-docs``
+    extra), which ships Swagger UI's bundle and stylesheet, ReDoc's standalone
+    bundle and a favicon; they are mounted at ``path`` with Starlette's
+    ``StaticFiles``. Give the returned :class:`DocsAssets` to
+    :func:`~fastapi_secure.defaults.install_secure_defaults` (``docs_assets=``)
+    or to :func:`install_secure_docs`: the docs policy then allows ``'self'``
+    only, with no Google Fonts (ReDoc falls back to system fonts).
+    """
+    from importlib import resources
+
+    from fastapi_secure._optional import require
+
+    require("fastapi_offline", extra="offline-docs", feature="serve_docs_assets")
+    from starlette.staticfiles import StaticFiles
+
+    prefix = _check_path("path", path).rstrip("/")
+    if not prefix:
+        raise ConfigurationError("path must not be '/'")
+    folder = resources.files("fastapi_offline").joinpath("static")
+    missing = [name for name in _OFFLINE_ASSETS if not folder.joinpath(name).is_file()]
+    if missing:
+        raise ConfigurationError(f"fastapi-offline lacks {', '.join(missing)}; upgrade it")
+    app.mount(prefix, StaticFiles(directory=str(folder)), name="fastapi-secure-docs-assets")
+    return DocsAssets(
+        swagger_js_url=f"{prefix}/swagger-ui-bundle.js",
+        swagger_css_url=f"{prefix}/swagger-ui.css",
+        redoc_js_url=f"{prefix}/redoc.standalone.js",
+        favicon_url=f"{prefix}/favicon.png",
+        google_fonts=False,
+    )
