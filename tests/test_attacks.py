@@ -32,11 +32,16 @@ async def test_cookie_refresh_from_a_foreign_origin_is_refused(tmp_path: Path) -
         await api.login("alice", ALICE_PASSWORD)
         assert "refresh_token" in api.client.cookies
 
+        # Even with the right CSRF header, the foreign Origin alone is refused.
+        csrf = api.client.cookies["csrf_token"]
         forged = await api.client.post(
-            "/auth/refresh", headers={"Origin": "http://evil.127.0.0.1.nip.io"}
+            "/auth/refresh",
+            headers={"Origin": "http://evil.127.0.0.1.nip.io", "X-CSRF-Token": csrf},
         )
         assert forged.status_code == 403, forged.text
         assert forged.json()["detail"]["code"] == "csrf_failed"
 
-        own = await api.client.post("/auth/refresh", headers={"Origin": "http://127.0.0.1:8000"})
+        own = await api.client.post(
+            "/auth/refresh", headers={"Origin": "http://127.0.0.1:8000", "X-CSRF-Token": csrf}
+        )
         assert own.status_code == 200, own.text

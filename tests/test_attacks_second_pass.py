@@ -122,20 +122,24 @@ async def test_a_planted_second_refresh_cookie_does_not_swap_the_session(
         mallory = await _mallory_refresh_token(api)
         await api.login("alice", ALICE_PASSWORD)
         alice = api.client.cookies["refresh_token"]
+        csrf = api.client.cookies["csrf_token"]
         api.client.cookies.clear()
+        # Alice's page passes the Origin and CSRF checks: only the cookies differ.
+        page = {"Origin": APP_ORIGIN, "X-CSRF-Token": csrf}
 
         tossed = await api.client.post(
             "/auth/refresh",
             headers={
-                "Origin": APP_ORIGIN,
-                "Cookie": f"refresh_token={alice}; refresh_token={mallory}",
+                **page,
+                "Cookie": f"csrf_token={csrf}; refresh_token={alice}; refresh_token={mallory}",
             },
         )
         assert tossed.status_code == 401, tossed.text
         assert not tossed.headers.get_list("set-cookie")
 
         alone = await api.client.post(
-            "/auth/refresh", headers={"Origin": APP_ORIGIN, "Cookie": f"refresh_token={alice}"}
+            "/auth/refresh",
+            headers={**page, "Cookie": f"csrf_token={csrf}; refresh_token={alice}"},
         )
         assert alone.status_code == 200, alone.text
         me = await api.client.get("/users/me")

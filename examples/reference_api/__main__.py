@@ -43,7 +43,7 @@ def serve(host: str, port: int, workers: int) -> None:
     migrate()
     print(f"reference API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
     uvicorn.run(
-        "examples.reference_api.app:create_app",
+        "examples.reference_api.main:create_app",
         factory=True,
         host=host,
         port=port,
@@ -54,7 +54,8 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 def create_admin(email: str, username: str) -> None:
-    from examples.reference_api.app import bootstrap_admin, build_components
+    from examples.reference_api.bootstrap import bootstrap_admin
+    from examples.reference_api.deps import build_components
     from examples.reference_api.settings import AppSettings
 
     password = os.environ.get("ADMIN_PASSWORD") or getpass.getpass("admin password: ")

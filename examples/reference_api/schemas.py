@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, StringConstraints
+
+from fastapi_secure import PasswordPolicy
+
+if TYPE_CHECKING:
+    from .models import User
+
+POLICY = PasswordPolicy()
 
 Username = Annotated[
     str,
@@ -19,6 +26,18 @@ RoleName = Annotated[
 T = TypeVar("T")
 
 
+class RegisterIn(BaseModel):
+    email: EmailStr
+    username: Username
+    password: Annotated[SecretStr, POLICY.with_context_fields("email", "username")]
+
+
+class PasswordChangeIn(BaseModel):
+    # Not the policy: an old password that today's policy refuses must still be usable here.
+    current_password: Annotated[SecretStr, Field(min_length=1, max_length=1024)]
+    new_password: Annotated[SecretStr, POLICY]
+
+
 class UserOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -28,6 +47,28 @@ class UserOut(BaseModel):
     is_active: bool
     roles: list[str]
     created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id,
+            email=user.email,
+            username=user.username,
+            is_active=user.is_active,
+            roles=user.role_names,
+            created_at=user.created_at,
+        )
+
+
+class TokenOut(BaseModel):
+    """Bearer mode's answer to login and refresh: the OAuth2 token response
+    (RFC 6749, section 5.1)."""
+
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="access token lifetime in seconds")
+    refresh_expires_in: int = Field(description="refresh token lifetime in seconds")
 
 
 class CookieSession(BaseModel):
@@ -87,13 +128,17 @@ class ValidationErrorOut(BaseModel):
 
 
 __all__ = [
+    "POLICY",
     "CookieSession",
     "ErrorOut",
     "FieldError",
     "LogoutIn",
     "Page",
+    "PasswordChangeIn",
     "RefreshIn",
+    "RegisterIn",
     "RolesIn",
+    "TokenOut",
     "UserOut",
     "Username",
     "ValidationErrorDetail",

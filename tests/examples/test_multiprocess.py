@@ -30,7 +30,8 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from examples.reference_api.app import bootstrap_admin, build_components
+from examples.reference_api.bootstrap import bootstrap_admin
+from examples.reference_api.deps import build_components
 from examples.reference_api.migrate import aupgrade_to_head
 from examples.reference_api.models import User
 from examples.reference_api.settings import AppSettings

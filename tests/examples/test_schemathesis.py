@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from examples.reference_api.app import create_app
+from examples.reference_api.main import create_app
 from examples.reference_api.migrate import upgrade_to_head
 from examples.reference_api.schemas import ValidationErrorOut
 from examples.reference_api.settings import AppSettings

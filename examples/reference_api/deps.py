@@ -1,0 +1,192 @@
+"""The components of the reference API, built once from :class:`AppSettings`.
+
+Every choice the settings make is made here, at build time: SQLite or
+PostgreSQL, memory or Redis, bearer or cookie transport. The routes receive a
+:class:`Components` and never ask which backend or transport they run on.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import anyio
+from starlette.requests import Request
+
+from fastapi_secure import (
+    BearerAuth,
+    CookieAuth,
+    Database,
+    InvalidTokenError,
+    KeySet,
+    PasswordHasher,
+    RateLimiter,
+    TokenIssuer,
+    token_store_from_url,
+)
+from fastapi_secure.tokens.claims import RefreshClaims
+from fastapi_secure.tokens.issuer import Grant
+from fastapi_secure.tokens.stores import TokenStore
+
+from .models import User
+from .schemas import CookieSession, TokenOut
+from .settings import AppSettings
+
+__all__ = ["Components", "build_components", "user_id"]
+
+logger = logging.getLogger("reference_api")
+
+
+@dataclass
+class Components:
+    """What the routes are built from."""
+
+    settings: AppSettings
+    db: Database
+    hasher: PasswordHasher
+    keys: KeySet
+    issuer: TokenIssuer
+    limiter: RateLimiter
+    transport: BearerAuth | CookieAuth
+    """Bearer or cookie (a :class:`~fastapi_secure.auth.transport.Transport`): answers
+    login, refresh and logout, and authenticates requests."""
+    token_body: type[TokenOut] | type[CookieSession]
+    """The model of what ``transport.login_response`` returns (for OpenAPI)."""
+    transport_refusals: tuple[int, ...]
+    """Statuses the transport adds to unsafe routes: 403 for a failed CSRF check."""
+    check_login_origin: Callable[[Request], None]
+    """Refuses a login posted by another site's page, where that could plant a session."""
+    redis_ping: Callable[[], Awaitable[bool]] | None = None
+
+
+def user_id(subject: str) -> int:
+    """The users.id of a token subject; anything else is not one of our subjects."""
+    # users.id is a 32-bit INTEGER: a larger value would overflow in the driver (a 500).
+    if not (subject.isascii() and subject.isdigit()) or len(subject) > 10:
+        raise InvalidTokenError(reason="subject is not a user id")
+    if int(subject) > 2**31 - 1:
+        raise InvalidTokenError(reason="subject is not a user id")
+    return int(subject)
+
+
+def _make_keys(settings: AppSettings) -> KeySet:
+    pem = settings.signing_key_pem
+    if pem is not None:
+        return KeySet.from_pem(pem.get_secret_value().encode())
+    if settings.signing_key_file is not None:
+        return KeySet.from_pem(pathlib.Path(settings.signing_key_file).read_bytes())
+    logger.warning(
+        "no SIGNING_KEY_PEM or SIGNING_KEY_FILE: using a fresh EdDSA key; tokens will not "
+        "survive a restart and are not shared between worker processes"
+    )
+    return KeySet.generate("EdDSA")
+
+
+def _make_hasher(settings: AppSettings) -> PasswordHasher:
+    if settings.password_hash_profile == "test_only_fast":
+        return PasswordHasher.insecure_fast_for_tests()
+    if settings.password_hash_profile == "owasp_minimum":
+        return PasswordHasher.owasp_minimum()
+    return PasswordHasher.recommended()
+
+
+def _redis_ping(store: TokenStore) -> Callable[[], Awaitable[bool]]:
+    from fastapi_secure.tokens.stores.redis import RedisTokenStore
+
+    client = cast(RedisTokenStore, store).client
+
+    async def ping() -> bool:
+        try:
+            with anyio.fail_after(1.0):
+                return bool(await client.ping())
+        except Exception:  # any failure means "unavailable"; health must not 500
+            return False
+
+    return ping
+
+
+def _grant_loader(db: Database) -> Callable[[RefreshClaims], Awaitable[Grant | None]]:
+    async def load_grant(claims: RefreshClaims) -> Grant | None:
+        async with db.transaction() as session:
+            user = await session.get(User, user_id(claims.sub))
+            if user is None or not user.is_active:
+                return None
+            # A login that checked the old password while it was being changed must
+            # not outlive the change: its session started before the new password.
+            if claims.auth_time < int(user.password_changed_at.timestamp()):
+                return None
+            return Grant(roles=user.role_names)
+
+    return load_grant
+
+
+def _no_check(request: Request) -> None:
+    """Bearer mode: a login answer sets nothing in the browser, so nothing to plant."""
+
+
+def _login_origin_check(cookie_auth: CookieAuth) -> Callable[[Request], None]:
+    def check(request: Request) -> None:
+        # Login CSRF: a page of another site posting the attacker's credentials
+        # would log the victim's browser into the attacker's account. Browsers
+        # send Origin on every POST ("null" from sandboxed pages); a client that
+        # sends neither Origin nor Referer is no browser page, and its cookies
+        # are its own.
+        if "origin" in request.headers or "referer" in request.headers:
+            cookie_auth.check_origin(request)
+
+    return check
+
+
+def build_components(settings: AppSettings) -> Components:
+    """Build every component the settings describe (no I/O: connections open lazily)."""
+    db = Database.from_settings(settings)
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    prefix = settings.redis_key_prefix
+    store_options: dict[str, Any] = {"prefix": f"{prefix}tokens:"} if redis_url else {}
+    store = token_store_from_url(redis_url or "memory://", **store_options)
+    limiter = RateLimiter.from_settings(
+        settings, strategy="moving-window", key_prefix=f"{prefix}limits"
+    )
+    keys = _make_keys(settings)
+    issuer = TokenIssuer.from_settings(settings, keys, store, grant_loader=_grant_loader(db))
+
+    transport: BearerAuth | CookieAuth
+    if settings.auth_transport == "cookie":
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+        if secret is None:
+            logger.warning(
+                "no SECRET_KEY: using a random CSRF secret; CSRF tokens will not survive a "
+                "restart and are not accepted by other worker processes"
+            )
+        cookie_auth = CookieAuth(
+            issuer,
+            csrf_secret=secret or secrets.token_urlsafe(32),
+            allowed_origins=settings.cors_allow_origins or ["http://127.0.0.1:8000"],
+            secure=settings.cookie_secure,
+        )
+        transport = cookie_auth
+        # Tokens stay in HttpOnly cookies: after an XSS a script could otherwise
+        # read the refresh token from a body.
+        token_body: type[TokenOut] | type[CookieSession] = CookieSession
+        refusals: tuple[int, ...] = (403,)
+        check_login_origin = _login_origin_check(cookie_auth)
+    else:
+        transport = BearerAuth(issuer, token_url="/auth/login", refresh_url="/auth/refresh")
+        token_body, refusals, check_login_origin = TokenOut, (), _no_check
+    return Components(
+        settings=settings,
+        db=db,
+        hasher=_make_hasher(settings),
+        keys=keys,
+        issuer=issuer,
+        limiter=limiter,
+        transport=transport,
+        token_body=token_body,
+        transport_refusals=refusals,
+        check_login_origin=check_login_origin,
+        redis_ping=_redis_ping(store) if redis_url else None,
+    )

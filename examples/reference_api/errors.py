@@ -1,0 +1,54 @@
+"""The reference API's own refusals, and the error answers its OpenAPI documents.
+
+The handlers that ``install_secure_defaults`` installs answer a
+:mod:`fastapi_secure.errors` class with its status and the
+``{"detail": {"code", "message"}}`` body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import HTTPException
+
+from fastapi_secure import AuthenticationError
+from fastapi_secure.errors import ErrorCode
+
+from .schemas import ErrorOut, ValidationErrorOut
+
+__all__ = ["BadCredentialsError", "ConflictError", "responses"]
+
+
+class ConflictError(HTTPException):
+    """409: the request conflicts with what is stored (a taken email or username).
+
+    The core error tree has no conflict kind (it refuses requests for security
+    reasons only), so this answer is an ``HTTPException`` with the same body shape.
+    """
+
+    def __init__(self, message: str = "email or username already registered") -> None:
+        super().__init__(409, detail={"code": ErrorCode.CONFLICT.value, "message": message})
+
+
+class BadCredentialsError(AuthenticationError):
+    default_code = ErrorCode.INVALID_CREDENTIALS
+    default_message = "incorrect username or password"
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "Malformed request body (not valid JSON)"},
+    401: {"model": ErrorOut, "description": "Missing, invalid, expired or revoked token"},
+    403: {"model": ErrorOut, "description": "Authenticated but not allowed"},
+    404: {"model": ErrorOut, "description": "No such user"},
+    409: {"model": ErrorOut, "description": "Conflict"},
+    413: {"model": ErrorOut, "description": "Request body too large"},
+    # Replaces FastAPI's default 422 schema, which is not what install_error_handlers sends.
+    422: {"model": ValidationErrorOut, "description": "Request validation failed"},
+    429: {"model": ErrorOut, "description": "Rate limited; see Retry-After"},
+    503: {"model": ErrorOut, "description": "A backing service is unavailable"},
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route that may answer these error statuses."""
+    return {code: _ERRORS[code] for code in codes}

@@ -1,0 +1,16 @@
+"""The routers of the reference API, one module per area."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from examples.reference_api.deps import Components
+
+from . import admin, auth, meta, users
+
+__all__ = ["routers"]
+
+
+def routers(c: Components) -> list[APIRouter]:
+    """Every router of the API, built over the components ``c``."""
+    return [auth.router(c), users.router(c), admin.router(c), meta.router(c)]
