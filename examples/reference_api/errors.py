@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import HTTPException
-
-from fastapi_secure import AuthenticationError
+from fastapi_secure import AuthenticationError, errors
 from fastapi_secure.errors import ErrorCode
 
 from .schemas import ErrorOut, ValidationErrorOut
@@ -19,15 +17,10 @@ from .schemas import ErrorOut, ValidationErrorOut
 __all__ = ["BadCredentialsError", "ConflictError", "responses"]
 
 
-class ConflictError(HTTPException):
-    """409: the request conflicts with what is stored (a taken email or username).
+class ConflictError(errors.ConflictError):
+    """409: the request conflicts with what is stored (a taken email or username)."""
 
-    The core error tree has no conflict kind (it refuses requests for security
-    reasons only), so this answer is an ``HTTPException`` with the same body shape.
-    """
-
-    def __init__(self, message: str = "email or username already registered") -> None:
-        super().__init__(409, detail={"code": ErrorCode.CONFLICT.value, "message": message})
+    default_message = "email or username already registered"
 
 
 class BadCredentialsError(AuthenticationError):

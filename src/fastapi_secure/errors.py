@@ -27,6 +27,7 @@ SecurityError
     ├── PermissionDeniedError          403
     │   ├── InsufficientScopeError     403, error="insufficient_scope"
     │   └── CSRFError                  403
+    ├── ConflictError                  409, the resource exists (an account, a name)
     ├── RequestTooLargeError           413
     ├── RateLimitExceededError         429 + Retry-After
     └── ServiceUnavailableError        503 + Retry-After
@@ -49,6 +50,7 @@ __all__ = [
     "AuthenticationError",
     "CSRFError",
     "ConfigurationError",
+    "ConflictError",
     "DatabaseUnavailableError",
     "ErrorCode",
     "ExpiredTokenError",
@@ -290,6 +292,13 @@ class CSRFError(PermissionDeniedError):
 
     default_code = ErrorCode.CSRF_FAILED
     default_message = "CSRF check failed"
+
+
+class ConflictError(RequestRefusedError):
+    """The request collides with what exists, such as an account's email (409)."""
+
+    default_code = ErrorCode.CONFLICT
+    default_message = "already exists"
 
 
 class RequestTooLargeError(RequestRefusedError):

@@ -19,6 +19,7 @@ core class                 status  headers
 AuthenticationError        401     ``WWW-Authenticate: Bearer[ error="..."]``
 PermissionDeniedError      403     ``WWW-Authenticate`` with ``scope`` for
                                    InsufficientScopeError
+ConflictError              409
 RequestTooLargeError       413
 RateLimitExceededError     429     ``Retry-After`` when known
 ServiceUnavailableError    503     ``Retry-After``
@@ -50,6 +51,7 @@ from starlette.types import Message
 
 from fastapi_secure.errors import (
     AuthenticationError,
+    ConflictError,
     ErrorCode,
     InsufficientScopeError,
     PasswordError,
@@ -96,6 +98,7 @@ SECRET_FIELD_MARKERS: Final = (
 _STATUS: Final[tuple[tuple[type[SecurityError], int], ...]] = (
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),
+    (ConflictError, 409),
     (RequestTooLargeError, 413),
     (RateLimitExceededError, 429),
     (ServiceUnavailableError, 503),

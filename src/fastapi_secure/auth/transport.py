@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from fastapi.security.oauth2 import SecurityScopes
 from starlette.requests import Request
 from starlette.responses import Response
 
 from fastapi_secure.auth.base import ClaimsDependency
-from fastapi_secure.tokens.claims import TokenPair
+from fastapi_secure.tokens.claims import AccessClaims, TokenPair
 
 __all__ = ["Transport"]
 
@@ -33,6 +34,12 @@ __all__ = ["Transport"]
 @runtime_checkable
 class Transport(ClaimsDependency, Protocol):
     """An auth dependency that also answers the token routes."""
+
+    async def __call__(
+        self, request: Request, security_scopes: SecurityScopes
+    ) -> AccessClaims | None:
+        """The FastAPI dependency: the request's verified claims."""
+        ...
 
     def login_response(self, pair: TokenPair, response: Response) -> dict[str, Any]:
         """Deliver ``pair`` (after a login or a rotation); return the JSON body to send."""
