@@ -6,11 +6,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.types import Message, Receive, Scope, Send
 
 from fastapi_secure.bodylimit import RequestSizeLimitMiddleware
+from fastapi_secure.defaults import install_secure_defaults
 from fastapi_secure.errors import (
     ConfigurationError,
     RequestTooLargeError,
@@ -233,3 +236,89 @@ async def test_size_limit_passes_websockets_through() -> None:
     scope = {"type": "websocket", "path": "/ws", "headers": [(b"x", b"y" * 100_000)]}
     await RequestSizeLimitMiddleware(inner)(scope, receive, send)
     assert seen == [scope]
+
+
+# --- RequestSizeLimitMiddleware: a Content-Length int() cannot parse -----------------------
+# More than 4300 digits (leading zeros included) made int() raise ValueError: a 500.
+
+DECLARED_LIMIT = 1024
+
+
+def _size_limited_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/echo")
+    async def echo(request: Request) -> Response:
+        return Response(await request.body())
+
+    install_secure_defaults(app, max_body_bytes=DECLARED_LIMIT)
+    return app
+
+
+async def _post_declaring(app: FastAPI, length: bytes, body: bytes = b"") -> int:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/echo",
+        "raw_path": b"/echo",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"content-length", length)],
+        "client": ("203.0.113.9", 5000),
+        "server": ("testserver", 80),
+    }
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(scope, receive, send)
+    return statuses[0]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("length", "status"),
+    [
+        (b"9" * 5000, 413),
+        (b"0" * 5000 + b"1", 200),  # a valid (if silly) 1
+        (b"0" * 5000, 200),
+        (b"0" * 5000 + b"2048", 413),
+        (b"+1", 400),
+        (b" 1 ", 200),
+    ],
+)
+async def test_absurd_content_length_is_a_4xx_not_a_500(length: bytes, status: int) -> None:
+    body = b"x" if length.strip().lstrip(b"0") == b"1" else b""
+    assert await _post_declaring(_size_limited_app(), length, body) == status
+
+
+@pytest.mark.anyio
+@settings(max_examples=60, deadline=None)
+@given(zeros=st.integers(0, 6000), value=st.integers(0, 10**40))
+async def test_any_digit_string_is_judged_by_its_value(zeros: int, value: int) -> None:
+    declared = b"0" * zeros + str(value).encode()
+    statuses: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    middleware = RequestSizeLimitMiddleware(app, max_body_bytes=DECLARED_LIMIT)
+    scope = {"type": "http", "path": "/", "headers": [(b"content-length", declared)]}
+    await middleware(scope, receive, send)
+    assert statuses == [413 if value > DECLARED_LIMIT else 204]

@@ -23,7 +23,7 @@ from fastapi_secure.http_errors import http_exception
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import AccessClaims
 from fastapi_secure.tokens.issuer import TokenIssuer
-from tests.support.auth import client, make_issuer
+from tests.support.auth import SECRET, client, make_issuer
 
 CSRF_SECRET = "csrf-secret-of-at-least-thirty-two-bytes"
 ORIGIN = "https://app.example.test"
@@ -426,3 +426,75 @@ def test_no_csrf_input_causes_a_500(
             },
         )
     assert response.status_code == 403
+
+
+def _cookie_app(auth: CookieAuth) -> FastAPI:
+    # Defaults, not Annotated: with postponed annotations FastAPI cannot see the local auth.
+    app = FastAPI()
+
+    @app.get("/whoami")
+    async def whoami(claims: AccessClaims = Depends(auth)) -> dict[str, str]:  # noqa: B008
+        return {"sub": claims.sub}
+
+    @app.post("/posts")
+    async def posts(claims: AccessClaims = Depends(auth)) -> dict[str, str]:  # noqa: B008
+        return {"sub": claims.sub}
+
+    @app.post("/refresh-token")
+    async def refresh_token(request: Request) -> dict[str, str | None]:
+        return {"token": auth.refresh_token(request)}
+
+    return app
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("secure", [True, False])
+async def test_duplicate_session_cookies_are_refused(fake_clock: FakeClock, secure: bool) -> None:
+    issuer = make_issuer(fake_clock)
+    auth = CookieAuth(issuer, csrf_secret=SECRET, allowed_origins=[ORIGIN], secure=secure)
+    victim = await issuer.issue("victim", fresh=True)
+    attacker = await issuer.issue("attacker", fresh=True)
+    a, r, c = auth.access_cookie, auth.refresh_cookie, auth.csrf_cookie
+    transport = httpx.ASGITransport(app=_cookie_app(auth))
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as http:
+        # Starlette's cookie dict would hold the attacker's token: it comes last.
+        both = f"{a}={victim.access_token}; {a}={attacker.access_token}"
+        whoami = await http.get("/whoami", headers={"Cookie": both})
+        assert whoami.status_code == 401, whoami.text
+        assert whoami.json()["detail"]["code"] == "invalid_token"
+        split = [
+            ("Cookie", f"{a}={victim.access_token}"),
+            ("Cookie", f"{a}={attacker.access_token}"),
+        ]
+        assert (await http.get("/whoami", headers=split)).status_code == 401
+        single = await http.get("/whoami", headers={"Cookie": f"{a}={victim.access_token}"})
+        assert single.json() == {"sub": "victim"}
+
+        refresh = await http.post(
+            "/refresh-token",
+            headers={"Cookie": f"{r}={victim.refresh_token}; {r}={attacker.refresh_token}"},
+        )
+        assert refresh.json() == {"token": None}
+        one = await http.post("/refresh-token", headers={"Cookie": f"{r}={victim.refresh_token}"})
+        assert one.json() == {"token": victim.refresh_token}
+
+        csrf = auth.csrf_token_for((await issuer.verify_access(victim.access_token)).sid)
+        cookies = f"{a}={victim.access_token}; {c}={csrf}"
+        unsafe = {"Origin": ORIGIN, "X-CSRF-Token": csrf}
+        doubled = await http.post("/posts", headers={**unsafe, "Cookie": f"{cookies}; {c}={csrf}"})
+        assert doubled.status_code == 403
+        assert doubled.json()["detail"]["code"] == "csrf_failed"
+        ok = await http.post("/posts", headers={**unsafe, "Cookie": cookies})
+        assert ok.status_code == 200, ok.text
+
+
+def test_cookie_names_that_merely_contain_the_name_are_not_duplicates() -> None:
+    from fastapi_secure.auth.cookie import _cookie_count
+
+    def request(header: str) -> Request:
+        return Request({"type": "http", "headers": [(b"cookie", header.encode())]})
+
+    name = "__Host-access_token"
+    assert _cookie_count(request(f"{name}=a; x{name}=b; {name}x=c; y={name}"), name) == 1
+    assert _cookie_count(request(f" {name} =a;{name}=b"), name) == 2
+    assert _cookie_count(request("other=1"), name) == 0

@@ -5,67 +5,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from examples.reference_api.main import create_app
-from examples.reference_api.migrate import aupgrade_to_head
-from examples.reference_api.settings import AppSettings
-from pydantic import SecretStr
 
 from tests.conftest import fresh_postgres_database
-
-ADMIN_PASSWORD = "admin-Passphrase-for-tests-4821"
-ALICE_PASSWORD = "violet-kettle-harbour-17"
-
-
-@dataclass
-class Api:
-    client: httpx.AsyncClient
-    settings: AppSettings
-
-    async def login(self, username: str, password: str) -> dict[str, Any]:
-        response = await self.client.post(
-            "/auth/login", data={"username": username, "password": password}
-        )
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    async def register(self, email: str, username: str, password: str) -> httpx.Response:
-        return await self.client.post(
-            "/auth/register", json={"email": email, "username": username, "password": password}
-        )
-
-
-def bearer(tokens: dict[str, Any]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tokens['access_token']}"}
-
-
-def make_settings(database_url: str, redis_url: str | None = None, **extra: Any) -> AppSettings:
-    values: dict[str, Any] = {
-        "database_url": SecretStr(database_url),
-        "redis_url": SecretStr(redis_url) if redis_url else None,
-        "password_hash_profile": "test_only_fast",
-        "admin_email": "admin@example.com",
-        "admin_password": SecretStr(ADMIN_PASSWORD),
-        "cookie_secure": False,
-    }
-    values.update(extra)
-    return AppSettings(**values)
-
-
-async def _serve(settings: AppSettings) -> AsyncIterator[Api]:
-    database_url = settings.database_url.get_secret_value() if settings.database_url else ""
-    await aupgrade_to_head(database_url)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield Api(client, settings)
+from tests.support.reference_api import (
+    ADMIN_PASSWORD,
+    ALICE_PASSWORD,
+    Api,
+    bearer,
+    make_settings,
+    serve,
+)
 
 
 @pytest.fixture(
@@ -82,10 +34,10 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
         prefix: str = request.getfixturevalue("redis_prefix")
         async with fresh_postgres_database() as postgres_url:
             settings = make_settings(postgres_url, redis_url, redis_key_prefix=prefix)
-            async for served in _serve(settings):
+            async for served in serve(settings):
                 yield served
         return
-    async for served in _serve(settings):
+    async for served in serve(settings):
         yield served
 
 
@@ -292,7 +244,7 @@ async def test_root_points_to_health_jwks_and_docs_only(api: Api) -> None:
 
 async def test_root_leaves_out_docs_when_they_are_off(tmp_path: Path) -> None:
     settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'api.db'}", docs_enabled=False)
-    async for api in _serve(settings):
+    async for api in serve(settings):
         root = (await api.client.get("/")).json()
         assert "docs" not in root
         assert (await api.client.get(root["health"])).status_code == 200
@@ -303,7 +255,7 @@ async def test_cookie_mode_ignores_a_refresh_token_in_the_body(tmp_path: Path) -
     # A token in a body is one a page script could have read: cookie mode takes
     # the HttpOnly cookie only, so a stolen (or planted) body token changes nothing.
     settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'api.db'}", auth_transport="cookie")
-    async for api in _serve(settings):
+    async for api in serve(settings):
         await api.register("olga@example.com", "olga", ALICE_PASSWORD)
         await api.login("olga", ALICE_PASSWORD)
         token = api.client.cookies["refresh_token"]
@@ -371,7 +323,7 @@ async def test_cookie_mode_keeps_tokens_out_of_bodies_and_checks_csrf(tmp_path: 
         cors_allow_origins=["http://app.example.test"],
     )
     origin = {"Origin": "http://app.example.test"}
-    async for api in _serve(settings):
+    async for api in serve(settings):
         await api.register("judy@example.com", "judy", ALICE_PASSWORD)
         login = await api.client.post(
             "/auth/login", data={"username": "judy", "password": ALICE_PASSWORD}

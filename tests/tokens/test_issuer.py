@@ -169,7 +169,9 @@ def test_from_settings_takes_issuer_audience_ttls_and_leeway(
         leeway_seconds=5,
         max_session_age_seconds=86400,
     )
-    issuer = TokenIssuer.from_settings(settings, keys, MemoryTokenStore(), clock=fake_clock)
+    issuer = TokenIssuer.from_settings(
+        settings, keys, MemoryTokenStore(), grant_loader=keep_login_grant, clock=fake_clock
+    )
     assert (
         issuer.issuer,
         issuer.access_ttl,
@@ -178,7 +180,12 @@ def test_from_settings_takes_issuer_audience_ttls_and_leeway(
         issuer.max_session_age,
     ) == ("https://id.example", 300, 3600, 5, 86400)
     uncapped = TokenIssuer.from_settings(
-        settings, keys, MemoryTokenStore(), clock=fake_clock, max_session_age=None
+        settings,
+        keys,
+        MemoryTokenStore(),
+        grant_loader=keep_login_grant,
+        clock=fake_clock,
+        max_session_age=None,
     )
     assert uncapped.max_session_age is None
 

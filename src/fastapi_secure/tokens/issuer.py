@@ -195,15 +195,17 @@ class TokenIssuer:
         settings: SecuritySettings,
         keys: KeySet,
         store: TokenStore,
+        *,
+        grant_loader: GrantLoader,
         **options: Any,
     ) -> TokenIssuer:
         """An issuer with ``token_issuer``, ``token_audience``, the TTLs, the
         leeway and ``max_session_age`` from ``settings``; ``options`` add the
-        other arguments (``grant_loader=``, ``clock=``, ...) and win over the
-        settings."""
+        other arguments (``clock=``, ...) and win over the settings."""
         return cls(
             keys,
             store,
+            grant_loader=grant_loader,
             issuer=settings.token_issuer,
             audience=settings.token_audience,
             access_ttl=settings.access_ttl_seconds,
