@@ -333,3 +333,18 @@ def test_repr_shows_no_hook_internals() -> None:
     assert repr(SecurityEvents()) == (
         "SecurityEvents(logger='fastapi_secure.events', hook=False, client_address='network')"
     )
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "refresh token reused; token family revoked",
+        "Origin or Referer not in allowed_origins",
+        "CSRF header does not match the CSRF cookie",
+        "limit 5-per-60s exceeded",
+        "rate-limit storage redis unavailable",
+        "bearer token expired",
+    ],
+)
+def test_ordinary_reasons_are_kept_as_written(reason: str) -> None:
+    assert redact_text(reason) == reason

@@ -245,7 +245,7 @@ _SAFE_KEY_SUFFIXES = ("_id", "_prefix", "_kid", "_type", "_kind", "_count", "_na
 
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?")
 _AUTH_CREDENTIALS = re.compile(
-    r"\b(Bearer|Basic|Digest|DPoP|Token|ApiKey)\s+[A-Za-z0-9\-._~+/]+=*", re.IGNORECASE
+    r"\b(Bearer|Basic|Digest|DPoP|ApiKey)\s+[A-Za-z0-9\-._~+/]{8,}=*", re.IGNORECASE
 )
 _NAMED_SECRET = re.compile(
     r"\b([A-Za-z_-]*(?:" + "|".join(_SECRET_KEY_MARKERS) + r")[A-Za-z_-]*)"
