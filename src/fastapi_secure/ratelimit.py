@@ -51,6 +51,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastapi_secure._optional import require
+from fastapi_secure.audit import AUDIT_ATTRIBUTE, AuditInfo
 from fastapi_secure.clientip import IPAddress, TrustedProxies
 from fastapi_secure.errors import (
     ConfigurationError,
@@ -459,6 +460,10 @@ class RateLimiter:
                     raise
                 raise _with_headers(exc, quotas.headers()) from exc
 
+        # What fastapi_secure.audit reports for the routes this limit guards.
+        key_label = key_name.rsplit(".", 1)[-1].removeprefix("callable:")
+        audit_info = AuditInfo(rate_limits=tuple(f"{item} by {key_label}" for item in items))
+        setattr(rate_limit, AUDIT_ATTRIBUTE, audit_info)
         return rate_limit
 
     async def _enforce(
