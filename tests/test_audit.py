@@ -15,6 +15,7 @@ from examples.reference_api.settings import AppSettings
 from fastapi import Depends, FastAPI, WebSocket
 from pydantic import SecretStr
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -440,3 +441,70 @@ def test_python_m_fastapi_secure_audit_on_the_reference_api(tmp_path: Path) -> N
         check=False,
     )
     assert forgotten.returncode == 1
+
+
+def test_table_shows_cors_and_cookie_flags() -> None:
+    cookie = CookieAuth(
+        issuer(),
+        csrf_secret="csrf-secret-of-at-least-thirty-two-bytes",
+        allowed_origins=["https://app.example.test"],
+    )
+    app = hardened(FastAPI())
+    app.add_middleware(
+        CORSMiddleware, allow_origins=["https://app.example.test"], allow_credentials=True
+    )
+
+    @app.get("/me")
+    async def me(claims: Annotated[AccessClaims, Depends(cookie)]) -> None:
+        return None
+
+    table = audit(app).format_table()
+    assert "CORS: https://app.example.test (with credentials)" in table
+    assert "cookie auth: scheme=CookieAuth, secure=true, samesite=lax" in table
+
+
+class HeaderTokenAuth(BearerAuth):
+    """A subclass of the library's auth is still recognized by type."""
+
+
+def test_token_auth_subclasses_are_recognized() -> None:
+    auth = HeaderTokenAuth(issuer())
+    app = hardened(FastAPI())
+
+    @app.get("/x", dependencies=[Depends(auth)])
+    async def x() -> None:
+        return None
+
+    [route] = [r for r in audit(app).routes if r.path == "/x"]
+    assert route.authentication == ("bearer",)
+
+
+def test_middleware_the_audit_cannot_read_is_listed_by_name() -> None:
+    def tagging(app: Any) -> Any:
+        return app
+
+    class Strict:
+        def __init__(self, app: Any, *, level: int) -> None:
+            self.app = app
+
+    app = hardened(FastAPI())
+    app.add_middleware(tagging)
+    # Arguments its class does not accept: the audit lists it and reads nothing.
+    odd: Any = Middleware
+    app.user_middleware.insert(0, odd(Strict, 1, 2, 3))
+    report = audit(app)
+    assert report.app.middleware[:2] == ("Strict", "tagging")
+    assert report.ok
+
+
+def test_built_middleware_instances_around_an_app_are_seen() -> None:
+    from fastapi_secure import RequestSizeLimitMiddleware
+
+    inner = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    install_error_handlers(inner)
+    wrapped = SecureHeadersMiddleware(RequestSizeLimitMiddleware(inner, max_body_bytes=1024))
+    report = audit(wrapped)
+    assert report.app.body_limit
+    assert report.app.max_body_bytes == 1024
+    assert report.app.hsts == "configured"
+    assert report.ok
