@@ -23,7 +23,6 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from fastapi_secure import (
-    HSTS,
     BearerAuth,
     CookieAuth,
     KeySet,
@@ -47,6 +46,7 @@ from fastapi_secure.audit import (
     public,
 )
 from fastapi_secure.cli import main
+from fastapi_secure.headers import HSTS
 from fastapi_secure.tokens.claims import AccessClaims
 from tests.support.audit_apps import build
 
@@ -498,7 +498,7 @@ def test_middleware_the_audit_cannot_read_is_listed_by_name() -> None:
 
 
 def test_built_middleware_instances_around_an_app_are_seen() -> None:
-    from fastapi_secure import RequestSizeLimitMiddleware
+    from fastapi_secure.bodylimit import RequestSizeLimitMiddleware
 
     inner = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(inner)
@@ -506,5 +506,11 @@ def test_built_middleware_instances_around_an_app_are_seen() -> None:
     report = audit(wrapped)
     assert report.app.body_limit
     assert report.app.max_body_bytes == 1024
-    assert report.app.hsts == "configured"
+    assert report.app.hsts == "max-age=31536000; includeSubDomains"
+    assert report.app.hsts_max_age == 31_536_000
+    assert report.app.csp == "default-src 'none'; frame-ancestors 'none'"
     assert report.ok
+    open_cors = CORSMiddleware(wrapped, allow_origins=["*"], allow_credentials=True)
+    assert codes(open_cors) == ["cors_credentials_any_origin"]
+    weak = SecureHeadersMiddleware(inner, hsts=HSTS(max_age=60), csp=None)
+    assert codes(RequestSizeLimitMiddleware(weak)) == ["csp_disabled", "hsts_short"]

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -377,34 +377,59 @@ class _Context:
     """State shared by one audit run."""
 
     def __init__(self) -> None:
-        import fastapi_secure as fs  # here: fastapi_secure imports this module
+        # Imported here: these modules import this one (rate limits, the JWKS route).
+        from starlette.middleware.cors import CORSMiddleware
 
-        self.fs = fs
+        from fastapi_secure.auth.base import TokenAuth
+        from fastapi_secure.auth.bearer import BearerAuth
+        from fastapi_secure.auth.cookie import CookieAuth
+        from fastapi_secure.auth.guards import (
+            ClaimsGuard,
+            FreshnessChecker,
+            PermissionChecker,
+            RoleChecker,
+        )
+        from fastapi_secure.bodylimit import RequestSizeLimitMiddleware
+        from fastapi_secure.headers import SecureHeadersMiddleware
+
+        self.token_auth, self.bearer, self.cookie = TokenAuth, BearerAuth, CookieAuth
+        self.guard, self.fresh, self.roles = ClaimsGuard, FreshnessChecker, RoleChecker
+        self.permissions = PermissionChecker
+        self.headers, self.body_limit, self.cors = (
+            SecureHeadersMiddleware,
+            RequestSizeLimitMiddleware,
+            CORSMiddleware,
+        )
         self.cookies: dict[int, Any] = {}
 
     def info_of(self, call: Any) -> AuditInfo | None:
-        fs = self.fs
-        if isinstance(call, fs.CookieAuth):
-            self.cookies[id(call)] = call
-            return AuditInfo(authentication="cookie", optional=not call.auto_error)
-        if isinstance(call, fs.BearerAuth):
-            return AuditInfo(authentication="bearer", optional=not call.auto_error)
-        if isinstance(call, fs.TokenAuth):
-            return AuditInfo(
-                authentication=type(call).__name__.lower(), optional=not call.auto_error
-            )
-        if isinstance(call, fs.FreshTokenRequired):
+        if isinstance(call, self.token_auth):
+            optional = not call.auto_error
+            if isinstance(call, self.cookie):
+                self.cookies[id(call)] = call
+                return AuditInfo(authentication="cookie", optional=optional)
+            if isinstance(call, self.bearer):
+                return AuditInfo(authentication="bearer", optional=optional)
+            return AuditInfo(authentication=type(call).__name__.lower(), optional=optional)
+        if isinstance(call, self.fresh):
             return AuditInfo(fresh=True, wraps=(call.auth,))
-        if isinstance(call, fs.RoleChecker):
+        if isinstance(call, self.roles):
             return AuditInfo(roles=call.roles, wraps=(call.auth,))
-        if isinstance(call, fs.PermissionChecker):
+        if isinstance(call, self.permissions):
             return AuditInfo(permissions=call.permissions, wraps=(call.auth,))
+        found: object = None
         method = getattr(call, "audit_info", None)
         if callable(method) and not isinstance(call, type):
-            info = method()
-            return info if isinstance(info, AuditInfo) else None
-        info = getattr(call, AUDIT_ATTRIBUTE, None)
-        return info if isinstance(info, AuditInfo) else None
+            found = method()
+        elif not isinstance(call, type):
+            found = getattr(call, AUDIT_ATTRIBUTE, None)
+        info = found if isinstance(found, AuditInfo) else None
+        if isinstance(call, self.guard):
+            # Any other guard (a step-up check, a second factor): follow its auth.
+            info = info or AuditInfo()
+            if not any(inner is call.auth for inner in info.wraps):
+                info = replace(info, wraps=(*info.wraps, call.auth))
+        return info
 
     def inspect_call(
         self, call: Any, scopes: Sequence[str], into: _Protection, depth: int = 0
@@ -563,44 +588,91 @@ def _csp_text(policy: Any) -> str | None:
     return "; ".join(" ".join((name, *values)) for name, values in directives.items())
 
 
-def _app_report(context: _Context, root: Any, docs_paths: Sequence[str]) -> AppReport:
-    from starlette.middleware.cors import CORSMiddleware
+def _built_instance(factory: Any) -> Any:
+    """The middleware instance a factory closes over (``install_secure_defaults``
+    hands Starlette instances it built itself), or None."""
+    for cell in getattr(factory, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # pragma: no cover - an empty cell
+            continue
+        if hasattr(value, "app") and callable(value) and not isinstance(value, type):
+            return value
+    return None
 
-    fs = context.fs
+
+def _read_instance(context: _Context, instance: Any, values: dict[str, Any]) -> str:
+    """Record what a built middleware instance shows; return its display name."""
+    if isinstance(instance, context.headers):
+        values.setdefault("secure_headers", True)
+        hsts = getattr(instance, "_hsts", None)
+        text = hsts[1].decode("ascii") if hsts else None
+        values.setdefault("hsts", text)
+        if text is not None:
+            age = text.split(";")[0].partition("=")[2]
+            values.setdefault("hsts_max_age", int(age) if age.isdigit() else None)
+        values.setdefault("csp", _profile_csp(getattr(instance, "_default", None)))
+    elif isinstance(instance, context.body_limit):
+        values.setdefault("body_limit", True)
+        values.setdefault("max_body_bytes", instance.max_body_bytes)
+    elif isinstance(instance, context.cors):
+        _read_cors(
+            values,
+            instance.allow_origins,
+            getattr(instance.allow_origin_regex, "pattern", None),
+            any(k.lower() == "access-control-allow-credentials" for k in instance.simple_headers),
+        )
+    return type(instance).__name__
+
+
+def _profile_csp(profile: Any) -> str | None:
+    for name, value in getattr(profile, "static", ()):
+        if name == b"content-security-policy":
+            return str(value.decode("ascii"))
+    for name, policy in getattr(profile, "nonce_policies", ()):
+        if name == b"content-security-policy":
+            return _csp_text(policy)
+    return None
+
+
+def _read_cors(values: dict[str, Any], origins: Any, regex: str | None, credentials: bool) -> None:
+    values.setdefault("cors_allow_origins", tuple(origins or ()))
+    values.setdefault("cors_allow_origin_regex", regex)
+    values.setdefault("cors_allow_credentials", bool(credentials))
+
+
+def _app_report(context: _Context, root: Any, docs_paths: Sequence[str]) -> AppReport:
     names: list[str] = []
     values: dict[str, Any] = {}
-    wrappers: list[Any] = []
     outer = root
     while not hasattr(outer, "routes") and hasattr(outer, "app"):
-        wrappers.append(outer)
+        names.append(_read_instance(context, outer, values))
         outer = outer.app
-    for wrapper in wrappers:
-        names.append(type(wrapper).__name__)
-        if isinstance(wrapper, fs.SecureHeadersMiddleware):
-            # Built instance: its settings are compiled; presence is what can be told.
-            values.setdefault("secure_headers", True)
-            values.setdefault("hsts", "configured" if wrapper._hsts else None)
-            values.setdefault("csp", "configured")
-        elif isinstance(wrapper, fs.RequestSizeLimitMiddleware):
-            values.setdefault("body_limit", True)
-            values.setdefault("max_body_bytes", wrapper.max_body_bytes)
     for spec in getattr(outer, "user_middleware", ()):
         cls = spec.cls
-        names.append(getattr(cls, "__name__", repr(cls)))
         if not isinstance(cls, type):
+            instance = _built_instance(cls)
+            if instance is not None:
+                names.append(_read_instance(context, instance, values))
+            else:
+                names.append(getattr(cls, "__name__", type(cls).__name__))
             continue
+        names.append(cls.__name__)
         options = _options(spec)
-        if issubclass(cls, fs.SecureHeadersMiddleware):
+        if issubclass(cls, context.headers):
             hsts = options.get("hsts")
             values.setdefault("secure_headers", True)
             values.setdefault("hsts", hsts.header_value() if hsts is not None else None)
             values.setdefault("hsts_max_age", getattr(hsts, "max_age", None))
             values.setdefault("csp", _csp_text(options.get("csp")))
-        elif issubclass(cls, CORSMiddleware):
-            values.setdefault("cors_allow_origins", tuple(options.get("allow_origins") or ()))
-            values.setdefault("cors_allow_origin_regex", options.get("allow_origin_regex"))
-            values.setdefault("cors_allow_credentials", bool(options.get("allow_credentials")))
-        elif issubclass(cls, fs.RequestSizeLimitMiddleware):
+        elif issubclass(cls, context.cors):
+            _read_cors(
+                values,
+                options.get("allow_origins"),
+                options.get("allow_origin_regex"),
+                bool(options.get("allow_credentials")),
+            )
+        elif issubclass(cls, context.body_limit):
             values.setdefault("body_limit", True)
             values.setdefault("max_body_bytes", options.get("max_body_bytes"))
     handlers: Mapping[Any, Any] = getattr(outer, "exception_handlers", {}) or {}

@@ -15,7 +15,6 @@ from limits.aio.storage import MemoryStorage
 from fastapi_secure import (
     BearerAuth,
     CookieAuth,
-    Grant,
     KeySet,
     MemoryTokenStore,
     MissingDependencyError,
@@ -32,6 +31,7 @@ from fastapi_secure.testing import (
     totp_code,
 )
 from fastapi_secure.tokens.claims import AccessClaims, RefreshClaims
+from fastapi_secure.tokens.issuer import Grant
 from fastapi_secure.tokens.stores.base import TokenStore
 
 ORIGIN = "https://app.example.test"
@@ -156,7 +156,7 @@ def test_factory_refuses_something_that_is_not_an_issuer() -> None:
 
 @pytest.mark.redis
 def test_sync_twins_through_the_apps_portal_on_redis(redis_url: str, redis_prefix: str) -> None:
-    from fastapi_secure import RedisTokenStore
+    from fastapi_secure.tokens.stores.redis import RedisTokenStore
 
     store = RedisTokenStore.from_url(redis_url, prefix=redis_prefix)
     issuer = make_issuer(store)
