@@ -348,3 +348,19 @@ def test_repr_shows_no_hook_internals() -> None:
 )
 def test_ordinary_reasons_are_kept_as_written(reason: str) -> None:
     assert redact_text(reason) == reason
+
+
+def test_the_events_module_is_core() -> None:
+    """Importing it (as the token issuer does) pulls in neither FastAPI nor Starlette."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fastapi_secure.events; "
+        "print(','.join(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('fastapi', 'starlette'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""
