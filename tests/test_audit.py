@@ -514,3 +514,19 @@ def test_built_middleware_instances_around_an_app_are_seen() -> None:
     assert codes(open_cors) == ["cors_credentials_any_origin"]
     weak = SecureHeadersMiddleware(inner, hsts=HSTS(max_age=60), csp=None)
     assert codes(RequestSizeLimitMiddleware(weak)) == ["csp_disabled", "hsts_short"]
+
+
+def test_the_module_docstring_example_runs() -> None:
+    import re
+    import types
+
+    import fastapi_secure.audit as module
+
+    [code] = re.findall(r"```python\n(.*?)```", module.__doc__ or "", re.DOTALL)
+    namespace = types.ModuleType("audit_docstring_example")
+    sys.modules[namespace.__name__] = namespace
+    try:
+        exec(compile(code, "audit docstring", "exec"), namespace.__dict__)  # noqa: S102
+    finally:
+        del sys.modules[namespace.__name__]
+    assert namespace.report.routes[0].public
