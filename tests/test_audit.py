@@ -530,3 +530,53 @@ def test_the_module_docstring_example_runs() -> None:
     finally:
         del sys.modules[namespace.__name__]
     assert namespace.report.routes[0].public
+
+
+def test_middleware_added_by_class_is_read_from_its_arguments() -> None:
+    from fastapi_secure.bodylimit import RequestSizeLimitMiddleware
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    install_error_handlers(app)
+    app.add_middleware(RequestSizeLimitMiddleware, max_body_bytes=None)
+    app.add_middleware(SecureHeadersMiddleware, hsts=HSTS(max_age=600))
+    report = audit(app)
+    assert report.app.middleware == ("SecureHeadersMiddleware", "RequestSizeLimitMiddleware")
+    assert report.app.hsts == "max-age=600; includeSubDomains"
+    assert report.app.csp == "default-src 'none'; frame-ancestors 'none'"
+    assert codes(app) == ["no_body_limit", "hsts_short"]
+
+
+def test_a_nonce_policy_is_shown() -> None:
+    from fastapi_secure.csp import CSP_NONCE, ContentSecurityPolicy
+
+    inner = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    policy = ContentSecurityPolicy({"default-src": ["'self'"], "script-src": [CSP_NONCE]})
+    report = audit(SecureHeadersMiddleware(inner, csp=policy))
+    assert report.app.csp == "default-src 'self'; script-src 'nonce'"
+
+
+def test_other_guards_are_followed_to_their_auth() -> None:
+    from fastapi_secure.auth.guards import ClaimsGuard
+
+    class SecondFactorGuard(ClaimsGuard):
+        def check(self, claims: AccessClaims) -> None:
+            return None
+
+    class DeclaredGuard(SecondFactorGuard):
+        def audit_info(self) -> AuditInfo:
+            return AuditInfo(details={"factor": "totp"})
+
+    bearer = BearerAuth(issuer())
+    app = hardened(FastAPI())
+
+    @app.get("/mfa", dependencies=[Depends(SecondFactorGuard(bearer))])
+    async def mfa() -> None:
+        return None
+
+    @app.get("/declared", dependencies=[Depends(DeclaredGuard(bearer))])
+    async def declared() -> None:
+        return None
+
+    by_path = {route.path: route for route in audit(app).routes}
+    assert by_path["/mfa"].authentication == ("bearer",)
+    assert by_path["/declared"].authentication == ("bearer",)
