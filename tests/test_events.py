@@ -364,3 +364,25 @@ def test_the_events_module_is_core() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_identifiers_are_kept_even_when_long() -> None:
+    user = "3f2b9c1e-8a47-4d2e-9b1f-0c6e5a7d8f90"
+    request = "9b1f0c6e5a7d8f903f2b9c1e8a474d2e"
+    sink = SecurityEvents(pseudonymize_sessions=False)
+    event = SecurityEvent(
+        EventType.LOGOUT,
+        time=0,
+        subject=user,
+        session_id=f"{user}.{request}",
+        extra={"request_id": request, "note": request, "token_id": request},
+    )
+    clean = sink.redact(event)
+    assert clean.subject == user
+    assert clean.session_id == f"{user}.{request}"
+    assert clean.extra == {"request_id": request, "note": "[redacted]", "token_id": request}
+
+
+def test_a_jwt_is_redacted_even_as_a_subject() -> None:
+    clean = SecurityEvents().redact(SecurityEvent(EventType.LOGOUT, time=0, subject=JWT))
+    assert clean.subject == "[redacted]"

@@ -272,6 +272,11 @@ def _is_secret_key(name: str) -> bool:
     return not lowered.endswith(_SAFE_KEY_SUFFIXES)
 
 
+def _is_identifier_key(name: str) -> bool:
+    lowered = name.lower().replace("-", "_")
+    return lowered in ("id", "kid", "sub", "jti") or lowered.endswith("_id")
+
+
 def _looks_opaque(match: re.Match[str]) -> str:
     text = match.group(0)
     has_letter = any(ch.isalpha() for ch in text)
@@ -279,19 +284,24 @@ def _looks_opaque(match: re.Match[str]) -> str:
     return REDACTED if has_letter and has_digit else text
 
 
-def redact_text(text: str, *, limit: int = MAX_TEXT) -> str:
-    """``text`` without credentials or control characters, at most ``limit`` characters."""
+def redact_text(text: str, *, limit: int = MAX_TEXT, identifier: bool = False) -> str:
+    """``text`` without credentials or control characters, at most ``limit`` characters.
+
+    ``identifier=True`` (a subject, a ``*_id`` value) keeps long opaque strings:
+    a UUID is an id, not a credential.
+    """
     text = _CONTROL.sub("?", text)
     text = _JWT.sub(REDACTED, text)
     text = _AUTH_CREDENTIALS.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     text = _NAMED_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
-    text = _OPAQUE.sub(_looks_opaque, text)
+    if not identifier:
+        text = _OPAQUE.sub(_looks_opaque, text)
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return text
 
 
-def _redact_value(value: Any, depth: int) -> Any:
+def _redact_value(value: Any, depth: int, *, identifier: bool = False) -> Any:
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
@@ -299,7 +309,7 @@ def _redact_value(value: Any, depth: int) -> Any:
     if isinstance(value, enum.Enum):
         return _redact_value(value.value, depth)
     if isinstance(value, str):
-        return redact_text(value)
+        return redact_text(value, identifier=identifier)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return REDACTED
     if depth >= MAX_DEPTH:
@@ -320,7 +330,10 @@ def _redact_mapping(data: Mapping[Any, Any], depth: int) -> dict[str, Any]:
             result["..."] = f"{len(data) - MAX_EXTRA_ITEMS} more"
             break
         name = redact_text(str(key), limit=64)
-        result[name] = REDACTED if _is_secret_key(name) else _redact_value(value, depth)
+        if _is_secret_key(name):
+            result[name] = REDACTED
+        else:
+            result[name] = _redact_value(value, depth, identifier=_is_identifier_key(name))
     return result
 
 
@@ -423,12 +436,16 @@ class SecurityEvents:
             session = (
                 pseudonymize_session(session)
                 if self.pseudonymize_sessions
-                else redact_text(session, limit=128)
+                else redact_text(session, limit=128, identifier=True)
             )
         return replace(
             event,
             type=EventType(event.type),
-            subject=None if event.subject is None else redact_text(event.subject, limit=128),
+            subject=(
+                None
+                if event.subject is None
+                else redact_text(event.subject, limit=128, identifier=True)
+            ),
             session_id=session,
             client=coarsen_address(
                 event.client,
