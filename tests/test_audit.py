@@ -48,6 +48,7 @@ from fastapi_secure.audit import (
 from fastapi_secure.cli import main
 from fastapi_secure.headers import HSTS
 from fastapi_secure.tokens.claims import AccessClaims
+from fastapi_secure.tokens.issuer import keep_login_grant
 from tests.support.audit_apps import build
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +60,7 @@ def issuer() -> TokenIssuer:
         MemoryTokenStore(),
         issuer="https://issuer.example.test",
         audience="https://api.example.test",
+        grant_loader=keep_login_grant,
     )
 
 
@@ -580,3 +582,16 @@ def test_other_guards_are_followed_to_their_auth() -> None:
     by_path = {route.path: route for route in audit(app).routes}
     assert by_path["/mfa"].authentication == ("bearer",)
     assert by_path["/declared"].authentication == ("bearer",)
+
+
+def test_offline_docs_assets_count_as_docs() -> None:
+    pytest.importorskip("fastapi_offline", reason='pip install "fastapi-secure[offline-docs]"')
+    from fastapi_secure.apidocs import serve_docs_assets
+
+    app = FastAPI()
+    install_secure_defaults(app, docs_assets=serve_docs_assets(app))
+    report = audit(app)
+    [assets] = [route for route in report.routes if route.kind == "mount"]
+    assert (assets.path, assets.docs) == ("/docs-assets", True)
+    assert report.ok
+    assert "/docs-assets" in audit(app, production=True).findings[0].message

@@ -79,6 +79,10 @@ _T = TypeVar("_T")
 
 ONE_YEAR = 31_536_000
 
+# The name fastapi_secure.apidocs.serve_docs_assets gives its mount of the docs
+# pages' own scripts and styles: part of the docs, like the pages themselves.
+DOCS_ASSETS_MOUNT = "fastapi-secure-docs-assets"
+
 
 @dataclass(frozen=True)
 class AuditInfo:
@@ -555,7 +559,8 @@ def _walk(
             if sub_routes is None or mounted is None:
                 if mounted is not None:
                     context.inspect_call(mounted, (), protection)
-                out.append(_route_report(path or "/", ("*",), "mount", name, protection, False))
+                is_docs = name == DOCS_ASSETS_MOUNT
+                out.append(_route_report(path or "/", ("*",), "mount", name, protection, is_docs))
                 continue
             _walk(
                 context,

@@ -19,6 +19,7 @@ from fastapi_secure import (
 )
 from fastapi_secure.audit import public
 from fastapi_secure.tokens.claims import AccessClaims
+from fastapi_secure.tokens.issuer import keep_login_grant
 
 
 def _issuer() -> TokenIssuer:
@@ -27,6 +28,7 @@ def _issuer() -> TokenIssuer:
         MemoryTokenStore(),
         issuer="https://issuer.example.test",
         audience="https://api.example.test",
+        grant_loader=keep_login_grant,
     )
 
 

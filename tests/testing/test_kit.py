@@ -31,7 +31,7 @@ from fastapi_secure.testing import (
     totp_code,
 )
 from fastapi_secure.tokens.claims import AccessClaims, RefreshClaims
-from fastapi_secure.tokens.issuer import Grant
+from fastapi_secure.tokens.issuer import Grant, keep_login_grant
 from fastapi_secure.tokens.stores.base import TokenStore
 
 ORIGIN = "https://app.example.test"
@@ -43,6 +43,7 @@ def make_issuer(store: TokenStore | None = None) -> TokenIssuer:
         store or MemoryTokenStore(),
         issuer="https://issuer.example.test",
         audience="https://api.example.test",
+        grant_loader=keep_login_grant,
     )
 
 

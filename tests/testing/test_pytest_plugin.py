@@ -19,11 +19,16 @@ from fastapi.testclient import TestClient
 from fastapi_secure import (
     AccessClaims, BearerAuth, KeySet, MemoryTokenStore, RateLimiter, TokenIssuer,
 )
+from fastapi_secure.tokens.issuer import keep_login_grant
 
 pytest_plugins = ["fastapi_secure.testing.pytest_plugin"]
 
 ISSUER = TokenIssuer(
-    KeySet.generate("EdDSA"), MemoryTokenStore(), issuer="https://api.test", audience="api"
+    KeySet.generate("EdDSA"),
+    MemoryTokenStore(),
+    issuer="https://api.test",
+    audience="api",
+    grant_loader=keep_login_grant,
 )
 LIMITER = RateLimiter()
 bearer = BearerAuth(ISSUER)
