@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
-from examples.reference_api.app import create_app
+from examples.reference_api.main import create_app
 from examples.reference_api.settings import AppSettings
 from fastapi import Depends, FastAPI, WebSocket
 from pydantic import SecretStr
@@ -354,6 +354,7 @@ def test_the_reference_api_passes_its_own_audit(
     assert report.ok, report.format_table()
     public_paths = {route.path for route in report.routes if route.public}
     assert public_paths == {
+        "/",
         "/auth/register",
         "/auth/login",
         "/auth/refresh",
@@ -427,7 +428,7 @@ def test_python_m_fastapi_secure_audit_on_the_reference_api(tmp_path: Path) -> N
     }
     command = [sys.executable, "-m", "fastapi_secure", "audit", "--app-dir", str(ROOT)]
     ok = subprocess.run(
-        [*command, "--factory", "examples.reference_api.app:create_app"],
+        [*command, "--factory", "examples.reference_api.main:create_app"],
         capture_output=True,
         text=True,
         env=env,
