@@ -14,6 +14,10 @@ Subcommands:
 * ``check-settings [--env-file PATH]``: build :class:`SecuritySettings` from
   the environment and list what would make it unsafe in production; exit 1 if
   anything is listed. Setting values are never printed.
+* ``audit [--json] [--production] [--factory] [--fail-on SEVERITY] [--app-dir DIR] MODULE:APP``:
+  import the application and print :func:`fastapi_secure.audit.audit`'s
+  report (a table, or JSON); exit 1 when it has findings at or above
+  ``--fail-on`` (default ``low``: any finding).
 
 Mistakes (a bad file, a bad setting, an empty password) end with a message on
 stderr and exit code 2, never with a traceback.
@@ -23,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib
 import json
+import os
 import secrets
 import sys
 from collections.abc import Callable, Sequence
@@ -146,10 +152,48 @@ def _check_settings(args: argparse.Namespace) -> int:
     return EXIT_PROBLEMS
 
 
+def _load_app(target: str, app_dir: str, factory: bool) -> object:
+    module_name, colon, attribute = target.partition(":")
+    if not colon or not module_name or not attribute:
+        raise CommandError(f"{target!r}: expected MODULE:APP, such as 'myproject.main:app'")
+    directory = os.path.abspath(app_dir)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CommandError(f"cannot import {module_name!r}: {exc}") from None
+    app: object = module
+    for part in attribute.split("."):
+        try:
+            app = getattr(app, part)
+        except AttributeError:
+            raise CommandError(f"{module_name!r} has no attribute {attribute!r}") from None
+    if factory:
+        if not callable(app) or hasattr(app, "routes"):
+            raise CommandError(f"{target!r} is not an app factory; drop --factory")
+        app = app()
+    return app
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from fastapi_secure.audit import audit
+
+    app = _load_app(args.target, args.app_dir, args.factory)
+    if not hasattr(app, "routes") and not hasattr(app, "app"):
+        raise CommandError(f"{args.target!r} is not an ASGI application (use --factory?)")
+    report = audit(app, production=args.production)
+    if args.json:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        sys.stdout.write(report.format_table())
+    return EXIT_PROBLEMS if report.findings_at_least(args.fail_on) else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m fastapi_secure",
-        description="Key, password and settings chores for fastapi-secure applications.",
+        description="Key, password, settings and audit chores for fastapi-secure applications.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -183,6 +227,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--env-file", help="also read this .env file")
     check.set_defaults(handler=_check_settings)
+
+    audit = commands.add_parser(
+        "audit",
+        help="report how each route of an app is protected; exit 1 on findings",
+    )
+    audit.add_argument("target", metavar="MODULE:APP", help="the app, as for uvicorn")
+    audit.add_argument("--json", action="store_true", help="print the report as JSON")
+    audit.add_argument(
+        "--production",
+        action="store_true",
+        help="also report what only production forbids (docs pages, debug, insecure cookies)",
+    )
+    audit.add_argument(
+        "--factory", action="store_true", help="MODULE:APP is a function returning the app"
+    )
+    audit.add_argument(
+        "--fail-on",
+        choices=("high", "medium", "low"),
+        default="low",
+        help="lowest severity that makes the exit code 1 (default: low, any finding)",
+    )
+    audit.add_argument(
+        "--app-dir", default=".", help="directory to import the module from (default: .)"
+    )
+    audit.set_defaults(handler=_audit)
     return parser
 
 

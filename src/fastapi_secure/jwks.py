@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
+from fastapi_secure.audit import Public
 from fastapi_secure.errors import ConfigurationError
 from fastapi_secure.tokens.keys import KeySet
 
@@ -47,6 +48,8 @@ def jwks_router(
         description="The public keys that verify this service's tokens (RFC 7517).",
         response_class=JSONResponse,
         responses={200: {"description": "The public JWK Set."}},
+        # Public by nature; says so to fastapi_secure.audit.
+        dependencies=[Depends(Public("public keys (RFC 7517)"))],
     )
     async def jwks() -> JSONResponse:
         return JSONResponse(keys.jwks(), headers={"Cache-Control": cache_control})

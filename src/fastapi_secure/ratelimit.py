@@ -51,12 +51,14 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastapi_secure._optional import require
+from fastapi_secure.audit import AUDIT_ATTRIBUTE, AuditInfo
 from fastapi_secure.clientip import IPAddress, TrustedProxies
 from fastapi_secure.errors import (
     ConfigurationError,
     RateLimitExceededError,
     StoreUnavailableError,
 )
+from fastapi_secure.events import EventSink, EventType, emit_event
 from fastapi_secure.http_errors import http_exception
 from fastapi_secure.settings import SecuritySettings
 from fastapi_secure.tokens.claims import AccessClaims
@@ -269,6 +271,8 @@ class RateLimiter:
         key_prefix: prefix of every storage key (the Redis key prefix).
         ipv6_prefix: IPv6 clients are counted per network of this length
             (default /64: one subscriber usually owns a whole /64).
+        events: where ``rate_limited`` (each refusal) and ``store_unavailable``
+            (each storage failure, once per backoff) security events go.
     """
 
     def __init__(
@@ -285,6 +289,7 @@ class RateLimiter:
         legacy_headers: bool = False,
         key_prefix: str = "fastapi-secure",
         ipv6_prefix: int = 64,
+        events: EventSink | None = None,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ConfigurationError(
@@ -326,6 +331,7 @@ class RateLimiter:
         self.legacy_headers = legacy_headers
         self.key_prefix = key_prefix
         self.ipv6_prefix = ipv6_prefix
+        self.events = events
         self.storage = _open_storage(
             storage, storage_options or {}, self.storage_timeout, key_prefix
         )
@@ -454,6 +460,10 @@ class RateLimiter:
                     raise
                 raise _with_headers(exc, quotas.headers()) from exc
 
+        # What fastapi_secure.audit reports for the routes this limit guards.
+        key_label = key_name.rsplit(".", 1)[-1].removeprefix("callable:")
+        audit_info = AuditInfo(rate_limits=tuple(f"{item} by {key_label}" for item in items))
+        setattr(rate_limit, AUDIT_ATTRIBUTE, audit_info)
         return rate_limit
 
     async def _enforce(
@@ -495,6 +505,14 @@ class RateLimiter:
                 quotas.quotas[policy_id] = quota
             response.headers.update(quotas.headers())
         if outcome.refused_for is not None:
+            await emit_event(
+                self.events,
+                EventType.RATE_LIMITED,
+                scope=request.scope,
+                trusted_proxies=self.trusted_proxies,
+                reason=f"limit {outcome.quotas[-1][0] if outcome.quotas else '?'} exceeded",
+                extra={"retry_after": outcome.refused_for},
+            )
             headers = {"Retry-After": str(outcome.refused_for)}
             if quotas is not None and self.headers:
                 headers.update(quotas.headers())
@@ -538,6 +556,16 @@ class RateLimiter:
                 type(exc).__qualname__,
                 outcome,
                 self.storage_backoff,
+            )
+            await emit_event(
+                self.events,
+                EventType.STORE_UNAVAILABLE,
+                reason=f"rate-limit storage {self._scheme} unavailable",
+                extra={
+                    "store": "rate_limit",
+                    "error": type(exc).__qualname__,
+                    "policy": self.on_storage_error,
+                },
             )
         if self.on_storage_error == "open":
             return None

@@ -24,6 +24,7 @@ from examples.reference_api.errors import BadCredentialsError, ConflictError, re
 from examples.reference_api.models import User
 from examples.reference_api.schemas import LogoutIn, RefreshIn, RegisterIn, UserOut
 from fastapi_secure import AccessClaims, InvalidTokenError
+from fastapi_secure.audit import Public
 
 __all__ = ["router"]
 
@@ -83,7 +84,7 @@ def router(c: Components) -> APIRouter:
         "/register",
         status_code=status.HTTP_201_CREATED,
         response_model=UserOut,
-        dependencies=[Depends(register_by_ip)],
+        dependencies=[Depends(register_by_ip), Depends(Public("registration form"))],
         responses=responses(400, 409, 413, 422, 429, 503),
     )
     async def register(body: RegisterIn, session: Session) -> UserOut:
@@ -104,6 +105,7 @@ def router(c: Components) -> APIRouter:
             Depends(login_by_ip),
             Depends(login_by_account),
             Depends(c.check_login_origin),
+            Depends(Public("login form")),
         ],
         responses=responses(400, 401, 413, 422, 429, 503, *refusals),
     )
@@ -134,7 +136,10 @@ def router(c: Components) -> APIRouter:
     @api.post(
         "/refresh",
         response_model=c.token_body,
-        dependencies=[Depends(refresh_by_ip)],
+        dependencies=[
+            Depends(refresh_by_ip),
+            Depends(Public("authenticated by the refresh token")),
+        ],
         responses=responses(400, 401, 413, 422, 429, 503, *refusals),
     )
     async def refresh(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from examples.reference_api.deps import Components
 from examples.reference_api.errors import responses
 from fastapi_secure import ServiceUnavailableError, jwks_router
+from fastapi_secure.audit import Public
 
 __all__ = ["TITLE", "router"]
 
@@ -17,7 +18,7 @@ def router(c: Components) -> APIRouter:
     """``GET /``, ``GET /health`` and the JWKS (``GET /.well-known/jwks.json``)."""
     api = APIRouter(tags=["meta"])
 
-    @api.get("/")
+    @api.get("/", dependencies=[Depends(Public("root answer"))])
     async def root() -> dict[str, str]:
         # Where to go next; no version or backend names for an anonymous caller.
         answer = {"name": TITLE, "health": "/health", "jwks": "/.well-known/jwks.json"}
@@ -25,7 +26,7 @@ def router(c: Components) -> APIRouter:
             answer["docs"] = "/docs"
         return answer
 
-    @api.get("/health", responses=responses(503))
+    @api.get("/health", responses=responses(503), dependencies=[Depends(Public("health check"))])
     async def health() -> dict[str, str]:
         checks = {"database": "ok" if await c.db.is_available() else "unavailable"}
         if c.redis_ping is not None:

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, NoReturn
 
 from fastapi.openapi.models import APIKey, APIKeyIn
@@ -34,6 +34,7 @@ from fastapi_secure.errors import (
     CSRFError,
     InvalidTokenError,
 )
+from fastapi_secure.events import EventSink, EventType, emit_event
 from fastapi_secure.origins import normalize_origin, origin_of
 from fastapi_secure.tokens.claims import AccessClaims, TokenPair
 
@@ -90,8 +91,10 @@ class CookieAuth(TokenAuth):
         scheme_name: str | None = None,
         description: str | None = None,
         max_token_length: int = DEFAULT_MAX_TOKEN_LENGTH,
+        events: EventSink | None = None,
     ) -> None:
         super().__init__(issuer, auto_error=auto_error, max_token_length=max_token_length)
+        self.events = events
         secret = csrf_secret.encode() if isinstance(csrf_secret, str) else bytes(csrf_secret)
         if len(secret) < _MIN_CSRF_SECRET_BYTES:
             raise ConfigurationError(
@@ -141,12 +144,43 @@ class CookieAuth(TokenAuth):
             refuse(InvalidTokenError(reason=problem))
         unsafe = request.method.upper() not in SAFE_METHODS
         if unsafe:
-            self.check_origin(request)
+            await self._reported(EventType.ORIGIN_REFUSED, request, self.check_origin, request)
         claims = await self._verify(request, token)
         if unsafe:
-            self._check_csrf_token(request, claims.sid)
+            await self._reported(
+                EventType.CSRF_REFUSED,
+                request,
+                self._check_csrf_token,
+                request,
+                claims.sid,
+                subject=claims.sub,
+                session_id=claims.sid,
+            )
         self._check_scopes(claims, scopes)
         return claims
+
+    async def _reported(
+        self,
+        event: EventType,
+        request: Request,
+        check: Callable[..., None],
+        *args: Any,
+        subject: str | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        """Run ``check``; a refusal is also a security event for ``events``."""
+        try:
+            check(*args)
+        except CSRFError as exc:
+            await emit_event(
+                self.events,
+                event,
+                scope=request.scope,
+                subject=subject,
+                session_id=session_id,
+                reason=exc.reason,
+            )
+            raise
 
     def check_origin(self, request: Request) -> None:
         """Raise :class:`~fastapi_secure.errors.CSRFError` unless the request's
@@ -298,17 +332,20 @@ class CookieAuth(TokenAuth):
         bound to a session here (there is no verified access token yet); the
         refresh cookie itself is ``SameSite=Strict`` and ``__Host-``.
         """
-        self.check_origin(request)
+        await self._reported(EventType.ORIGIN_REFUSED, request, self.check_origin, request)
+        await self._reported(EventType.CSRF_REFUSED, request, self._check_refresh_csrf, request)
+        token = self.refresh_token(request)
+        if token is None:
+            refuse(AuthenticationError(reason="no usable refresh token cookie"))
+        return token
+
+    def _check_refresh_csrf(self, request: Request) -> None:
         header = request.headers.get(self.csrf_header)
         cookie = request.cookies.get(self.csrf_cookie)
         if not header or not cookie or _cookie_count(request, self.csrf_cookie) > 1:
             _csrf_refused("CSRF header or cookie missing on refresh")
         if not hmac.compare_digest(_as_bytes(header), _as_bytes(cookie)):
             _csrf_refused("CSRF header does not match the CSRF cookie on refresh")
-        token = self.refresh_token(request)
-        if token is None:
-            refuse(AuthenticationError(reason="no usable refresh token cookie"))
-        return token
 
     def logout_response(self, response: Response) -> None:
         """Expire the three cookies."""

@@ -29,6 +29,7 @@ from fastapi_secure.errors import (
     RevokedTokenError,
     TokenReuseError,
 )
+from fastapi_secure.events import EventSink, EventType, emit_event
 from fastapi_secure.tokens.claims import (
     ACCESS_TOKEN_TYP,
     REFRESH_TOKEN_TYP,
@@ -113,7 +114,9 @@ class TokenIssuer:
     in :class:`~fastapi_secure.settings.SecuritySettings`; ``None`` for no cap)
     caps a login session: once ``auth_time`` is that old, :meth:`rotate`
     refuses and revokes the family, however often it was refreshed (each
-    rotation otherwise renews ``refresh_ttl``).
+    rotation otherwise renews ``refresh_ttl``). ``events`` receives
+    ``refresh_reuse_detected`` and ``logout_everywhere`` (from
+    :meth:`revoke_subject`) security events.
     """
 
     def __init__(
@@ -131,6 +134,7 @@ class TokenIssuer:
         grant_loader: GrantLoader,
         reuse_grace: Seconds = 0,
         max_session_age: Seconds | None = DEFAULT_MAX_SESSION_AGE,
+        events: EventSink | None = None,
     ) -> None:
         if not hasattr(keys, "sign") or not hasattr(keys, "verify"):
             raise ConfigurationError("keys must be a KeySet")
@@ -188,6 +192,7 @@ class TokenIssuer:
         self._grant_loader = grant_loader
         self._grace = grace
         self._max_session_age = session_cap
+        self.events = events
 
     @classmethod
     def from_settings(
@@ -489,6 +494,14 @@ class TokenIssuer:
                 "refresh token reuse detected; token family %s revoked",
                 digest("sid", claims.sid)[:12],
             )
+            await emit_event(
+                self.events,
+                EventType.REFRESH_REUSE_DETECTED,
+                clock=self._clock,
+                subject=claims.sub,
+                session_id=claims.sid,
+                reason="refresh token reused; token family revoked",
+            )
             raise TokenReuseError(reason="refresh token reused; family revoked")
         raise _refusal(state)
 
@@ -526,6 +539,9 @@ class TokenIssuer:
         everywhere). Tokens issued after it returns are valid, even within
         the same clock second."""
         await self._store.revoke_subject(subject, ttl=self._refresh_ttl + self._leeway)
+        await emit_event(
+            self.events, EventType.LOGOUT_EVERYWHERE, clock=self._clock, subject=subject
+        )
 
 
 async def keep_login_grant(claims: RefreshClaims) -> Grant:
