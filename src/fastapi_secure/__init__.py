@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         TokenReuseError,
         WeakPasswordError,
     )
+    from fastapi_secure.events import SecurityEvents
     from fastapi_secure.headers import SecureHeadersMiddleware
     from fastapi_secure.http_errors import install_error_handlers
     from fastapi_secure.jwks import jwks_router
@@ -92,6 +93,7 @@ __all__ = [
     "RolePermissions",
     "SecureHeadersMiddleware",
     "SecurityError",
+    "SecurityEvents",
     "SecuritySettings",
     "ServiceUnavailableError",
     "StepUpRequiredError",
@@ -144,6 +146,7 @@ _HOMES: dict[str, str] = {
     "RolePermissions": "fastapi_secure.auth.roles",
     "SecureHeadersMiddleware": "fastapi_secure.headers",
     "SecurityError": "fastapi_secure.errors",
+    "SecurityEvents": "fastapi_secure.events",
     "SecuritySettings": "fastapi_secure.settings",
     "ServiceUnavailableError": "fastapi_secure.errors",
     "StepUpRequiredError": "fastapi_secure.errors",
