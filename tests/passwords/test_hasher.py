@@ -529,3 +529,11 @@ def test_login_route_through_fastapi() -> None:
     with TestClient(app) as client:
         damaged = client.post("/login", json={"username": "ada", "password": "analytical engine"})
         assert damaged.status_code == 401
+
+
+def test_a_nul_appended_to_a_real_hash_is_malformed_not_the_same_hash() -> None:
+    # Found by the property test above: argon2's C library reads up to the NUL.
+    stored = FAST.hash("password")
+    for damaged in (stored + "\x00", stored + "\x00junk", stored.encode() + b"\x00"):
+        assert FAST.verify("password", damaged) is False
+        assert FAST.needs_rehash(damaged) is True

@@ -357,7 +357,11 @@ class PasswordHasher:
 def _hash_text(hash: object) -> str | None:
     if isinstance(hash, bytes):
         try:
-            return hash.decode("ascii")
+            hash = hash.decode("ascii")
         except UnicodeDecodeError:
             return None
-    return hash if isinstance(hash, str) else None
+    if not isinstance(hash, str) or "\x00" in hash:
+        # argon2's C library stops at a NUL: "<hash>\x00anything" would verify
+        # as <hash>. A stored hash never holds one, so it is malformed.
+        return None
+    return hash
