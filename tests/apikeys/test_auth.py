@@ -200,6 +200,16 @@ async def test_scopes_apply_to_keys(manager: APIKeyManager, api_key: APIKeyAuth)
     assert allowed.status_code == 200
 
 
+async def test_a_scope_unfit_for_a_header_is_left_out_of_the_challenge(
+    manager: APIKeyManager, api_key: APIKeyAuth
+) -> None:
+    created = await manager.create("alice", name="r", scopes=["read"])
+    async with client(app_for(api_key, scopes=['say"hi'])) as http:
+        refused = await http.get("/me", headers=key_header(created))
+    assert refused.status_code == 403
+    assert refused.headers["www-authenticate"] == f'{CHALLENGE}, error="insufficient_scope"'
+
+
 async def test_role_checker_takes_an_api_key(manager: APIKeyManager, api_key: APIKeyAuth) -> None:
     admin = await manager.create("alice", name="a", roles=["admin"])
     viewer = await manager.create("bob", name="v", roles=["viewer"])
@@ -366,6 +376,17 @@ def test_openapi_lists_both_schemes_as_alternatives(either: FirstOf) -> None:
         {"BearerAuth": ["read"]},
         {"APIKeyAuth": ["read"]},
     ]
+
+
+async def test_first_of_over_a_checker_names_its_scheme(
+    manager: APIKeyManager, issuer: TokenIssuer, api_key: APIKeyAuth
+) -> None:
+    either = FirstOf(BearerAuth(issuer), RoleChecker(["bot"], auth=api_key))
+    bot = await manager.create("bob", name="b", roles=["bot"])
+    async with client(app_for(either)) as http:
+        assert (await http.get("/me", headers=key_header(bot))).json()["sub"] == "bob"
+        neither = await http.get("/me")
+    assert neither.headers["www-authenticate"] == f"Bearer, {CHALLENGE}"
 
 
 def test_first_of_needs_two_auth_dependencies(api_key: APIKeyAuth) -> None:

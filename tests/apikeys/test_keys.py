@@ -22,11 +22,12 @@ from fastapi_secure.apikeys.keys import (
     InvalidAPIKeyError,
     is_api_key_claims,
 )
-from fastapi_secure.apikeys.stores.base import StoredAPIKey
+from fastapi_secure.apikeys.stores.base import APIKey, StoredAPIKey
 from fastapi_secure.apikeys.stores.memory import MemoryAPIKeyStore
 from fastapi_secure.errors import ConfigurationError, StoreUnavailableError
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import AccessClaims
+from fastapi_secure.tokens.issuer import Grant
 
 pytestmark = pytest.mark.anyio
 
@@ -148,16 +149,14 @@ async def test_a_digest_written_into_the_store_does_not_mint_a_key(
 ) -> None:
     # Someone who can write the store but does not know the pepper plants a
     # record whose digest is the plain SHA-256 of a secret of their choosing.
-    created = await manager.create("alice", name="ci", roles=["admin"])
+    await manager.create("alice", name="ci", roles=["admin"])
     forged_secret = "F" * 43
     forged_id = "FFFFFFFFFFFF"
     message = (
         b"fastapi-secure/api-key/v1\x00" + forged_id.encode() + b"\x00" + forged_secret.encode()
     )
     planted = StoredAPIKey(
-        record=created.record.__class__(
-            id=forged_id, subject="alice", name="planted", roles=("admin",)
-        ),
+        record=APIKey(id=forged_id, subject="alice", name="planted", roles=("admin",)),
         secret_digest=hashlib.sha256(message).hexdigest(),
     )
     assert await store.add(planted)
@@ -599,3 +598,45 @@ async def test_id_collisions_are_retried_then_fail_closed(
     with pytest.raises(StoreUnavailableError):
         await manager.create("alice", name="second")
     assert store.size() == 1
+
+
+# --- the owner's current grant ------------------------------------------------------
+
+
+async def test_a_grant_loader_caps_roles_and_refuses_a_gone_owner(
+    store: CountingStore, fake_clock: FakeClock
+) -> None:
+    current: dict[str, Grant | None] = {"alice": Grant(roles=["admin", "editor"])}
+    seen: list[str] = []
+
+    async def load(record: APIKey) -> Grant | None:
+        seen.append(record.id)
+        return current.get(record.subject)
+
+    manager = APIKeyManager(store, grant_loader=load, clock=fake_clock)
+    created = await manager.create("alice", name="ci", roles=["admin", "editor"])
+    assert (await manager.authenticate(created.key)).roles == ("admin", "editor")
+    current["alice"] = Grant(roles=["editor", "viewer"])  # demoted
+    assert (await manager.authenticate(created.key)).roles == ("editor",)
+    current["alice"] = None  # disabled
+    with pytest.raises(InvalidAPIKeyError) as caught:
+        await manager.authenticate(created.key)
+    assert caught.value.reason == "the key's owner is gone or disabled"
+    assert seen == [created.record.id] * 3
+
+
+async def test_a_grant_loader_must_return_a_grant(
+    store: CountingStore, fake_clock: FakeClock
+) -> None:
+    async def load(record: APIKey) -> Grant | None:
+        return ["admin"]  # type: ignore[return-value]
+
+    manager = APIKeyManager(store, grant_loader=load, clock=fake_clock)
+    created = await manager.create("alice", name="ci")
+    with pytest.raises(ConfigurationError):
+        await manager.authenticate(created.key)
+
+
+def test_a_grant_loader_must_be_callable(store: CountingStore) -> None:
+    with pytest.raises(ConfigurationError):
+        APIKeyManager(store, grant_loader="load")  # type: ignore[arg-type]

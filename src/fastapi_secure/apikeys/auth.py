@@ -169,6 +169,17 @@ class _SchemeMarker(SecurityBase):
         return None
 
 
+def _challenge_of(member: ClaimsDependency) -> str:
+    challenge = getattr(member, "challenge", None)
+    if isinstance(challenge, str):
+        return challenge
+    model = member.model
+    if isinstance(model, APIKeyModel) and model.in_ == APIKeyIn.header:
+        return f'APIKey header="{model.name}"'
+    # BearerAuth, and CookieAuth, whose refusals say Bearer too.
+    return "Bearer"
+
+
 def _absent(exc: SecurityError) -> bool:
     # "No credentials of this kind" is a plain AuthenticationError with the
     # not_authenticated code; a presented but bad credential is a subclass.
@@ -206,6 +217,7 @@ class FirstOf:
         self.auto_error = auto_error
         self.model = members[0].model
         self.scheme_name = members[0].scheme_name
+        self.challenge = ", ".join(dict.fromkeys(_challenge_of(member) for member in members))
         # FastAPI reads a dependency's parameters from its signature: one
         # Security(marker) per member puts each scheme (with the route's scopes)
         # in OpenAPI as an alternative, and the markers themselves do nothing.
@@ -234,22 +246,22 @@ class FirstOf:
         self, request: Request, scopes: Sequence[str] = ()
     ) -> AccessClaims | None:
         """The claims of the first member whose credentials are present."""
-        challenges: list[str] = []
         for member in self.members:
             try:
                 claims = await member.authenticate(request, scopes)
             except SecurityError as exc:
                 if not _absent(exc):
                     raise
-                challenge = (getattr(exc, "headers", None) or {}).get("WWW-Authenticate")
-                if challenge:
-                    challenges.append(challenge)
                 continue
             if claims is not None:
                 return claims
         if self.auto_error:
-            headers = {"WWW-Authenticate": ", ".join(challenges)} if challenges else None
-            _refuse(AuthenticationError(headers=headers, reason="no credentials of any kind"))
+            _refuse(
+                AuthenticationError(
+                    headers={"WWW-Authenticate": self.challenge},
+                    reason="no credentials of any kind",
+                )
+            )
         return None
 
     async def __call__(

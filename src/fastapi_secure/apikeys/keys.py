@@ -32,6 +32,7 @@ import logging
 import math
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,9 +45,11 @@ from fastapi_secure.errors import (
     StoreUnavailableError,
 )
 from fastapi_secure.tokens.claims import AccessClaims
+from fastapi_secure.tokens.issuer import Grant
 
 __all__ = [
     "API_KEY_AMR",
+    "APIKeyGrantLoader",
     "APIKeyManager",
     "APIKeyNotFoundError",
     "APIKeyParameterError",
@@ -113,6 +116,11 @@ class _ParsedKey:
     secret: str = field(repr=False)
 
 
+APIKeyGrantLoader = Callable[[APIKey], Awaitable[Grant | None]]
+"""Looks up the owner of a verified key now: a :class:`~fastapi_secure.tokens.issuer.Grant`
+with the owner's current roles, or None when the owner is gone or disabled."""
+
+
 def is_api_key_claims(claims: AccessClaims) -> bool:
     """Whether ``claims`` were made from an API key (``"apikey"`` in ``amr``)."""
     amr = claims.extra_claims.get("amr")
@@ -136,6 +144,11 @@ class APIKeyManager:
         issuer: ``iss`` of the claims made from keys.
         audience: ``aud`` of those claims (default: ``issuer``).
         last_used_interval: seconds between two writes of ``last_used_at``.
+        grant_loader: optional ``async (APIKey) -> Grant | None`` called by
+            :meth:`authenticate` for every verified key: None refuses the key
+            (owner deleted or disabled), and the claims keep only the key's
+            roles that the owner still holds, so a key never outlives its
+            owner's demotion.
         clock: time source (tests pass a FakeClock).
     """
 
@@ -148,6 +161,7 @@ class APIKeyManager:
         issuer: str = DEFAULT_ISSUER,
         audience: str | list[str] | None = None,
         last_used_interval: float = 60.0,
+        grant_loader: APIKeyGrantLoader | None = None,
         clock: Clock = system_clock,
     ) -> None:
         if not isinstance(store, APIKeyStore):
@@ -169,12 +183,15 @@ class APIKeyManager:
             raise ConfigurationError("issuer must not be empty")
         if not last_used_interval >= 0:
             raise ConfigurationError("last_used_interval must be zero or more seconds")
+        if grant_loader is not None and not callable(grant_loader):
+            raise ConfigurationError("grant_loader must be an async callable")
         self.store = store
         self.prefix = prefix
         self.issuer = issuer
         self.audience: str | list[str] = audience if audience else issuer
         self.last_used_interval = float(last_used_interval)
         self.clock = clock
+        self.grant_loader = grant_loader
         self._pepper = key
         self._pattern = re.compile(
             rf"{re.escape(prefix)}([0-9A-Za-z]{{{ID_LENGTH}}})_([0-9A-Za-z]{{{SECRET_LENGTH}}})"
@@ -350,14 +367,14 @@ class APIKeyManager:
                 logger.warning("could not record API key use: %s", type(exc).__name__)
         return record
 
-    def claims_for(self, record: APIKey) -> AccessClaims:
+    def claims_for(self, record: APIKey, *, roles: tuple[str, ...] | None = None) -> AccessClaims:
         """The access-token-shaped claims of a verified key.
 
         ``iss``/``aud`` are this manager's; ``sub``, ``roles`` and ``scope`` the
         key's; ``jti`` and ``sid`` the key id; ``iat`` now; ``exp`` the key's
         expiry, or ``iat`` + 300 s for a key without one; ``auth_time`` the key's
         creation; ``fresh`` False (a key never passes ``require_fresh``); extra
-        claim ``amr=["apikey"]``.
+        claim ``amr=["apikey"]``. ``roles`` overrides the key's roles.
         """
         now = math.floor(self.clock())
         exp = math.floor(record.expires_at) if record.expires_at is not None else now + _CLAIMS_TTL
@@ -370,15 +387,24 @@ class APIKeyManager:
             jti=record.id,
             sid=record.id,
             auth_time=math.floor(record.created_at),
-            roles=record.roles,
+            roles=record.roles if roles is None else roles,
             scopes=record.scopes,
             fresh=False,
             amr=[API_KEY_AMR],
         )
 
     async def authenticate(self, key: str) -> AccessClaims:
-        """:meth:`verify` then :meth:`claims_for`."""
-        return self.claims_for(await self.verify(key))
+        """:meth:`verify`, the ``grant_loader`` check, then :meth:`claims_for`."""
+        record = await self.verify(key)
+        if self.grant_loader is None:
+            return self.claims_for(record)
+        grant = await self.grant_loader(record)
+        if grant is None:
+            raise InvalidAPIKeyError(reason="the key's owner is gone or disabled")
+        if not isinstance(grant, Grant):
+            raise ConfigurationError("grant_loader must return a Grant or None")
+        held = frozenset(grant.roles)
+        return self.claims_for(record, roles=tuple(role for role in record.roles if role in held))
 
     async def list_for(self, subject: str) -> list[APIKey]:
         """The records of ``subject``'s keys (revoked and expired included), oldest first."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -257,8 +256,6 @@ class RedisAPIKeyStore:
         )
 
     async def touch(self, key_id: str, *, now: float, min_interval: float) -> bool:
-        if not math.isfinite(now):
-            return False
         return await self._script(
             self._touch, [self._key(key_id)], [_number(now), _number(min_interval)]
         )
