@@ -118,6 +118,27 @@ async def test_revocation_is_effective_on_the_next_request(
         assert (await http.get("/me", headers=key_header(created))).status_code == 401
 
 
+@pytest.mark.redis
+async def test_two_workers_on_redis_see_a_revocation_at_once(
+    redis_url: str, redis_prefix: str, fake_clock: FakeClock
+) -> None:
+    from fastapi_secure.apikeys.stores.redis import RedisAPIKeyStore
+
+    stores = [RedisAPIKeyStore.from_url(redis_url, prefix=redis_prefix) for _ in range(2)]
+    try:
+        one, two = (APIKeyManager(store, pepper=PEPPER, clock=fake_clock) for store in stores)
+        created = await one.create("alice", name="ci")
+        async with client(app_for(APIKeyAuth(two))) as worker_two:
+            assert (await worker_two.get("/me", headers=key_header(created))).status_code == 200
+            await one.revoke(created.record.id, subject="alice")
+            assert (await worker_two.get("/me", headers=key_header(created))).status_code == 401
+            another = await one.create("alice", name="next")
+            assert (await worker_two.get("/me", headers=key_header(another))).status_code == 200
+    finally:
+        for store in stores:
+            await store.aclose()
+
+
 async def test_two_key_headers_are_refused(manager: APIKeyManager, api_key: APIKeyAuth) -> None:
     created = await manager.create("alice", name="ci")
     async with client(app_for(api_key)) as http:
@@ -394,6 +415,19 @@ def test_first_of_needs_two_auth_dependencies(api_key: APIKeyAuth) -> None:
         FirstOf(api_key)
     with pytest.raises(ConfigurationError):
         FirstOf(api_key, object())  # type: ignore[arg-type]
+
+
+HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=200)
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(authorization=HEADER_TEXT, key=HEADER_TEXT)
+async def test_first_of_answers_401_to_any_garbage(
+    either: FirstOf, authorization: str, key: str
+) -> None:
+    async with client(app_for(either)) as http:
+        answer = await http.get("/me", headers={"Authorization": authorization, "X-API-Key": key})
+    assert answer.status_code == 401
 
 
 async def test_first_of_never_answers_500(either: FirstOf) -> None:

@@ -408,7 +408,9 @@ async def test_unknown_revoked_expired_and_wrong_keys_do_the_same_work(
 
 async def test_unknown_and_wrong_keys_take_comparable_time(manager: APIKeyManager) -> None:
     # The guarantee is the equal work above; this only guards against a gross
-    # regression (an early return before the digest), so the bound is generous.
+    # regression (an early return before the digest, a slow hash on one path), so
+    # the bound is generous: the machine running the tests is shared.
+    # benchmarks/apikeys.py reports the figures.
     good = await manager.create("alice", name="good")
     wrong = good.key[:-1] + ("A" if good.key[-1] != "A" else "B")
     unknown = "fsk_ZZZZZZZZZZZZ_" + good.key.split("_")[2]
@@ -419,14 +421,16 @@ async def test_unknown_and_wrong_keys_take_comparable_time(manager: APIKeyManage
                 await manager.verify(key)
 
     samples: dict[str, list[float]] = {"unknown": [], "wrong": []}
-    for _ in range(30):
-        for label, key in (("unknown", unknown), ("wrong", wrong)):
+    cases = [("unknown", unknown), ("wrong", wrong)]
+    for round_ in range(30):
+        # Alternating the order too, so neither case always runs first.
+        for label, key in cases if round_ % 2 else cases[::-1]:
             start = time.perf_counter()
             await attempt(key)
             samples[label].append(time.perf_counter() - start)
     unknown_median = statistics.median(samples["unknown"])
     wrong_median = statistics.median(samples["wrong"])
-    assert 0.5 < unknown_median / wrong_median < 2.0, (unknown_median, wrong_median)
+    assert 1 / 3 < unknown_median / wrong_median < 3, (unknown_median, wrong_median)
 
 
 # --- last used -----------------------------------------------------------------

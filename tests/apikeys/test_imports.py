@@ -1,0 +1,35 @@
+"""The API key core imports no optional backend, and the package exports what it says."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import fastapi_secure.apikeys as apikeys
+
+
+def _loaded_after(statement: str, roots: tuple[str, ...]) -> list[str]:
+    code = textwrap.dedent(
+        f"""
+        import sys
+        {statement}
+        roots = {roots!r}
+        print(",".join(sorted(m for m in sys.modules if m.split(".")[0] in roots)))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    return [name for name in result.stdout.strip().split(",") if name]
+
+
+def test_the_core_imports_no_backend_driver() -> None:
+    heavy = ("redis", "sqlalchemy", "asyncpg", "aiosqlite")
+    assert _loaded_after("import fastapi_secure.apikeys", heavy) == []
+
+
+def test_all_is_sorted_and_complete() -> None:
+    assert apikeys.__all__ == sorted(apikeys.__all__)
+    for name in apikeys.__all__:
+        assert getattr(apikeys, name) is not None
