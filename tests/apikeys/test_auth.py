@@ -5,7 +5,7 @@
 from typing import Annotated, Any
 
 import pytest
-from fastapi import Depends, FastAPI, Security
+from fastapi import Depends, FastAPI, HTTPException, Security
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -408,6 +408,38 @@ async def test_first_of_over_a_checker_names_its_scheme(
         assert (await http.get("/me", headers=key_header(bot))).json()["sub"] == "bob"
         neither = await http.get("/me")
     assert neither.headers["www-authenticate"] == f"Bearer, {CHALLENGE}"
+
+
+class HeaderAuth:
+    """A ClaimsDependency of an app's own that answers through HTTPException."""
+
+    scheme_name = "HeaderAuth"
+
+    def __init__(self, manager: APIKeyManager) -> None:
+        self.inner = APIKeyAuth(manager, header_name="X-Other-Key")
+        self.model = self.inner.model
+
+    async def authenticate(self, request: Any, scopes: Any = ()) -> AccessClaims | None:
+        if "x-other-key" not in request.headers:
+            raise HTTPException(
+                401, detail={"code": "not_authenticated", "message": "not authenticated"}
+            )
+        if request.headers["x-other-key"] == "teapot":
+            raise HTTPException(418, detail={"code": "teapot", "message": "no"})
+        return await self.inner.authenticate(request, scopes)
+
+
+async def test_first_of_reads_absence_from_http_exceptions_too(
+    manager: APIKeyManager, api_key: APIKeyAuth
+) -> None:
+    either = FirstOf(HeaderAuth(manager), api_key)
+    created = await manager.create("bob", name="ci")
+    async with client(app_for(either)) as http:
+        assert (await http.get("/me", headers=key_header(created))).json()["sub"] == "bob"
+        assert (await http.get("/me", headers={"X-Other-Key": created.key})).status_code == 200
+        assert (await http.get("/me", headers={"X-Other-Key": "teapot"})).status_code == 418
+        neither = await http.get("/me")
+    assert neither.headers["www-authenticate"] == (f'APIKey header="X-Other-Key", {CHALLENGE}')
 
 
 def test_first_of_needs_two_auth_dependencies(api_key: APIKeyAuth) -> None:

@@ -180,10 +180,18 @@ def _challenge_of(member: ClaimsDependency) -> str:
     return "Bearer"
 
 
-def _absent(exc: SecurityError) -> bool:
-    # "No credentials of this kind" is a plain AuthenticationError with the
-    # not_authenticated code; a presented but bad credential is a subclass.
-    return type(exc) is AuthenticationError and exc.code is ErrorCode.NOT_AUTHENTICATED
+def _absent(exc: Exception) -> bool:
+    """Whether a member's refusal only says "no credentials of this kind".
+
+    Read from the stable error code (on the core error, or in the body of an
+    HTTPException made from one), so a presented but bad credential, which
+    carries another code, is never mistaken for an absent one.
+    """
+    code = getattr(exc, "code", None)
+    if code is None:
+        detail = getattr(exc, "detail", None)
+        code = detail.get("code") if isinstance(detail, dict) else None
+    return isinstance(code, str) and code == ErrorCode.NOT_AUTHENTICATED.value
 
 
 class FirstOf:
@@ -249,7 +257,7 @@ class FirstOf:
         for member in self.members:
             try:
                 claims = await member.authenticate(request, scopes)
-            except SecurityError as exc:
+            except Exception as exc:
                 if not _absent(exc):
                     raise
                 continue

@@ -77,6 +77,8 @@ _MIN_PEPPER_BYTES = 32
 _MAX_NAME_LENGTH = 100
 _MAX_SUBJECT_LENGTH = 255
 _MAX_SCOPES = 64
+_MAX_ROLES = 64
+_MAX_NAME_TOKEN_LENGTH = 128
 # A key without an expiry still needs an ``exp`` in its claims: the claims of one
 # request are good for this long (every request is verified against the store).
 _CLAIMS_TTL = 300
@@ -262,12 +264,27 @@ class APIKeyManager:
         if len(scope_set) > _MAX_SCOPES:
             raise APIKeyParameterError(f"at most {_MAX_SCOPES} scopes")
         for scope in scope_set:
-            if not isinstance(scope, str) or not _SCOPE_TOKEN.fullmatch(scope):
-                raise APIKeyParameterError("a scope is not a valid OAuth2 scope token")
+            if (
+                not isinstance(scope, str)
+                or len(scope) > _MAX_NAME_TOKEN_LENGTH
+                or not _SCOPE_TOKEN.fullmatch(scope)
+            ):
+                raise APIKeyParameterError(
+                    f"a scope must be an OAuth2 scope token of at most {_MAX_NAME_TOKEN_LENGTH} "
+                    "characters"
+                )
         role_tuple = tuple(dict.fromkeys(roles))
+        if len(role_tuple) > _MAX_ROLES:
+            raise APIKeyParameterError(f"at most {_MAX_ROLES} roles")
         for role in role_tuple:
-            if not isinstance(role, str) or not _ROLE.fullmatch(role):
-                raise APIKeyParameterError("a role must be a non-empty string without spaces")
+            if (
+                not isinstance(role, str)
+                or len(role) > _MAX_NAME_TOKEN_LENGTH
+                or not _ROLE.fullmatch(role)
+            ):
+                raise APIKeyParameterError(
+                    f"a role must be 1 to {_MAX_NAME_TOKEN_LENGTH} characters without spaces"
+                )
         return scope_set, role_tuple
 
     def _new(
