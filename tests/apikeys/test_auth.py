@@ -12,9 +12,14 @@ from hypothesis import strategies as st
 from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
 from fastapi_secure.apikeys.keys import APIKeyManager, CreatedAPIKey
 from fastapi_secure.apikeys.stores.memory import MemoryAPIKeyStore
-from fastapi_secure.auth import BearerAuth, require_fresh
+from fastapi_secure.auth import (
+    BearerAuth,
+    PermissionChecker,
+    RoleChecker,
+    RolePermissions,
+    require_fresh,
+)
 from fastapi_secure.errors import ConfigurationError
-from fastapi_secure.rbac import PermissionChecker, RoleChecker, RolePermissions
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import AccessClaims
 from fastapi_secure.tokens.issuer import TokenIssuer

@@ -4,7 +4,7 @@ one of several ways in (a bearer token *or* an API key).
 ``APIKeyAuth(manager)`` reads the key from a header (``X-API-Key``), verifies it
 through an :class:`~fastapi_secure.apikeys.keys.APIKeyManager` and returns
 :class:`~fastapi_secure.tokens.claims.AccessClaims` shaped like a token's, so
-:class:`~fastapi_secure.rbac.RoleChecker`, :class:`~fastapi_secure.rbac.PermissionChecker`
+:class:`~fastapi_secure.auth.RoleChecker`, :class:`~fastapi_secure.auth.PermissionChecker`
 and ``Security(..., scopes=[...])`` work unchanged. It registers an OpenAPI
 ``apiKey`` scheme, so Swagger UI's *Authorize* button offers it.
 
@@ -39,6 +39,7 @@ from fastapi_secure.errors import (
     InsufficientScopeError,
     SecurityError,
 )
+from fastapi_secure.http_errors import http_exception
 from fastapi_secure.tokens.claims import AccessClaims
 
 __all__ = ["APIKeyAuth", "FirstOf"]
@@ -50,9 +51,10 @@ _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _CACHE_KEY = "fastapi_secure.verified_api_key_claims"
 
 
-def _refuse(err: SecurityError) -> NoReturn:
+def _refuse(err: SecurityError, *, challenge: str | None = None) -> NoReturn:
     """The one place this module turns a core error into an HTTP answer."""
-    raise err
+    headers = {"WWW-Authenticate": challenge} if challenge else None
+    raise http_exception(err, headers=headers) from None
 
 
 class APIKeyAuth(SecurityBase):
@@ -92,8 +94,9 @@ class APIKeyAuth(SecurityBase):
 
     def _invalid(self, reason: str) -> NoReturn:
         logger.debug("API key refused: %s", reason)
-        error_challenge = f'{self.challenge}, error="invalid_token"'
-        _refuse(InvalidAPIKeyError(headers={"WWW-Authenticate": error_challenge}, reason=reason))
+        _refuse(
+            InvalidAPIKeyError(reason=reason), challenge=f'{self.challenge}, error="invalid_token"'
+        )
 
     async def _verify(self, request: Request, key: str) -> AccessClaims:
         # A router-level checker and the endpoint's own dependency verify (and
@@ -126,9 +129,8 @@ class APIKeyAuth(SecurityBase):
             challenge += f', scope="{shown}"'
         logger.debug("API key lacks scopes %s", sorted(missing))
         _refuse(
-            InsufficientScopeError(
-                headers={"WWW-Authenticate": challenge}, reason=f"missing scopes {sorted(missing)}"
-            )
+            InsufficientScopeError(scopes=scopes, reason=f"missing scopes {sorted(missing)}"),
+            challenge=challenge,
         )
 
     async def authenticate(
@@ -141,9 +143,8 @@ class APIKeyAuth(SecurityBase):
             if self.auto_error:
                 logger.debug("request not authenticated: no %s header", self.header_name)
                 _refuse(
-                    AuthenticationError(
-                        headers={"WWW-Authenticate": self.challenge}, reason="no API key"
-                    )
+                    AuthenticationError(reason="no API key", scheme="APIKey"),
+                    challenge=self.challenge,
                 )
             return None
         if len(values) > 1:
@@ -265,10 +266,7 @@ class FirstOf:
                 return claims
         if self.auto_error:
             _refuse(
-                AuthenticationError(
-                    headers={"WWW-Authenticate": self.challenge},
-                    reason="no credentials of any kind",
-                )
+                AuthenticationError(reason="no credentials of any kind"), challenge=self.challenge
             )
         return None
 

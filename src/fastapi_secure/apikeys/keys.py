@@ -40,6 +40,7 @@ from fastapi_secure.apikeys.stores.base import APIKey, APIKeyStore, StoredAPIKey
 from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.errors import (
     ConfigurationError,
+    ErrorCode,
     InvalidTokenError,
     SecurityError,
     StoreUnavailableError,
@@ -91,7 +92,19 @@ class InvalidAPIKeyError(InvalidTokenError):
     """
 
     default_message = "invalid API key"
-    scheme = "APIKey"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: ErrorCode | None = None,
+        reason: str | None = None,
+        scheme: str = "APIKey",
+        challenge_error: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, code=code, reason=reason, scheme=scheme, challenge_error=challenge_error
+        )
 
 
 class APIKeyNotFoundError(SecurityError, LookupError):
