@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from fastapi_secure.apikeys.stores import api_key_store_from_url
 from fastapi_secure.apikeys.stores.base import APIKeyStore
 from fastapi_secure.apikeys.stores.memory import MemoryAPIKeyStore
 
@@ -50,25 +51,28 @@ async def store_pair(
         from fastapi_secure.apikeys.stores.redis import RedisAPIKeyStore
 
         prefix = request.getfixturevalue("redis_prefix")
-        first = RedisAPIKeyStore.from_url(url, prefix=prefix)
-        second = RedisAPIKeyStore.from_url(url, prefix=prefix)
+        one = RedisAPIKeyStore.from_url(url, prefix=prefix)
+        other = api_key_store_from_url(url, prefix=prefix)
         try:
-            yield first, second
+            yield one, other
         finally:
-            await first.aclose()
-            await second.aclose()
+            await one.aclose()
+            await other.aclose()
         return
     from fastapi_secure.apikeys.stores.sqlalchemy import SQLAlchemyAPIKeyStore
     from fastapi_secure.db import Database
 
-    databases = [Database(url), Database(url)]
-    stores = [SQLAlchemyAPIKeyStore(db) for db in databases]
-    await stores[0].create_table()
+    # One store over a Database the test owns, one made from the URL alone.
+    database = Database(url)
+    first = SQLAlchemyAPIKeyStore(database)
+    second = api_key_store_from_url(url)
+    await first.create_table()
     try:
-        yield stores[0], stores[1]
+        yield first, second
     finally:
-        for db in databases:
-            await db.dispose()
+        await second.aclose()
+        await first.aclose()
+        await database.dispose()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from fastapi_secure.apikeys.stores import api_key_store_from_url
 from fastapi_secure.apikeys.stores.base import APIKey, StoredAPIKey
 from fastapi_secure.errors import (
     ConfigurationError,
@@ -109,3 +110,47 @@ async def test_unreachable_database_is_database_unavailable() -> None:
             await store.add(STORED)
     finally:
         await db.dispose()
+
+
+# --- chosen by URL -------------------------------------------------------------
+
+
+async def test_memory_url() -> None:
+    from fastapi_secure.apikeys.stores.memory import MemoryAPIKeyStore
+
+    assert isinstance(api_key_store_from_url("memory://"), MemoryAPIKeyStore)
+    with pytest.raises(ConfigurationError):
+        api_key_store_from_url("memory://", prefix="x")
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "rediss://127.0.0.1:1/0"])
+async def test_redis_urls(url: str) -> None:
+    from fastapi_secure.apikeys.stores.redis import RedisAPIKeyStore
+
+    store = api_key_store_from_url(url, prefix="fs-test:never-used:")
+    try:
+        assert isinstance(store, RedisAPIKeyStore)
+    finally:
+        await store.aclose()
+
+
+async def test_sqlite_url_makes_and_closes_its_own_database(tmp_path: Path) -> None:
+    from fastapi_secure.apikeys.stores.sqlalchemy import SQLAlchemyAPIKeyStore
+
+    store = api_key_store_from_url(f"sqlite+aiosqlite:///{tmp_path / 'k.db'}")
+    assert isinstance(store, SQLAlchemyAPIKeyStore)
+    await store.create_table()
+    assert await store.add(STORED)
+    await store.aclose()
+    # Disposed, not broken: the engine opens a new connection when asked again.
+    assert await store.get(STORED.id) == STORED
+    await store.aclose()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis+cluster://127.0.0.1:7000", "redis+sentinel://h:1/m", "http://x", "nonsense", ""],
+)
+def test_unknown_urls_are_refused(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        api_key_store_from_url(url)

@@ -15,7 +15,13 @@ from fastapi_secure.apikeys.keys import (
     InvalidAPIKeyError,
     is_api_key_claims,
 )
-from fastapi_secure.apikeys.stores import APIKey, APIKeyStore, MemoryAPIKeyStore, StoredAPIKey
+from fastapi_secure.apikeys.stores import (
+    APIKey,
+    APIKeyStore,
+    MemoryAPIKeyStore,
+    StoredAPIKey,
+    api_key_store_from_url,
+)
 
 __all__ = [
     "API_KEY_AMR",
@@ -28,5 +34,6 @@ __all__ = [
     "InvalidAPIKeyError",
     "MemoryAPIKeyStore",
     "StoredAPIKey",
+    "api_key_store_from_url",
     "is_api_key_claims",
 ]

@@ -48,11 +48,15 @@ class SQLAlchemyAPIKeyStore:
         table_name: name of the table (``api_keys``).
     """
 
-    def __init__(self, database: Any, *, table_name: str = DEFAULT_TABLE) -> None:
+    def __init__(
+        self, database: Any, *, table_name: str = DEFAULT_TABLE, owns_engine: bool = False
+    ) -> None:
         sa = require("sqlalchemy", extra="sqlalchemy", feature="SQLAlchemyAPIKeyStore")
         require("sqlalchemy.ext.asyncio", extra="sqlalchemy", feature="SQLAlchemyAPIKeyStore")
         self._sa = sa
+        self._database = database
         self._engine = _engine_of(database)
+        self._owns_engine = owns_engine
         self.metadata = sa.MetaData()
         self.table: Table = sa.Table(
             table_name,
@@ -75,8 +79,23 @@ class SQLAlchemyAPIKeyStore:
         async with self._engine.begin() as connection:
             await connection.run_sync(self.metadata.create_all)
 
+    @classmethod
+    def from_url(
+        cls, url: str, *, table_name: str = DEFAULT_TABLE, **options: Any
+    ) -> SQLAlchemyAPIKeyStore:
+        """A store over a new :class:`fastapi_secure.db.Database` for ``url``
+        (``sqlite+aiosqlite://...``, ``postgresql://...``), closed by :meth:`aclose`.
+
+        ``options`` go to ``Database`` (pool sizes, timeouts).
+        """
+        from fastapi_secure.db import Database
+
+        return cls(Database(url, **options), table_name=table_name, owns_engine=True)
+
     async def aclose(self) -> None:
-        """Nothing to close: the engine belongs to the caller."""
+        """Dispose of the engine if this store made it (:meth:`from_url`)."""
+        if self._owns_engine:
+            await self._engine.dispose()
 
     @staticmethod
     def _row(key: StoredAPIKey) -> dict[str, Any]:
