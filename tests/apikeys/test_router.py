@@ -16,7 +16,7 @@ from fastapi_secure.errors import ConfigurationError
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import AccessClaims
 from fastapi_secure.tokens.issuer import TokenIssuer
-from tests.auth_helpers import access_token, bearer, client, make_issuer
+from tests.support.auth import access_token, bearer, client, make_issuer
 
 pytestmark = pytest.mark.anyio
 
