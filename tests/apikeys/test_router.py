@@ -212,3 +212,34 @@ def test_router_configuration_is_checked(
 ) -> None:
     with pytest.raises(ConfigurationError):
         api_keys_router(manager, auth=BearerAuth(issuer), **options)
+
+
+def test_openapi_documents_every_answer_and_both_schemes(
+    manager: APIKeyManager, issuer: TokenIssuer
+) -> None:
+    replacement = {422: {"description": "the app's own validation answer"}}
+    schema = make_app(manager, issuer, responses=replacement).openapi()
+    paths = schema["paths"]
+    expected = {
+        ("post", BASE): {"201", "401", "403", "409", "422", "503"},
+        ("get", BASE): {"200", "401", "403", "503"},
+        ("delete", f"{BASE}/{{key_id}}"): {"204", "401", "403", "404", "422", "503"},
+        ("post", f"{BASE}/{{key_id}}/rotate"): {"201", "401", "403", "404", "422", "503"},
+    }
+    for (method, path), codes in expected.items():
+        operation = paths[path][method]
+        assert set(operation["responses"]) == codes, (method, path)
+        assert operation["security"] == [{"BearerAuth": []}, {"APIKeyAuth": []}]
+        if "422" in codes and method == "post" and path == BASE:
+            assert operation["responses"]["422"]["description"] == (
+                "the app's own validation answer"
+            )
+    assert "key" in schema["components"]["schemas"]["NewAPIKeyOut"]["properties"]
+    assert "key" not in schema["components"]["schemas"]["APIKeyOut"]["properties"]
+
+
+async def test_an_oversized_key_id_is_422(manager: APIKeyManager, issuer: TokenIssuer) -> None:
+    token = bearer(await access_token(issuer, "alice"))
+    async with client(make_app(manager, issuer)) as http:
+        answer = await http.delete(f"{BASE}/{'A' * 65}", headers=token)
+    assert answer.status_code == 422

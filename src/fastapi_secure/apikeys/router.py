@@ -15,10 +15,10 @@ more than plain authentication (``manage_auth=``, for example
 # No `from __future__ import annotations`: FastAPI evaluates the routes' annotations,
 # and they name dependencies local to api_keys_router.
 import math
-from collections.abc import Iterable
-from typing import Annotated, NoReturn
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, NoReturn
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Response, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from fastapi_secure.apikeys.keys import (
@@ -35,6 +35,7 @@ from fastapi_secure.tokens.claims import AccessClaims
 
 __all__ = [
     "APIKeyCreateRequest",
+    "APIKeyErrorOut",
     "APIKeyOut",
     "APIKeyRotateRequest",
     "NewAPIKeyOut",
@@ -47,6 +48,45 @@ _DAY = 86400
 def _refuse(status_code: int, code: ErrorCode, message: str) -> NoReturn:
     """The one place this module answers with an error."""
     raise HTTPException(status_code, detail={"code": code.value, "message": message})
+
+
+class APIKeyErrorDetail(BaseModel):
+    """``detail`` of an error answer: a stable code and a generic message."""
+
+    code: str
+    message: str
+
+
+class APIKeyErrorOut(BaseModel):
+    """An error answer of these routes (the library's one error shape)."""
+
+    detail: APIKeyErrorDetail
+
+
+_DOCUMENTED: dict[int, str] = {
+    401: "Not authenticated, or a step-up is required",
+    403: "Authenticated by an API key, which cannot manage keys",
+    404: "No such key among the caller's, or it cannot be rotated",
+    409: "Too many usable keys; revoke one first",
+    503: "The key store is unavailable",
+}
+
+
+def _responses(
+    codes: Iterable[int], overrides: Mapping[int | str, dict[str, Any]]
+) -> dict[int | str, dict[str, Any]]:
+    # 422 keeps FastAPI's own schema unless the app gives its own (the answer's
+    # shape depends on the app's exception handlers).
+    documented: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        if code in overrides or str(code) in overrides:
+            documented[code] = overrides.get(code) or overrides[str(code)]
+        elif code in _DOCUMENTED:
+            documented[code] = {"model": APIKeyErrorOut, "description": _DOCUMENTED[code]}
+    return documented
+
+
+KeyId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
 class APIKeyCreateRequest(BaseModel):
@@ -117,6 +157,7 @@ def api_keys_router(
     max_keys: int = 50,
     prefix: str = "/users/me/api-keys",
     tags: list[str] | None = None,
+    responses: Mapping[int | str, dict[str, Any]] | None = None,
 ) -> APIRouter:
     """An :class:`~fastapi.APIRouter` for the caller's own keys.
 
@@ -133,6 +174,10 @@ def api_keys_router(
             hold; checked before each creation (concurrent creations may pass it by
             a few).
         prefix: where the routes live.
+        tags: OpenAPI tags of the routes.
+        responses: OpenAPI ``responses`` entries that replace the built-in ones
+            (401, 403, 404, 409, 503) or FastAPI's 422, on the routes that can
+            answer them (for example the app's own 422 model).
 
     The new key gets the caller's roles (with a ``grant_loader`` on the manager,
     they stay capped by the owner's current roles).
@@ -163,8 +208,14 @@ def api_keys_router(
         return person(claims)
 
     router = APIRouter(prefix=prefix, tags=list(tags or ["api-keys"]))
+    extra = dict(responses or {})
 
-    @router.post("", status_code=status.HTTP_201_CREATED, response_model=NewAPIKeyOut)
+    @router.post(
+        "",
+        status_code=status.HTTP_201_CREATED,
+        response_model=NewAPIKeyOut,
+        responses=_responses((401, 403, 409, 422, 503), extra),
+    )
     async def create_api_key(
         body: APIKeyCreateRequest,
         response: Response,
@@ -194,16 +245,20 @@ def api_keys_router(
         response.headers["Cache-Control"] = "no-store"
         return NewAPIKeyOut.made(created)
 
-    @router.get("", response_model=list[APIKeyOut])
+    @router.get("", response_model=list[APIKeyOut], responses=_responses((401, 403, 503), extra))
     async def list_api_keys(
         claims: Annotated[AccessClaims, Depends(caller)],
     ) -> list[APIKeyOut]:
         """The caller's keys, oldest first (revoked and expired ones included)."""
         return [APIKeyOut.of(record) for record in await manager.list_for(claims.sub)]
 
-    @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+    @router.delete(
+        "/{key_id}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=_responses((401, 403, 404, 422, 503), extra),
+    )
     async def revoke_api_key(
-        key_id: str, claims: Annotated[AccessClaims, Depends(caller)]
+        key_id: KeyId, claims: Annotated[AccessClaims, Depends(caller)]
     ) -> Response:
         """Revoke one of the caller's keys; refused from the next request on."""
         try:
@@ -213,10 +268,13 @@ def api_keys_router(
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post(
-        "/{key_id}/rotate", status_code=status.HTTP_201_CREATED, response_model=NewAPIKeyOut
+        "/{key_id}/rotate",
+        status_code=status.HTTP_201_CREATED,
+        response_model=NewAPIKeyOut,
+        responses=_responses((401, 403, 404, 422, 503), extra),
     )
     async def rotate_api_key(
-        key_id: str,
+        key_id: KeyId,
         response: Response,
         claims: Annotated[AccessClaims, Depends(manager_caller)],
         body: Annotated[APIKeyRotateRequest | None, Body()] = None,
