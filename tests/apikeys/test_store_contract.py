@@ -6,7 +6,10 @@ import dataclasses
 
 import anyio
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from fastapi_secure.apikeys.keys import APIKeyManager
 from fastapi_secure.apikeys.stores.base import APIKey, APIKeyStore, StoredAPIKey
 
 pytestmark = pytest.mark.anyio
@@ -218,3 +221,32 @@ async def test_stored_repr_hides_the_digest(store: APIKeyStore) -> None:
     fetched = await store.get(stored.id)
     assert "ef" * 32 not in repr(fetched)
     assert "ef" * 32 not in repr(await store.list_for("alice"))
+
+
+NAMES = st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=100).filter(
+    lambda name: name.isprintable() and name.strip() == name
+)
+SCOPES = st.lists(
+    st.text(
+        alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters='"\\'),
+        min_size=1,
+        max_size=20,
+    ),
+    max_size=5,
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(name=NAMES, scopes=SCOPES, subject=NAMES)
+async def test_whatever_a_user_names_a_key_comes_back_unchanged(
+    store: APIKeyStore, name: str, scopes: list[str], subject: str
+) -> None:
+    manager = APIKeyManager(store)
+    created = await manager.create(subject, name=name, scopes=scopes)
+    # A subject drawn twice already holds keys from earlier examples.
+    assert created.record in await manager.list_for(subject)
+    assert await manager.verify(created.key) == created.record
