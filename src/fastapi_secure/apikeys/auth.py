@@ -1,0 +1,276 @@
+"""FastAPI side of API keys: :class:`APIKeyAuth`, and :class:`FirstOf` to accept
+one of several ways in (a bearer token *or* an API key).
+
+``APIKeyAuth(manager)`` reads the key from a header (``X-API-Key``), verifies it
+through an :class:`~fastapi_secure.apikeys.keys.APIKeyManager` and returns
+:class:`~fastapi_secure.tokens.claims.AccessClaims` shaped like a token's, so
+:class:`~fastapi_secure.auth.RoleChecker`, :class:`~fastapi_secure.auth.PermissionChecker`
+and ``Security(..., scopes=[...])`` work unchanged. It registers an OpenAPI
+``apiKey`` scheme, so Swagger UI's *Authorize* button offers it.
+
+Answers: no key, ``401 not_authenticated``; a key that is malformed, unknown,
+wrong, revoked or expired, ``401 invalid_token`` with one generic message
+(the reason is logged at DEBUG, never the key); both with
+``WWW-Authenticate: APIKey header="X-API-Key"``. A key lacking a required
+scope: ``403 insufficient_scope``. Store down: 503.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+from collections.abc import Sequence
+from typing import NoReturn
+
+from fastapi import Security
+from fastapi.openapi.models import APIKey as APIKeyModel
+from fastapi.openapi.models import APIKeyIn
+from fastapi.security.base import SecurityBase
+from fastapi.security.oauth2 import SecurityScopes
+from starlette.requests import Request
+
+from fastapi_secure.apikeys.keys import APIKeyManager, InvalidAPIKeyError
+from fastapi_secure.auth import ClaimsDependency
+from fastapi_secure.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ErrorCode,
+    InsufficientScopeError,
+    SecurityError,
+)
+from fastapi_secure.http_errors import http_exception
+from fastapi_secure.tokens.claims import AccessClaims
+
+__all__ = ["APIKeyAuth", "FirstOf"]
+
+logger = logging.getLogger("fastapi_secure.apikeys")
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+_CACHE_KEY = "fastapi_secure.verified_api_key_claims"
+
+
+def _refuse(err: SecurityError, *, challenge: str | None = None) -> NoReturn:
+    """The one place this module turns a core error into an HTTP answer."""
+    headers = {"WWW-Authenticate": challenge} if challenge else None
+    raise http_exception(err, headers=headers) from None
+
+
+class APIKeyAuth(SecurityBase):
+    """An API key in a request header -> ``AccessClaims``.
+
+    ``Depends(api_key)``, or ``Security(api_key, scopes=[...])`` to require
+    scopes the key was created with. With ``auto_error=False`` a request
+    without the header gives None (a key that is present but bad is still
+    refused: it must not turn a request anonymous).
+    """
+
+    model: APIKeyModel
+
+    def __init__(
+        self,
+        manager: APIKeyManager,
+        *,
+        header_name: str = "X-API-Key",
+        auto_error: bool = True,
+        scheme_name: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        if not isinstance(manager, APIKeyManager):
+            raise ConfigurationError("manager must be an APIKeyManager")
+        if not _HEADER_NAME.fullmatch(header_name) or header_name.lower() == "authorization":
+            raise ConfigurationError(f"{header_name!r} is not a usable header name")
+        self.manager = manager
+        self.header_name = header_name
+        self.auto_error = auto_error
+        self.challenge = f'APIKey header="{header_name}"'
+        self.model = APIKeyModel(
+            **{"in": APIKeyIn.header},  # "in" is a keyword
+            name=header_name,
+            description=description,
+        )
+        self.scheme_name = scheme_name or type(self).__name__
+
+    def _invalid(self, reason: str) -> NoReturn:
+        logger.debug("API key refused: %s", reason)
+        _refuse(
+            InvalidAPIKeyError(reason=reason), challenge=f'{self.challenge}, error="invalid_token"'
+        )
+
+    async def _verify(self, request: Request, key: str) -> AccessClaims:
+        # A router-level checker and the endpoint's own dependency verify (and
+        # count the use of) one key once per request, not once each.
+        cache: dict[tuple[int, str], AccessClaims] = request.scope.setdefault(_CACHE_KEY, {})
+        cache_key = (id(self.manager), key)
+        cached = cache.get(cache_key)
+        if cached is not None:
+            return cached
+        try:
+            claims = await self.manager.authenticate(key)
+        except InvalidAPIKeyError as exc:
+            self._invalid(exc.reason or "invalid API key")
+        except SecurityError as exc:
+            _refuse(exc)
+        except Exception as exc:
+            # Whatever escapes a store's client refuses the request instead of a 500.
+            logger.error("API key verification failed unexpectedly: %s", type(exc).__name__)
+            self._invalid(f"unexpected {type(exc).__name__}")
+        cache[cache_key] = claims
+        return claims
+
+    def _check_scopes(self, claims: AccessClaims, scopes: Sequence[str]) -> None:
+        missing = set(scopes) - claims.scopes
+        if not missing:
+            return
+        shown = " ".join(scope for scope in scopes if _SCOPE_TOKEN.fullmatch(scope))
+        challenge = f'{self.challenge}, error="insufficient_scope"'
+        if shown:
+            challenge += f', scope="{shown}"'
+        logger.debug("API key lacks scopes %s", sorted(missing))
+        _refuse(
+            InsufficientScopeError(scopes=scopes, reason=f"missing scopes {sorted(missing)}"),
+            challenge=challenge,
+        )
+
+    async def authenticate(
+        self, request: Request, scopes: Sequence[str] = ()
+    ) -> AccessClaims | None:
+        """Verify the request's key and required ``scopes``; None only when the
+        header is absent and ``auto_error`` is False."""
+        values = request.headers.getlist(self.header_name)
+        if not values:
+            if self.auto_error:
+                logger.debug("request not authenticated: no %s header", self.header_name)
+                _refuse(
+                    AuthenticationError(reason="no API key", scheme="APIKey"),
+                    challenge=self.challenge,
+                )
+            return None
+        if len(values) > 1:
+            self._invalid(f"several {self.header_name} headers")
+        claims = await self._verify(request, values[0].strip(" \t"))
+        self._check_scopes(claims, scopes)
+        return claims
+
+    async def __call__(
+        self, request: Request, security_scopes: SecurityScopes
+    ) -> AccessClaims | None:
+        return await self.authenticate(request, security_scopes.scopes)
+
+
+class _SchemeMarker(SecurityBase):
+    """Shows a member's scheme in OpenAPI; authenticates nothing itself."""
+
+    def __init__(self, auth: ClaimsDependency) -> None:
+        self.model = auth.model
+        self.scheme_name = auth.scheme_name
+
+    async def __call__(self) -> None:
+        return None
+
+
+def _challenge_of(member: ClaimsDependency) -> str:
+    challenge = getattr(member, "challenge", None)
+    if isinstance(challenge, str):
+        return challenge
+    model = member.model
+    if isinstance(model, APIKeyModel) and model.in_ == APIKeyIn.header:
+        return f'APIKey header="{model.name}"'
+    # BearerAuth, and CookieAuth, whose refusals say Bearer too.
+    return "Bearer"
+
+
+def _absent(exc: Exception) -> bool:
+    """Whether a member's refusal only says "no credentials of this kind".
+
+    Read from the stable error code (on the core error, or in the body of an
+    HTTPException made from one), so a presented but bad credential, which
+    carries another code, is never mistaken for an absent one.
+    """
+    code = getattr(exc, "code", None)
+    if code is None:
+        detail = getattr(exc, "detail", None)
+        code = detail.get("code") if isinstance(detail, dict) else None
+    return isinstance(code, str) and code == ErrorCode.NOT_AUTHENTICATED.value
+
+
+class FirstOf:
+    """Accept the first of several ways in that the request uses:
+    ``FirstOf(bearer, api_key)``.
+
+    Each member (``BearerAuth``, ``CookieAuth``, ``APIKeyAuth``, a checker...)
+    is tried in order; a member whose credentials are absent is skipped, the
+    first one present decides: its claims, or its refusal (a bad bearer
+    token is not rescued by a good API key, nor the reverse). When none is
+    present: 401 with every member's challenge in ``WWW-Authenticate`` (or
+    None with ``auto_error=False``). Members' own ``auto_error`` does not
+    matter.
+
+    OpenAPI lists every member's scheme as an alternative on the route. It is
+    a :class:`~fastapi_secure.auth.ClaimsDependency`, so checkers take it:
+    ``RoleChecker(["admin"], auth=FirstOf(bearer, api_key))`` (OpenAPI then
+    shows the first member's scheme).
+    """
+
+    def __init__(self, *members: ClaimsDependency, auto_error: bool = True) -> None:
+        if len(members) < 2:
+            raise ConfigurationError("FirstOf needs at least two auth dependencies")
+        for member in members:
+            if not isinstance(member, ClaimsDependency):
+                raise ConfigurationError(
+                    "every member must be a BearerAuth, CookieAuth, APIKeyAuth or another "
+                    "ClaimsDependency"
+                )
+        self.members = members
+        self.auto_error = auto_error
+        self.model = members[0].model
+        self.scheme_name = members[0].scheme_name
+        self.challenge = ", ".join(dict.fromkeys(_challenge_of(member) for member in members))
+        # FastAPI reads a dependency's parameters from its signature: one
+        # Security(marker) per member puts each scheme (with the route's scopes)
+        # in OpenAPI as an alternative, and the markers themselves do nothing.
+        parameters = [
+            inspect.Parameter(
+                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+            ),
+            inspect.Parameter(
+                "security_scopes",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=SecurityScopes,
+            ),
+            *(
+                inspect.Parameter(
+                    f"_scheme_{index}",
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=Security(_SchemeMarker(member)),
+                    annotation=None,
+                )
+                for index, member in enumerate(members)
+            ),
+        ]
+        self.__signature__ = inspect.Signature(parameters)
+
+    async def authenticate(
+        self, request: Request, scopes: Sequence[str] = ()
+    ) -> AccessClaims | None:
+        """The claims of the first member whose credentials are present."""
+        for member in self.members:
+            try:
+                claims = await member.authenticate(request, scopes)
+            except Exception as exc:
+                if not _absent(exc):
+                    raise
+                continue
+            if claims is not None:
+                return claims
+        if self.auto_error:
+            _refuse(
+                AuthenticationError(reason="no credentials of any kind"), challenge=self.challenge
+            )
+        return None
+
+    async def __call__(
+        self, request: Request, security_scopes: SecurityScopes, **_schemes: None
+    ) -> AccessClaims | None:
+        return await self.authenticate(request, security_scopes.scopes)
