@@ -348,7 +348,7 @@ class TokenIssuer:
             raise ConfigurationError(f"custom claims may not set reserved claims {sorted(clash)}")
         if not all(isinstance(name, str) for name in extra):
             raise ValueError("custom claim names must be strings")
-        common = {
+        common: dict[str, Any] = {
             "iss": self._issuer,
             "sub": subject,
             "aud": self._aud_claim,
