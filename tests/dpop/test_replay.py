@@ -278,3 +278,38 @@ def test_without_the_redis_extra_the_error_names_it(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "redis.asyncio", None)
     with pytest.raises(MissingDependencyError, match=r"fastapi-secure\[redis\]"):
         RedisDPoPReplayCache.from_url("redis://127.0.0.1:1/0")
+
+
+_WORKER = """
+import asyncio, sys
+from fastapi_secure.dpop import DPoPVerifier, InvalidDPoPProofError, RedisDPoPReplayCache
+
+async def main() -> None:
+    url, prefix, proof, target = sys.argv[1:5]
+    cache = RedisDPoPReplayCache.from_url(url, prefix=prefix)
+    try:
+        await DPoPVerifier(replay_cache=cache).verify(proof, method="GET", uri=target)
+    except InvalidDPoPProofError as err:
+        print(err.reason)
+    else:
+        print("accepted")
+    finally:
+        await cache.aclose()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.redis
+def test_two_processes_on_one_redis_accept_a_proof_once(redis_url: str, redis_prefix: str) -> None:
+    proof = DPoPClient().proof("GET", URL, iat=time.time())
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, redis_url, redis_prefix, proof, URL],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    answers = sorted(worker.communicate(timeout=60)[0].strip() for worker in workers)
+    assert answers == ["accepted", "jti replayed", "jti replayed", "jti replayed"]
