@@ -395,9 +395,7 @@ class DPoPVerifier:
         self._nonces = nonces
         self._max_proof_bytes = max_proof_bytes
         # "is None", not "or": an empty cache is falsy (it has a length).
-        self._replay = (
-            MemoryDPoPReplayCache(clock=clock) if replay_cache is None else replay_cache
-        )
+        self._replay = MemoryDPoPReplayCache(clock=clock) if replay_cache is None else replay_cache
 
     @property
     def algorithms(self) -> tuple[str, ...]:
