@@ -500,3 +500,28 @@ def test_request_uri_without_raw_path_quotes_the_path(fake_clock: FakeClock) -> 
         "server": ("example.test", 443),
     }
     assert auth.request_uri(Request(scope)) == "https://example.test/api/a%20b"
+
+
+async def test_role_checkers_apply_unchanged(fake_clock: FakeClock) -> None:
+    from fastapi_secure.rbac import RoleChecker
+
+    issuer = make_issuer(fake_clock)
+    auth = DPoPAuth(issuer, DPoPVerifier(clock=fake_clock))
+    admins = RoleChecker(["admin"], auth=auth)
+    app = FastAPI()
+
+    @app.get("/admin")
+    async def admin(claims: Annotated[AccessClaims, Depends(admins)]) -> dict[str, str]:
+        return {"sub": claims.sub}
+
+    client = DPoPClient()
+    boss = await issuer.issue("boss", roles=["admin"], dpop_jkt=client.jkt)
+    clerk = await issuer.issue("clerk", roles=["user"], dpop_jkt=client.jkt)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
+        for pair, status in ((boss, 200), (clerk, 403)):
+            token = pair.access_token
+            proof = client.proof("GET", f"{BASE}/admin", iat=fake_clock(), access_token=token)
+            response = await http.get(
+                "/admin", headers={"Authorization": f"DPoP {token}", "DPoP": proof}
+            )
+            assert response.status_code == status
