@@ -24,6 +24,7 @@ from fastapi_secure.dpop import (
     RedisDPoPReplayCache,
 )
 from fastapi_secure.errors import ConfigurationError
+from fastapi_secure.http_errors import install_error_handlers
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import AccessClaims, RefreshClaims
 from fastapi_secure.tokens.issuer import Grant, TokenIssuer
@@ -54,6 +55,8 @@ def make_issuer(clock: FakeClock) -> TokenIssuer:
 
 def make_app(issuer: TokenIssuer, auth: DPoPAuth, *, login_required: bool = False) -> FastAPI:
     app = FastAPI()
+    # issuer.rotate raises core errors in the route: answered, not a 500.
+    install_error_handlers(app)
     Claims = Annotated[AccessClaims, Depends(auth)]  # noqa: N806 - a type alias
 
     @app.get("/me")
@@ -503,7 +506,7 @@ def test_request_uri_without_raw_path_quotes_the_path(fake_clock: FakeClock) -> 
 
 
 async def test_role_checkers_apply_unchanged(fake_clock: FakeClock) -> None:
-    from fastapi_secure.rbac import RoleChecker
+    from fastapi_secure.auth.guards import RoleChecker
 
     issuer = make_issuer(fake_clock)
     auth = DPoPAuth(issuer, DPoPVerifier(clock=fake_clock))

@@ -32,6 +32,7 @@ from fastapi_secure.errors import (
     MissingDependencyError,
     StoreUnavailableError,
 )
+from fastapi_secure.http_errors import status_of
 from fastapi_secure.testing import FakeClock
 from tests.conftest import IN_CI
 from tests.support.dpop import DPoPClient
@@ -199,7 +200,7 @@ async def test_an_unreachable_redis_refuses_the_proof(fake_clock: FakeClock) -> 
         proof = DPoPClient().proof("GET", URL, iat=fake_clock())
         with pytest.raises(StoreUnavailableError) as caught:
             await verifier.verify(proof, method="GET", uri=URL)
-        assert caught.value.status_code == 503
+        assert status_of(caught.value) == 503
     finally:
         await cache.aclose()
 

@@ -22,18 +22,24 @@ Answers (RFC 9449, section 7.1):
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
-from typing import Any, NoReturn, Protocol, runtime_checkable
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 from fastapi.openapi.models import HTTPBase
 from fastapi.security.base import SecurityBase
 from fastapi.security.oauth2 import SecurityScopes
+from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
+from fastapi_secure.auth.base import (
+    DEFAULT_MAX_TOKEN_LENGTH,
+    AccessTokenVerifier,
+    token_syntax_problem,
+)
 from fastapi_secure.dpop.proofs import (
+    DPoPNonceError,
     DPoPProof,
     DPoPVerifier,
     InvalidDPoPProofError,
@@ -43,33 +49,19 @@ from fastapi_secure.dpop.proofs import (
 from fastapi_secure.errors import (
     AuthenticationError,
     ConfigurationError,
-    HTTPSecurityError,
     InsufficientScopeError,
     InvalidTokenError,
+    RequestRefusedError,
     SecurityError,
 )
-from fastapi_secure.tokens.claims import AccessClaims
+from fastapi_secure.http_errors import http_exception, www_authenticate
+from fastapi_secure.tokens.claims import SCOPE_TOKEN, AccessClaims
 
 __all__ = ["DPoPAuth"]
 
 logger = logging.getLogger("fastapi_secure.dpop")
 
-DEFAULT_MAX_TOKEN_LENGTH = 8192
-
-# RFC 6750, section 2.1 b64token, also the token68 of the DPoP scheme.
-_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _CACHE_KEY = "fastapi_secure.dpop_verified"
-
-
-@runtime_checkable
-class _AccessVerifier(Protocol):
-    async def verify_access(self, token: str) -> AccessClaims: ...
-
-
-def _refuse(err: SecurityError) -> NoReturn:
-    # The one place where a core error becomes an HTTP answer.
-    raise err
 
 
 class DPoPAuth(SecurityBase):
@@ -87,7 +79,7 @@ class DPoPAuth(SecurityBase):
 
     def __init__(
         self,
-        issuer: _AccessVerifier,
+        issuer: AccessTokenVerifier,
         verifier: DPoPVerifier,
         *,
         public_url: str | None = None,
@@ -120,7 +112,25 @@ class DPoPAuth(SecurityBase):
         self.max_token_length = max_token_length
         self.model = HTTPBase(scheme="DPoP", description=description)
         self.scheme_name = scheme_name or type(self).__name__
-        self._challenge = f'DPoP algs="{" ".join(verifier.algorithms)}"'
+        self._algs = f'algs="{" ".join(verifier.algorithms)}"'
+
+    def _refuse(self, err: SecurityError, headers: dict[str, str] | None = None) -> NoReturn:
+        # The one place where a core error becomes an HTTP answer.
+        extra = dict(headers or {})
+        if isinstance(err, DPoPNonceError):
+            extra.setdefault("DPoP-Nonce", err.nonce)
+        elif (
+            isinstance(err, AuthenticationError)
+            and err.scheme == "DPoP"
+            and not isinstance(err, InvalidDPoPProofError)
+        ):
+            # RFC 9449, section 7.1: tell the client which algorithms to sign with.
+            challenge = www_authenticate(err) or "DPoP"
+            separator = ", " if err.challenge_error else " "
+            extra.setdefault("WWW-Authenticate", f"{challenge}{separator}{self._algs}")
+        if isinstance(err, RequestRefusedError):
+            logger.debug("DPoP request refused: %s (%s)", type(err).__name__, err.reason)
+        raise http_exception(err, headers=extra or None) from None
 
     # -- request side ------------------------------------------------------------
 
@@ -144,15 +154,15 @@ class DPoPAuth(SecurityBase):
         DPoP credentials are absent and ``auto_error`` is False."""
         try:
             return await self._authenticate(request, scopes)
+        except HTTPException:
+            raise
         except SecurityError as err:
-            if isinstance(err, HTTPSecurityError):
-                logger.debug("DPoP request refused: %s (%s)", type(err).__name__, err.reason)
-            _refuse(err)
+            self._refuse(err)
 
     async def _authenticate(self, request: Request, scopes: Sequence[str]) -> AccessClaims | None:
         values = request.headers.getlist("authorization")
         if len(values) > 1:
-            raise self._invalid_token(InvalidTokenError(reason="several Authorization headers"))
+            raise InvalidTokenError(reason="several Authorization headers", scheme="DPoP")
         scheme, _, param = values[0].strip(" ").partition(" ") if values else ("", "", "")
         token = param.strip(" ")
         if scheme.lower() == "bearer" and self.accept_bearer and token:
@@ -160,11 +170,10 @@ class DPoPAuth(SecurityBase):
         if scheme.lower() != "dpop":
             if not self.auto_error:
                 return None
-            raise AuthenticationError(
-                headers={"WWW-Authenticate": self._challenge}, reason="no DPoP credentials"
-            )
-        if not token or len(token) > self.max_token_length or not _B64TOKEN.fullmatch(token):
-            raise self._invalid_token(InvalidTokenError(reason="DPoP credentials not a token"))
+            raise AuthenticationError(reason="no DPoP credentials", scheme="DPoP")
+        problem = token_syntax_problem(token, self.max_token_length) if token else "no token"
+        if problem is not None:
+            raise InvalidTokenError(reason=f"DPoP credentials: {problem}", scheme="DPoP")
         proof = self._proof_header(request)
         cache: dict[tuple[int, str, str], tuple[AccessClaims, DPoPProof]]
         cache = request.scope.setdefault(_CACHE_KEY, {})
@@ -174,7 +183,7 @@ class DPoPAuth(SecurityBase):
         if cached is None:
             claims = await self._verify_token(token)
             if claims.cnf is None:
-                raise self._invalid_token(InvalidTokenError(reason="token not bound to a DPoP key"))
+                raise InvalidTokenError(reason="token not bound to a DPoP key", scheme="DPoP")
             checked = await self.verifier.verify(
                 proof,
                 method=request.method,
@@ -188,13 +197,15 @@ class DPoPAuth(SecurityBase):
         return claims
 
     async def _bearer(self, request: Request, token: str, scopes: Sequence[str]) -> AccessClaims:
-        if len(token) > self.max_token_length or not _B64TOKEN.fullmatch(token):
-            raise InvalidTokenError(reason="Bearer credentials not a token")
+        problem = token_syntax_problem(token, self.max_token_length)
+        if problem is not None:
+            raise InvalidTokenError(reason=f"Bearer credentials: {problem}")
         claims = await self._verify_token(token, scheme="Bearer")
         try:
             refuse_if_bound(claims)
         except InvalidTokenError as err:
-            raise self._invalid_token(err) from None
+            # Answered with the DPoP challenge: the client should use DPoP.
+            raise InvalidTokenError(reason=err.reason, scheme="DPoP") from None
         self._check_scopes(claims, scopes, scheme="Bearer")
         return claims
 
@@ -210,35 +221,33 @@ class DPoPAuth(SecurityBase):
         try:
             return await self.issuer.verify_access(token)
         except InvalidTokenError as err:
-            raise self._invalid_token(err, scheme=scheme) from None
+            # The same kind (expired, revoked...), answered with this scheme's challenge.
+            raise type(err)(reason=err.reason, scheme=scheme) from None
         except SecurityError:
             raise
         except Exception as exc:
             # The issuer promises InvalidTokenError for bad input; anything else
             # still refuses the request rather than answer 500.
             logger.error("access token verification failed unexpectedly: %s", type(exc).__name__)
-            raise self._invalid_token(
-                InvalidTokenError(reason=f"unexpected {type(exc).__name__}"), scheme=scheme
+            raise InvalidTokenError(
+                reason=f"unexpected {type(exc).__name__}", scheme=scheme
             ) from None
 
-    def _invalid_token(self, err: InvalidTokenError, *, scheme: str = "DPoP") -> InvalidTokenError:
-        challenge = f'{scheme} error="invalid_token"'
-        if scheme == "DPoP":
-            challenge += f', algs="{" ".join(self.verifier.algorithms)}"'
-        return type(err)(headers={"WWW-Authenticate": challenge}, reason=err.reason)
-
-    @staticmethod
-    def _check_scopes(claims: AccessClaims, scopes: Sequence[str], scheme: str = "DPoP") -> None:
+    def _check_scopes(
+        self, claims: AccessClaims, scopes: Sequence[str], scheme: str = "DPoP"
+    ) -> None:
         missing = set(scopes) - claims.scopes
         if not missing:
             return
-        shown = " ".join(scope for scope in scopes if _SCOPE_TOKEN.fullmatch(scope))
-        challenge = f'{scheme} error="insufficient_scope"'
-        if shown:
-            challenge += f', scope="{shown}"'
-        raise InsufficientScopeError(
-            headers={"WWW-Authenticate": challenge}, reason=f"missing scopes {sorted(missing)}"
-        )
+        err = InsufficientScopeError(scopes=scopes, reason=f"missing scopes {sorted(missing)}")
+        headers = None
+        if scheme == "DPoP":
+            challenge = 'DPoP error="insufficient_scope"'
+            shown = " ".join(scope for scope in scopes if SCOPE_TOKEN.fullmatch(scope))
+            if shown:
+                challenge += f', scope="{shown}"'
+            headers = {"WWW-Authenticate": challenge}
+        self._refuse(err, headers)
 
     async def __call__(
         self, request: Request, response: Response, security_scopes: SecurityScopes
@@ -279,5 +288,5 @@ class DPoPAuth(SecurityBase):
                 self._proof_header(request), method=request.method, uri=self.request_uri(request)
             )
         except SecurityError as err:
-            _refuse(err)
+            self._refuse(err)
         return checked.jkt

@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.errors import (
     ConfigurationError,
+    ErrorCode,
     InvalidTokenError,
     SecurityError,
 )
@@ -133,30 +134,42 @@ class InvalidJWKError(SecurityError, ValueError):
 
 
 class InvalidDPoPProofError(InvalidTokenError):
-    """401: the DPoP proof is missing, malformed, forged, stale, replayed or not for
-    this request; ``WWW-Authenticate: DPoP error="invalid_dpop_proof"``.
+    """The DPoP proof is missing, malformed, forged, stale, replayed or not for
+    this request (401, ``WWW-Authenticate: DPoP error="invalid_dpop_proof"``).
 
     The message is generic; ``reason`` says which check failed.
     """
 
     default_message = "invalid DPoP proof"
-    scheme = "DPoP"
-    bearer_error = "invalid_dpop_proof"
+    default_challenge_error = "invalid_dpop_proof"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: ErrorCode | None = None,
+        reason: str | None = None,
+        scheme: str = "DPoP",
+        challenge_error: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, code=code, reason=reason, scheme=scheme, challenge_error=challenge_error
+        )
 
 
 class DPoPNonceError(InvalidDPoPProofError):
-    """401 ``use_dpop_nonce``: the proof lacks the server's current nonce.
+    """The proof lacks the server's current nonce (401 ``use_dpop_nonce``).
 
-    Carries that nonce in a ``DPoP-Nonce`` header; the client retries with it
-    (RFC 9449, section 9).
+    ``nonce`` is that nonce, for the ``DPoP-Nonce`` header of the answer; the
+    client retries with it (RFC 9449, section 9).
     """
 
     default_message = "a fresh DPoP nonce is required"
-    bearer_error = "use_dpop_nonce"
+    default_challenge_error = "use_dpop_nonce"
 
     def __init__(self, nonce: str, *, reason: str | None = None) -> None:
+        super().__init__(reason=reason)
         self.nonce = nonce
-        super().__init__(headers={"DPoP-Nonce": nonce}, reason=reason)
 
 
 def _b64encode(data: bytes) -> str:
