@@ -221,8 +221,9 @@ class DPoPAuth(SecurityBase):
         try:
             return await self.issuer.verify_access(token)
         except InvalidTokenError as err:
-            # The same kind (expired, revoked...), answered with this scheme's challenge.
-            raise type(err)(reason=err.reason, scheme=scheme) from None
+            # The same error (expired, revoked...), answered with this scheme's challenge.
+            err.scheme = scheme
+            raise
         except SecurityError:
             raise
         except Exception as exc:
