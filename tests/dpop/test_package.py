@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +35,15 @@ def test_all_is_sorted_and_complete() -> None:
     assert names == sorted(names)
     for name in names:
         assert getattr(fastapi_secure.dpop, name) is not None
+
+
+@pytest.mark.parametrize("module", ["proofs", "replay", "__init__"])
+def test_the_core_modules_import_no_web_framework(module: str) -> None:
+    source = Path(fastapi_secure.dpop.__file__).with_name(f"{module}.py").read_text()
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert not imported & {"fastapi", "starlette"}
