@@ -314,3 +314,19 @@ def test_two_processes_on_one_redis_accept_a_proof_once(redis_url: str, redis_pr
     ]
     answers = sorted(worker.communicate(timeout=60)[0].strip() for worker in workers)
     assert answers == ["accepted", "jti replayed", "jti replayed", "jti replayed"]
+
+
+@pytest.mark.redis
+async def test_a_client_given_by_the_app_stays_open(redis_url: str, redis_prefix: str) -> None:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_url)
+    cache = RedisDPoPReplayCache(client, prefix=redis_prefix)
+    try:
+        assert await cache.remember("k", 5)
+        await cache.aclose()  # not ours to close
+        assert await client.ping()
+    finally:
+        await client.aclose()
+    with pytest.raises(ConfigurationError):
+        RedisDPoPReplayCache(client, prefix=7)  # type: ignore[arg-type]
