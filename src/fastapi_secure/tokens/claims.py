@@ -92,6 +92,9 @@ class _BaseClaims(BaseModel):
     auth_time: int = Field(description="when the user last authenticated with a credential")
     roles: tuple[str, ...] = ()
     scopes: frozenset[str] = Field(default=frozenset(), alias="scope")
+    cnf: Confirmation | None = Field(
+        default=None, description="the DPoP key the token is bound to; None for bearer tokens"
+    )
 
     @field_validator("scopes", mode="before")
     @classmethod
@@ -103,9 +106,6 @@ class _BaseClaims(BaseModel):
     @field_serializer("scopes")
     def _join_scope(self, value: frozenset[str]) -> str:
         return " ".join(sorted(value))
-    cnf: Confirmation | None = Field(
-        default=None, description="the DPoP key the token is bound to; None for bearer tokens"
-    )
 
 
 class AccessClaims(_BaseClaims):
