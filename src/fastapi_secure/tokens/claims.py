@@ -4,6 +4,8 @@ Every token carries ``iss``, ``sub``, ``aud``, ``exp``, ``iat``, ``jti``, its
 kind twice (the JOSE ``typ`` header and the ``token_use`` claim) and ``sid``,
 the id of its token family (one login session). Access tokens add ``roles``,
 ``scope`` (space-delimited, RFC 9068 / RFC 8693), ``fresh`` and ``auth_time``.
+Tokens bound to a client key (DPoP, RFC 9449) carry ``cnf: {"jkt": ...}``,
+the key's RFC 7638 thumbprint, in both the access and the refresh token.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ __all__ = [
     "RESERVED_CLAIMS",
     "SCOPE_TOKEN",
     "AccessClaims",
+    "Confirmation",
     "RefreshClaims",
     "TokenPair",
 ]
@@ -56,6 +59,19 @@ RESERVED_CLAIMS = frozenset(
 """Claim names that custom claims may never set."""
 
 
+class Confirmation(BaseModel):
+    """The ``cnf`` claim (RFC 7800) of a token bound to a DPoP key (RFC 9449, section 6)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    jkt: str = Field(
+        min_length=43,
+        max_length=43,
+        pattern=r"^[A-Za-z0-9_-]{43}$",
+        description="base64url SHA-256 JWK thumbprint (RFC 7638) of the client's key",
+    )
+
+
 class _BaseClaims(BaseModel):
     model_config = ConfigDict(
         frozen=True,
@@ -76,6 +92,9 @@ class _BaseClaims(BaseModel):
     auth_time: int = Field(description="when the user last authenticated with a credential")
     roles: tuple[str, ...] = ()
     scopes: frozenset[str] = Field(default=frozenset(), alias="scope")
+    cnf: Confirmation | None = Field(
+        default=None, description="the DPoP key the token is bound to; None for bearer tokens"
+    )
 
     @field_validator("scopes", mode="before")
     @classmethod
@@ -133,7 +152,9 @@ class TokenPair(BaseModel):
 
     access_token: str
     refresh_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer", "DPoP"] = Field(
+        default="bearer", description='"DPoP" when the pair is bound to a client key'
+    )
     expires_in: int = Field(description="access token lifetime in seconds")
     refresh_expires_in: int = Field(description="refresh token lifetime in seconds")
     session_id: str = Field(

@@ -5,14 +5,22 @@ tokens (``typ: rt+jwt``) belong to a *family*, one per login, whose state
 lives in a :class:`~fastapi_secure.tokens.stores.TokenStore`. Rotating a
 refresh token consumes it atomically; presenting a consumed one again is
 reuse and revokes the whole family (RFC 9700, section 4.14).
+
+A pair may be bound to a client's DPoP key (RFC 9449): ``issue(...,
+dpop_jkt=)`` puts ``cnf: {"jkt": ...}`` in both tokens, and :meth:`rotate`
+then wants a proof from that same key. The binding is a signed claim of the
+refresh token rather than store state: it cannot be altered, each rotation
+copies it, and the stores need no change.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import logging
 import math
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +70,9 @@ MAX_REUSE_GRACE = 60.0
 DEFAULT_MAX_SESSION_AGE: Final = timedelta(days=30)
 """How long a login lasts, however often it is refreshed, unless told otherwise."""
 
+# RFC 7638 SHA-256 thumbprint, base64url without padding.
+_JKT = re.compile(r"[A-Za-z0-9_-]{43}")
+
 _REQUIRED_ACCESS = frozenset({"token_use", "roles", "scopes", "fresh"})
 _REQUIRED_REFRESH = frozenset({"token_use"})
 
@@ -99,6 +110,12 @@ def _successor_jti(jti: str) -> str:
 
 def _new_jti() -> str:
     return secrets.token_urlsafe(18)
+
+
+def _check_jkt(jkt: str | None) -> str | None:
+    if jkt is not None and (not isinstance(jkt, str) or not _JKT.fullmatch(jkt)):
+        raise ValueError("dpop_jkt must be a base64url SHA-256 JWK thumbprint (43 characters)")
+    return jkt
 
 
 class TokenIssuer:
@@ -267,15 +284,19 @@ class TokenIssuer:
         claims: Mapping[str, Any] | None = None,
         fresh: bool = True,
         auth_time: int | None = None,
+        dpop_jkt: str | None = None,
     ) -> TokenPair:
         """Start a token family (a login) for ``subject`` and return its first pair.
 
         ``fresh`` marks the access token as coming straight from a credential
         check (see ``require_fresh``). ``claims`` adds custom claims to the
         access token; a reserved claim name raises :class:`ConfigurationError`.
+        ``dpop_jkt``, the thumbprint of the key that signed the login's DPoP
+        proof, binds the session to that key (``token_type`` ``"DPoP"``).
         """
         if not isinstance(subject, str) or not subject:
             raise ValueError("subject must be a non-empty string")
+        _check_jkt(dpop_jkt)
         now = self._clock()
         issued_at = math.floor(now)
         if auth_time is None:
@@ -294,6 +315,7 @@ class TokenIssuer:
             fresh=bool(fresh),
             auth_time=auth_time,
             issued_at=issued_at,
+            dpop_jkt=dpop_jkt,
         )
         await self._store.create_family(
             subject, family_id, refresh_jti=refresh_jti, ttl=self._refresh_ttl + self._leeway
@@ -312,6 +334,7 @@ class TokenIssuer:
         fresh: bool,
         auth_time: int,
         issued_at: int,
+        dpop_jkt: str | None = None,
     ) -> TokenPair:
         if isinstance(roles, str) or not all(isinstance(r, str) and r for r in roles):
             raise ValueError("roles must be a sequence of non-empty strings")
@@ -325,7 +348,7 @@ class TokenIssuer:
             raise ConfigurationError(f"custom claims may not set reserved claims {sorted(clash)}")
         if not all(isinstance(name, str) for name in extra):
             raise ValueError("custom claim names must be strings")
-        common = {
+        common: dict[str, Any] = {
             "iss": self._issuer,
             "sub": subject,
             "aud": self._aud_claim,
@@ -333,6 +356,8 @@ class TokenIssuer:
             "sid": family_id,
             "auth_time": auth_time,
         }
+        if dpop_jkt is not None:
+            common["cnf"] = {"jkt": dpop_jkt}
         access = {
             **extra,
             **common,
@@ -357,6 +382,7 @@ class TokenIssuer:
             expires_in=self._access_ttl,
             refresh_expires_in=self._refresh_ttl,
             session_id=family_id,
+            token_type="bearer" if dpop_jkt is None else "DPoP",
         )
 
     # -- verifying -------------------------------------------------------------
@@ -429,7 +455,11 @@ class TokenIssuer:
     # -- rotation --------------------------------------------------------------
 
     async def rotate(
-        self, refresh_token: str, *, grant_loader: GrantLoader | None = None
+        self,
+        refresh_token: str,
+        *,
+        grant_loader: GrantLoader | None = None,
+        dpop_jkt: str | None = None,
     ) -> TokenPair:
         """Exchange a refresh token for a new pair of the same family.
 
@@ -448,9 +478,21 @@ class TokenIssuer:
         the successor already issued (either copy rotates next; then the
         other one is a consumed token). The new access token is not fresh;
         ``auth_time`` is the family's.
+
+        ``dpop_jkt`` is the thumbprint of the key that signed the refresh
+        request's DPoP proof. A session bound to a key refuses a refresh
+        without it or from another key (:class:`InvalidTokenError`), before
+        anything is consumed: a thief without the key burns nothing. An
+        unbound session refreshed with a proof becomes bound to that key.
         """
         loader = grant_loader or self._grant_loader
+        _check_jkt(dpop_jkt)
         claims = self._decode(refresh_token, RefreshClaims, REFRESH_TOKEN_TYP, _REQUIRED_REFRESH)
+        if claims.cnf is not None:
+            if dpop_jkt is None:
+                raise InvalidTokenError(reason="DPoP-bound refresh token without a DPoP proof")
+            if not hmac.compare_digest(claims.cnf.jkt, dpop_jkt):
+                raise InvalidTokenError(reason="DPoP proof key is not the session's key")
         if (
             self._max_session_age is not None
             and self._clock() - claims.auth_time > self._max_session_age
@@ -477,6 +519,7 @@ class TokenIssuer:
             fresh=False,
             auth_time=claims.auth_time,
             issued_at=math.floor(now),
+            dpop_jkt=claims.cnf.jkt if claims.cnf is not None else dpop_jkt,
         )
         state = await self._store.rotate(
             claims.sub,
