@@ -716,12 +716,12 @@ def _open_storage(
                 "socket_timeout": timeout,
                 "socket_connect_timeout": timeout,
             }
-        elif base != "redis+cluster":
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
+        if base != "redis+cluster":
+            from fastapi_secure._redis import stale_connection_retry
 
-            # Retries would multiply the timeout; the failure policy takes over instead.
-            defaults["retry"] = Retry(NoBackoff(), 0)
+            # A stale pooled connection (Redis restarted) is retried once on a fresh
+            # one; a timeout is not: storage_timeout bounds the call, then the policy.
+            defaults["retry"] = stale_connection_retry()
     uri = f"async+{base}{storage[len(scheme) :]}"
     try:
         opened = storage_from_string(uri, **{**defaults, **options})
