@@ -237,9 +237,7 @@ class RedisBatch:
             if stats or not admitted:
                 storage = _WindowReply(self._window(replies[position], hit_reply, now))
                 position += 1
-                window = await self._stats_class(storage).get_window_stats(
-                    item, prefix, identifier
-                )
+                window = await self._stats_class(storage).get_window_stats(item, prefix, identifier)
             outcome.append((admitted, window))
         return outcome
 
