@@ -207,7 +207,7 @@ async def slowapi_memory(redis_url: str, headers_enabled: bool = False) -> Built
     limiter = _slowapi(app, headers_enabled)
 
     @app.get("/")
-    @limiter.limit(RATE)
+    @limiter.limit(RATE)  # type: ignore[untyped-decorator]
     async def index(request: Request, response: Response) -> dict[str, bool]:
         return {"ok": True}
 
@@ -263,11 +263,11 @@ def _fastapi_users() -> tuple[Any, Any, str]:
     jwt = importlib.import_module("fastapi_users.jwt")
     user = _User(uuid.uuid4())
 
-    class Users(db.BaseUserDatabase):  # type: ignore[misc]
+    class Users(db.BaseUserDatabase):  # type: ignore[misc,name-defined]
         async def get(self, id: Any) -> Any:
             return user if id == user.id else None
 
-    class Manager(fu.UUIDIDMixin, fu.BaseUserManager):  # type: ignore[misc]
+    class Manager(fu.UUIDIDMixin, fu.BaseUserManager):  # type: ignore[misc,name-defined]
         reset_password_token_secret = SECRET
         verification_token_secret = SECRET
 
@@ -307,7 +307,7 @@ async def anchor_stack(redis_url: str) -> Built:
     app.add_middleware(middleware.SecureASGIMiddleware)
 
     @app.get("/", dependencies=[Depends(current_user)])
-    @limiter.limit(RATE)
+    @limiter.limit(RATE)  # type: ignore[untyped-decorator]
     async def index(request: Request, response: Response) -> dict[str, bool]:
         return {"ok": True}
 

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from apps import BUILDERS, REDIS_APPS, Built, available  # noqa: E402
+from apps import BUILDERS, REDIS_APPS, Built, available
 
 ROOT = Path(__file__).resolve().parent.parent
 HTTP_APPS = (
@@ -98,21 +98,33 @@ async def one_round(built: Built, requests: int) -> float:
 
 async def in_process(
     names: list[str], redis_url: str, requests: int, rounds: int
-) -> dict[str, float]:
-    """Median seconds per request of each app."""
+) -> dict[str, tuple[float, float]]:
+    """Per app: median seconds per request, and the median of its ratios to bare.
+
+    Each round measures bare FastAPI right before every app, and the ratio is
+    taken within that pair: on a shared machine the load drifts between rounds
+    far more than between two adjacent measurements.
+    """
     built = {name: await BUILDERS[name](redis_url) for name in names}
+    bare = built["bare FastAPI"]
     try:
         for app in built.values():
             await one_round(app, 100)  # warm-up: pools, caches, scripts loaded
-        samples: dict[str, list[float]] = {name: [] for name in names}
+        times: dict[str, list[float]] = {name: [] for name in names}
+        ratios: dict[str, list[float]] = {name: [] for name in names}
         for _ in range(rounds):
             for name, app in built.items():
-                samples[name].append(await one_round(app, requests))
+                reference = await one_round(bare, requests)
+                measured = reference if app is bare else await one_round(app, requests)
+                times[name].append(measured)
+                ratios[name].append(measured / reference)
     finally:
         for app in built.values():
             for close in app.close:
                 await close()
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return {
+        name: (statistics.median(times[name]), statistics.median(ratios[name])) for name in names
+    }
 
 
 def free_port() -> int:
@@ -122,59 +134,102 @@ def free_port() -> int:
         return port
 
 
-async def load(port: int, headers: dict[str, str], seconds: float, tasks: int) -> tuple[float, float]:
-    """req/s and p99 (seconds) of ``tasks`` concurrent clients for ``seconds``."""
-    import httpx
+class Server:
+    """One app under uvicorn (one worker) in a subprocess on a loopback port."""
 
-    latencies: list[float] = []
-    limits = httpx.Limits(max_connections=tasks, max_keepalive_connections=tasks)
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}", headers=headers, limits=limits, timeout=10
-    ) as client:
-        for _ in range(20):
-            (await client.get("/")).raise_for_status()
-        deadline = time.perf_counter() + seconds
+    def __init__(self, name: str, redis_url: str) -> None:
+        self.name = name
+        self.port = free_port()
+        self.process = subprocess.Popen(  # noqa: S603 - our own script, our arguments
+            [
+                sys.executable,
+                str(ROOT / "benchmarks" / "apps.py"),
+                name,
+                str(self.port),
+                "--redis",
+                redis_url,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        # The server prints the headers a valid request carries: its own token, as
+        # a memory store knows only the tokens its own process issued.
+        assert self.process.stdout is not None
+        self.headers: dict[str, str] = json.loads(self.process.stdout.readline())
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{name} did not start")
 
-        async def worker() -> None:
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                response = await client.get("/")
-                if response.status_code != 200:
-                    raise RuntimeError(f"unexpected status {response.status_code}")
-                latencies.append(time.perf_counter() - started)
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(tasks)))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
-    return len(latencies) / elapsed, latencies[int(len(latencies) * 0.99) - 1]
+
+async def load(client: Any, seconds: float, tasks: int, latencies: list[float]) -> float:
+    """Requests per second of ``tasks`` concurrent clients for ``seconds``."""
+    deadline = time.perf_counter() + seconds
+    count = 0
+
+    async def worker() -> None:
+        nonlocal count
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            response = await client.get("/")
+            if response.status_code != 200:
+                raise RuntimeError(f"unexpected status {response.status_code}")
+            latencies.append(time.perf_counter() - started)
+            count += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(tasks)))
+    return count / (time.perf_counter() - started)
 
 
 async def over_http(
-    names: list[str], redis_url: str, seconds: float, tasks: int
-) -> dict[str, tuple[float, float]]:
-    results: dict[str, tuple[float, float]] = {}
-    for name in names:
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, str(ROOT / "benchmarks" / "apps.py"), name, str(port),
-             "--redis", redis_url],
-            stdout=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        try:
-            # The server prints the headers a valid request carries (its own token:
-            # a memory store knows only the tokens its own process issued).
-            assert server.stdout is not None
-            headers = json.loads(server.stdout.readline())
-            for _ in range(200):
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-                    break
-                await asyncio.sleep(0.05)
-            results[name] = await load(port, headers, seconds, tasks)
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+    servers: dict[str, Server], seconds: float, tasks: int, rounds: int
+) -> dict[str, tuple[float, float, float]]:
+    """Per app: median req/s, median cost ratio to bare (its req/s over the
+    app's, measured back to back) and p99 latency over all rounds."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=tasks, max_keepalive_connections=tasks)
+    clients = {
+        name: httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{server.port}",
+            headers=server.headers,
+            limits=limits,
+            timeout=10,
+        )
+        for name, server in servers.items()
+    }
+    try:
+        for client in clients.values():
+            for _ in range(20):
+                (await client.get("/")).raise_for_status()
+        rates: dict[str, list[float]] = {name: [] for name in servers}
+        ratios: dict[str, list[float]] = {name: [] for name in servers}
+        latencies: dict[str, list[float]] = {name: [] for name in servers}
+        bare = clients["bare FastAPI"]
+        for _ in range(rounds):
+            for name, client in clients.items():
+                reference = await load(bare, seconds, tasks, latencies["bare FastAPI"])
+                if client is bare:
+                    rate = reference
+                else:
+                    rate = await load(client, seconds, tasks, latencies[name])
+                rates[name].append(rate)
+                ratios[name].append(reference / rate)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    results: dict[str, tuple[float, float, float]] = {}
+    for name in servers:
+        ordered = sorted(latencies[name])
+        p99 = ordered[max(0, int(len(ordered) * 0.99) - 1)]
+        results[name] = (statistics.median(rates[name]), statistics.median(ratios[name]), p99)
     return results
 
 
@@ -200,19 +255,17 @@ def machine() -> str:
 
 
 def table(
-    inproc: dict[str, float], http: dict[str, tuple[float, float]]
+    inproc: dict[str, tuple[float, float]], http: dict[str, tuple[float, float, float]]
 ) -> list[str]:
-    bare = inproc["bare FastAPI"]
     lines = [
         "| app | µs/request (in process) | x bare | req/s (HTTP) | x bare | p99 ms (HTTP) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    bare_rps = http.get("bare FastAPI", (0.0, 0.0))[0]
-    for name, seconds in inproc.items():
-        row = f"| {name} | {seconds * 1e6:.1f} | {seconds / bare:.2f}x |"
-        if name in http and bare_rps:
-            rps, p99 = http[name]
-            row += f" {rps:.0f} | {bare_rps / rps:.2f}x | {p99 * 1e3:.1f} |"
+    for name, (seconds, ratio) in inproc.items():
+        row = f"| {name} | {seconds * 1e6:.1f} | {ratio:.2f}x |"
+        if name in http:
+            rps, http_ratio, p99 = http[name]
+            row += f" {rps:.0f} | {http_ratio:.2f}x | {p99 * 1e3:.1f} |"
         else:
             row += " | | |"
         lines.append(row)
@@ -224,7 +277,8 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--requests", type=int, default=300, help="requests per round")
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--http-seconds", type=float, default=4.0)
+    parser.add_argument("--http-seconds", type=float, default=1.0, help="per app per round")
+    parser.add_argument("--http-rounds", type=int, default=5)
     parser.add_argument("--http-tasks", type=int, default=8)
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter loads")
@@ -232,7 +286,7 @@ def main() -> None:
     parser.add_argument("--write", metavar="PATH", help="write the Markdown page here")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.requests, args.http_seconds = 5, 200, 2.0
+        args.rounds, args.requests, args.http_seconds, args.http_rounds = 5, 200, 0.5, 3
     names = [name for name in BUILDERS if available(name)]
     if args.only:
         names = [name for name in names if name in args.only or name == "bare FastAPI"]
@@ -240,16 +294,19 @@ def main() -> None:
         print(f"(Redis at {args.redis} unreachable: Redis apps skipped)")
         names = [name for name in names if name not in REDIS_APPS]
     inproc = asyncio.run(in_process(names, args.redis, args.requests, args.rounds))
-    http: dict[str, tuple[float, float]] = {}
+    http: dict[str, tuple[float, float, float]] = {}
     if not args.no_http:
-        http = asyncio.run(
-            over_http(
-                [name for name in HTTP_APPS if name in names],
-                args.redis,
-                args.http_seconds,
-                args.http_tasks,
+        servers: dict[str, Server] = {}
+        try:
+            for name in HTTP_APPS:
+                if name in names:
+                    servers[name] = Server(name, args.redis)
+            http = asyncio.run(
+                over_http(servers, args.http_seconds, args.http_tasks, args.http_rounds)
             )
-        )
+        finally:
+            for server in servers.values():
+                server.stop()
     lines = table(inproc, http)
     print("\n".join(lines))
     if args.write:

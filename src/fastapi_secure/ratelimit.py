@@ -388,8 +388,10 @@ class RateLimiter:
             raise ConfigurationError(
                 f"the {self._scheme} storage does not support the {strategy} strategy"
             ) from exc
-        self._fallback = _strategy_class(strategy)(MemoryStorage())
-        self._in_process = type(self.storage) is MemoryStorage
+        from fastapi_secure._ratelimit_memory import PacedMemoryStorage
+
+        self._fallback = _strategy_class(strategy)(PacedMemoryStorage())
+        self._in_process = isinstance(self.storage, MemoryStorage)
         proxies = self.trusted_proxies
         self._peer_keys: dict[str, str] | None = (
             None if proxies.networks or proxies.trust_unix_socket else {}
@@ -871,6 +873,11 @@ def _open_storage(
             # A stale pooled connection (Redis restarted) is retried once on a fresh
             # one; a timeout is not: storage_timeout bounds the call, then the policy.
             defaults["retry"] = stale_connection_retry()
+    if base == "memory" and not options:
+        # limits' own memory storage, with its expiry scans paced (see the module).
+        from fastapi_secure._ratelimit_memory import PacedMemoryStorage
+
+        return PacedMemoryStorage()
     uri = f"async+{base}{storage[len(scheme) :]}"
     try:
         opened = storage_from_string(uri, **{**defaults, **options})
