@@ -73,6 +73,42 @@ async def headers(redis_url: str) -> Built:
     return built
 
 
+async def floor_middleware(redis_url: str) -> Built:
+    """The floor of any pure ASGI middleware: one that only wraps ``send``."""
+    built = await bare(redis_url)
+
+    class EmptyLayer:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            async def wrapped(message: Any) -> None:
+                await send(message)
+
+            await self.app(scope, receive, wrapped)
+
+    built.app.add_middleware(EmptyLayer)
+    return built
+
+
+async def floor_yield_dependency(redis_url: str) -> Built:
+    """The floor of a limit dependency: one that does nothing around a ``yield``.
+
+    The limiter needs the ``yield`` to put its headers on errors raised after it.
+    """
+
+    async def nothing(request: Request, response: Response) -> AsyncIterator[None]:
+        yield
+
+    app = _app()
+
+    @app.get("/", dependencies=[Depends(nothing)])
+    async def index() -> dict[str, bool]:
+        return {"ok": True}
+
+    return Built(app, [])
+
+
 def _limited(limiter: RateLimiter) -> Built:
     app = _app()
 
@@ -317,6 +353,8 @@ async def anchor_stack(redis_url: str) -> Built:
 BUILDERS: dict[str, Callable[[str], Awaitable[Built]]] = {
     "bare FastAPI": bare,
     "secure headers": headers,
+    "floor: empty middleware": floor_middleware,
+    "floor: yield dependency": floor_yield_dependency,
     "RateLimiter memory": limiter_memory,
     "RateLimiter redis": limiter_redis,
     "one limits hit (redis)": limits_hit_redis,

@@ -284,6 +284,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter loads")
     parser.add_argument("--only", nargs="*", help="names of apps to run")
     parser.add_argument("--write", metavar="PATH", help="write the Markdown page here")
+    parser.add_argument("--scale", action="store_true", help="also run benchmarks/scale.py")
+    parser.add_argument("--scale-sizes", type=int, nargs="+", default=[1, 10_000, 100_000])
+    parser.add_argument("--limiter-keys", type=int, default=100_000)
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.requests, args.http_seconds, args.http_rounds = 5, 200, 0.5, 3
@@ -308,13 +311,131 @@ def main() -> None:
             for server in servers.values():
                 server.stop()
     lines = table(inproc, http)
-    print("\n".join(lines))
+    goal_lines = goals(inproc, http)
+    print("\n".join([*lines, "", *goal_lines]))
+    scale_lines: list[str] = []
+    if args.scale:
+        import scale
+
+        redis_url = args.redis if redis_up(args.redis) else None
+        scale_lines = asyncio.run(scale.run(args.scale_sizes, redis_url, args.limiter_keys))
+        print("\n".join(["", *scale_lines]))
     if args.write:
-        write_page(Path(args.write), lines, args)
+        write_page(Path(args.write), lines, goal_lines, scale_lines, args)
 
 
-def write_page(path: Path, lines: list[str], args: argparse.Namespace) -> None:
-    raise NotImplementedError
+GOALS = [
+    ("full stack memory", "in process", 3.0),
+    ("full stack memory", "HTTP", 2.0),
+    ("full stack redis", "in process", 5.0),
+    ("full stack redis", "HTTP", 3.0),
+    ("BearerAuth redis", "in process", 4.5),
+    ("secure headers", "in process", 1.05),
+]
+
+
+def goals(
+    inproc: dict[str, tuple[float, float]], http: dict[str, tuple[float, float, float]]
+) -> list[str]:
+    """The issue's goals against this run's ratios."""
+    lines = ["| goal | measured | met |", "|---|---:|:---:|"]
+    for name, where, bound in GOALS:
+        table_ = inproc if where == "in process" else http
+        if name in table_:
+            ratio = table_[name][1]
+            met = "yes" if ratio <= bound else "no"
+            lines.append(f"| {name}, {where} <= {bound}x | {ratio:.2f}x | {met} |")
+    pairs = [
+        ("RateLimiter memory", "anchor: slowapi + headers", "<= slowapi (headers on)"),
+        ("RateLimiter memory", "anchor: slowapi", "<= slowapi (headers off)"),
+        ("RateLimiter redis", "one limits hit (redis)", "<= one limits hit"),
+    ]
+    for ours, theirs, label in pairs:
+        if ours in inproc and theirs in inproc:
+            mine, other = inproc[ours][1], inproc[theirs][1]
+            met = "yes" if mine <= other else "no"
+            lines.append(f"| {ours} {label} | {mine:.2f}x vs {other:.2f}x | {met} |")
+    return lines
+
+
+def write_page(
+    path: Path,
+    lines: list[str],
+    goal_lines: list[str],
+    scale_lines: list[str],
+    args: argparse.Namespace,
+) -> None:
+    command = "python benchmarks/run.py " + " ".join(sys.argv[1:])
+    found = versions()
+    page = [
+        "# Performance",
+        "",
+        "What each block of fastapi-secure costs beside a bare FastAPI route, and",
+        "what the libraries users would pick instead cost, measured in one run on",
+        "one machine. **Ratios to bare FastAPI from the same run are the claims**;",
+        "the absolute figures depend on the machine and on its load.",
+        "",
+        "## How it is measured",
+        "",
+        "- *In process*: each app (`benchmarks/apps.py`) is called at the ASGI",
+        "  level, one request at a time, no client in the loop. In every round bare",
+        "  FastAPI is measured right before each app and the ratio is taken within",
+        f"  that pair; the median over {args.rounds} rounds of {args.requests} requests",
+        "  is reported (a shared machine drifts far more between rounds than",
+        "  between two adjacent measurements).",
+        "- *HTTP*: each app runs under uvicorn (one worker) on loopback; an httpx",
+        f"  async client keeps {args.http_tasks} requests in flight for",
+        f"  {args.http_seconds} s per app per round, bare FastAPI again measured",
+        f"  right before each app, {args.http_rounds} rounds. `x bare` is bare's",
+        "  req/s over the app's; p99 is over all rounds. The load generator shares",
+        "  the machine's CPUs with the server: it bounds req/s, so HTTP ratios",
+        "  are compressed towards 1.",
+        "- Every route is one JSON endpoint. `full stack` = secure headers +",
+        "  `BearerAuth` (revocation check in the token store) + `RoleChecker` +",
+        "  one rate limit. Rates never refuse during a run.",
+        "- Anchors come from `benchmarks/requirements.txt` (never library",
+        "  dependencies): slowapi (memory, fixed window), fastapi-limiter",
+        "  (pyrate-limiter in memory), fastapi-users (JWT strategy, in-memory user",
+        "  table), AuthX (JWT in a header), secure (its ASGI middleware).",
+        "",
+        "## Results",
+        "",
+        *lines,
+        "",
+        "## Goals (issue 14)",
+        "",
+        *goal_lines,
+        "",
+    ]
+    if scale_lines:
+        page += [
+            "## Scale",
+            "",
+            "Per-request cost and memory as the stores fill (`benchmarks/scale.py`).",
+            "Memory per session: Python heap growth (memory store) or Redis",
+            "`used_memory` growth (Redis store), divided by the sessions. The",
+            "limiter rows time hits with the event loop turning between them, so",
+            "background expiry passes are included.",
+            "",
+            *scale_lines,
+            "",
+        ]
+    page += [
+        "## Machine and versions",
+        "",
+        f"- Machine: {machine()}",
+        f"- Load average at the end of the run: {', '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        "- Versions: " + ", ".join(f"{name} {version}" for name, version in found.items()),
+        "",
+        "## Reproduce",
+        "",
+        "```console",
+        "pip install -e '.[redis]' -r benchmarks/requirements.txt uvicorn httpx",
+        command,
+        "```",
+        "",
+    ]
+    path.write_text("\n".join(page))
 
 
 if __name__ == "__main__":
