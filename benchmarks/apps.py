@@ -169,7 +169,7 @@ def _redis_store(redis_url: str) -> Any:
 
 
 async def _bearer_app(store: Any) -> Built:
-    from fastapi_secure.auth import BearerAuth
+    from fastapi_secure.auth.bearer import BearerAuth
 
     issuer = _issuer(store)
     bearer = BearerAuth(issuer)
@@ -193,8 +193,8 @@ async def bearer_redis(redis_url: str) -> Built:
 
 async def _full(store: Any, limiter: RateLimiter) -> Built:
     """Secure headers + bearer with revocation check + role check + one rate limit."""
-    from fastapi_secure.auth import BearerAuth
-    from fastapi_secure.rbac import RoleChecker
+    from fastapi_secure.auth.bearer import BearerAuth
+    from fastapi_secure.auth.guards import RoleChecker
 
     issuer = _issuer(store)
     bearer = BearerAuth(issuer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+from typing import Any
 
 import limits
 import limits.aio.storage.memory
@@ -44,7 +45,8 @@ def test_memory_uri_opens_the_paced_storage() -> None:
 @pytest.mark.parametrize("strategy", ["sliding-window-counter", "fixed-window", "moving-window"])
 async def test_expired_entries_go_away(clock: FakeClock, strategy: str) -> None:
     storage = PacedMemoryStorage()
-    limiter = limits.aio.strategies.STRATEGIES[strategy](storage)
+    strategy_class: Any = limits.aio.strategies.STRATEGIES[strategy]
+    limiter = strategy_class(storage)
     item = limits.parse("5/second")
     for index in range(1000):
         assert await limiter.hit(item, "p", f"client-{index}")
