@@ -27,7 +27,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi_secure.headers import SecureHeadersMiddleware
 from fastapi_secure.ratelimit import RateLimiter
 from fastapi_secure.tokens.claims import AccessClaims
-from fastapi_secure.tokens.issuer import TokenIssuer
+from fastapi_secure.tokens.issuer import TokenIssuer, keep_login_grant
 from fastapi_secure.tokens.keys import KeySet
 from fastapi_secure.tokens.stores.memory import MemoryTokenStore
 
@@ -158,7 +158,11 @@ async def limits_hit_redis(redis_url: str) -> Built:
 
 def _issuer(store: Any) -> TokenIssuer:
     return TokenIssuer(
-        KeySet.from_secret(SECRET, kid="k1"), store, issuer=ISSUER, audience=AUDIENCE
+        KeySet.from_secret(SECRET, kid="k1"),
+        store,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        grant_loader=keep_login_grant,
     )
 
 
