@@ -557,3 +557,31 @@ async def test_the_inner_app_gets_the_same_receive_and_scope() -> None:
     assert seen[0][1] is receive
     assert status_of(sent) == 200
     assert body_of(sent) == b"ok"
+
+
+@pytest.mark.anyio
+async def test_merging_stays_exact_after_plain_answers_warmed_it_up() -> None:
+    """Header names remembered as harmless never hide one that must be kept or dropped."""
+    queue: list[list[tuple[bytes, bytes]]] = [
+        [(b"content-type", b"text/plain")],
+        [(b"content-type", b"text/plain")],
+        [(b"content-type", b"text/plain"), (b"Server", b"leaky/1.0")],
+        [(b"content-type", b"text/plain"), (b"X-Frame-Options", b"SAMEORIGIN")],
+        [(b"content-type", b"text/plain"), (b"server", b"leaky/1.0")],
+    ]
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = queue.pop(0)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    middleware = SecureHeadersMiddleware(app)
+    answers = [response_headers(await call(middleware, http_scope("/"))) for _ in range(5)]
+    for answer in answers:
+        names = [name for name, _ in answer]
+        assert "server" not in names
+        assert names.count("x-frame-options") == 1
+        assert names.count("content-security-policy") == 1
+    # The app's own X-Frame-Options is kept (no override), not doubled.
+    assert ("x-frame-options", "SAMEORIGIN") in answers[3]
+    assert ("x-frame-options", "DENY") in answers[4]

@@ -786,12 +786,18 @@ def test_redis_uris_open_async_storages_lazily(
 
 
 def test_redis_timeouts_are_set_by_default_and_overridable() -> None:
+    import redis.exceptions
+
     limiter = RateLimiter("redis://127.0.0.1:6379/0", storage_timeout=0.25)
     client = limiter.storage.bridge.storage  # type: ignore[attr-defined]
     kwargs = client.connection_pool.connection_kwargs
     assert kwargs["socket_timeout"] == 0.25
     assert kwargs["socket_connect_timeout"] == 0.25
-    assert client.get_retry().get_retries() == 0
+    # One immediate retry, on a broken connection only (a stale pooled one after a
+    # restart); a timeout is not retried, which would multiply the wait.
+    retry = client.get_retry()
+    assert retry.get_retries() == 1
+    assert retry._supported_errors == (redis.exceptions.ConnectionError,)
     custom = RateLimiter("redis://127.0.0.1:6379/0", storage_options={"socket_timeout": 3})
     custom_kwargs = custom.storage.bridge.storage.connection_pool.connection_kwargs  # type: ignore[attr-defined]
     assert custom_kwargs["socket_timeout"] == 3

@@ -139,7 +139,7 @@ def route_path(scope: Scope) -> str:
 class _Profile:
     """The headers of one kind of path, encoded once."""
 
-    __slots__ = ("names", "nonce_policies", "static", "strip")
+    __slots__ = ("names", "nonce_policies", "static", "strip", "touched", "untouched")
 
     def __init__(
         self,
@@ -160,13 +160,30 @@ class _Profile:
         if drop_server:
             strip.add(_SERVER)
         self.strip = frozenset(strip)
+        self.touched = self.names | self.strip
+        # Header names, as the app sends them, known to need nothing from _merge:
+        # most responses carry only these, and then merging is one concatenation.
+        self.untouched: set[bytes] = set()
+
+
+# Bounds the names remembered per profile (apps send a handful of distinct names).
+_UNTOUCHED_LIMIT = 256
 
 
 def _merge(
     existing: Iterable[tuple[bytes, bytes]], ours: _Headers, profile: _Profile
 ) -> list[tuple[bytes, bytes]]:
     merged = list(existing)
+    untouched = profile.untouched
+    for pair in merged:
+        if pair[0] not in untouched:
+            break
+    else:
+        merged += ours
+        return merged
     present = {pair[0].lower() for pair in merged}
+    if len(untouched) < _UNTOUCHED_LIMIT:
+        untouched.update(pair[0] for pair in merged if pair[0].lower() not in profile.touched)
     if not present.isdisjoint(profile.strip):
         merged = [pair for pair in merged if pair[0].lower() not in profile.strip]
         present -= profile.strip

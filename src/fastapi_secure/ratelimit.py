@@ -24,6 +24,7 @@ policy so that a Redis outage never becomes a 500.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 import logging
@@ -33,7 +34,7 @@ import time
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
 
 import anyio
@@ -46,6 +47,7 @@ from limits.aio.strategies import STRATEGIES
 from limits.aio.strategies import RateLimiter as LimitsStrategy
 from limits.storage import Storage as SyncStorage
 from limits.storage import storage_from_string
+from limits.util import WindowStats
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -62,6 +64,9 @@ from fastapi_secure.events import EventSink, EventType, emit_event
 from fastapi_secure.http_errors import http_exception
 from fastapi_secure.settings import SecuritySettings
 from fastapi_secure.tokens.claims import AccessClaims
+
+if TYPE_CHECKING:
+    from fastapi_secure._ratelimit_redis import RedisBatch
 
 __all__ = [
     "RateLimitHeadersMiddleware",
@@ -81,6 +86,9 @@ KeyCallable = Callable[[Request], "str | Awaitable[str | None] | None"]
 CostCallable = Callable[[Request], "int | Awaitable[int]"]
 
 _STATE_KEY = "fastapi_secure.ratelimit"
+# Client-IP keys remembered per limiter (emptied when full: a flood of peers costs
+# only the parsing it would have cost anyway).
+_PEER_CACHE_SIZE = 4096
 # Bound at import: tests replace this module's ``time`` to drive limits' windows only.
 _monotonic = time.monotonic
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -191,11 +199,13 @@ class _RequestQuotas:
 
     quotas: dict[str, _Quota] = field(default_factory=dict)
     legacy: bool = False
+    # The response whose headers already carry these quotas (to replace, not add).
+    response: Response | None = None
 
     def headers(self) -> dict[str, str]:
         if not self.quotas:
             return {}
-        policy = ", ".join(f'"{name}";q={q.quota};w={q.window}' for name, q in self.quotas.items())
+        policy = ", ".join(_policy_text(name, q.quota, q.window) for name, q in self.quotas.items())
         state = ", ".join(
             f'"{name}";r={q.remaining};t={q.reset_in}' for name, q in self.quotas.items()
         )
@@ -206,6 +216,12 @@ class _RequestQuotas:
             headers["X-RateLimit-Remaining"] = str(tightest.remaining)
             headers["X-RateLimit-Reset"] = str(int(time.time()) + tightest.reset_in)
         return headers
+
+
+@functools.lru_cache(maxsize=1024)
+def _policy_text(name: str, quota: int, window: int) -> str:
+    # A handful of configured policies, formatted once each.
+    return f'"{name}";q={quota};w={window}'
 
 
 def _request_quotas(scope: Scope) -> _RequestQuotas | None:
@@ -227,6 +243,33 @@ def _with_headers(exc: HTTPException, headers: Mapping[str, str]) -> HTTPExcepti
     clone.args = exc.args
     clone.headers = {**(exc.headers or {}), **headers}
     return clone
+
+
+def _error_with_quotas(request: Request, exc: HTTPException) -> HTTPException | None:
+    """A copy of ``exc`` carrying this request's quota headers; None when it has none."""
+    quotas = _request_quotas(request.scope)
+    if quotas is None or not quotas.quotas:
+        return None
+    return _with_headers(exc, quotas.headers())
+
+
+def _digest_prefix(*parts: str) -> Any:
+    """A hasher fed with ``parts``: finish it per request with :func:`_digest_finish`."""
+    hasher = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        encoded = part.encode("utf-8", "surrogatepass")
+        hasher.update(len(encoded).to_bytes(8, "big"))
+        hasher.update(encoded)
+    return hasher
+
+
+def _digest_finish(prefix: Any, last: str) -> str:
+    """``_digest(*parts, last)`` from the hasher ``_digest_prefix(*parts)`` returned."""
+    hasher = prefix.copy()
+    encoded = last.encode("utf-8", "surrogatepass")
+    hasher.update(len(encoded).to_bytes(8, "big"))
+    hasher.update(encoded)
+    return str(hasher.hexdigest())
 
 
 def _digest(*parts: str) -> str:
@@ -345,7 +388,20 @@ class RateLimiter:
             raise ConfigurationError(
                 f"the {self._scheme} storage does not support the {strategy} strategy"
             ) from exc
-        self._fallback = _strategy_class(strategy)(MemoryStorage())
+        from fastapi_secure._ratelimit_memory import PacedMemoryStorage
+
+        self._fallback = _strategy_class(strategy)(PacedMemoryStorage())
+        self._in_process = isinstance(self.storage, MemoryStorage)
+        proxies = self.trusted_proxies
+        self._peer_keys: dict[str, str] | None = (
+            None if proxies.networks or proxies.trust_unix_socket else {}
+        )
+        self._batch: RedisBatch | None = None
+        if type(self.storage).__name__ in ("RedisStorage", "RedisSentinelStorage"):
+            from fastapi_secure._ratelimit_redis import RedisBatch
+
+            if RedisBatch.supports(self.storage):
+                self._batch = RedisBatch(cast("Any", self.storage), strategy)
         self._storage_ready = False
         self._warmup_lock = anyio.Lock()
 
@@ -374,7 +430,21 @@ class RateLimiter:
 
     def client_key(self, request: Request) -> str:
         """The client-IP key: the address behind trusted proxies, IPv6 per network."""
-        address: IPAddress | None = self.trusted_proxies.client_ip(request.scope)
+        if self._peer_keys is None:
+            return self._client_key(request.scope)
+        # No proxy is trusted: the key depends on the socket peer alone, whose
+        # parsing and formatting is remembered for the recent peers.
+        client = request.scope.get("client")
+        peer = str(client[0]) if client else ""
+        key = self._peer_keys.get(peer)
+        if key is None:
+            if len(self._peer_keys) >= _PEER_CACHE_SIZE:
+                self._peer_keys.clear()
+            key = self._peer_keys[peer] = self._client_key(request.scope)
+        return key
+
+    def _client_key(self, scope: Scope) -> str:
+        address: IPAddress | None = self.trusted_proxies.client_ip(scope)
         if address is None:
             # No usable peer address: every such request shares one counter.
             return "unknown"
@@ -422,15 +492,10 @@ class RateLimiter:
         policies = [
             (_policy_id(name, item, len(items)), item, int(item.get_expiry())) for item in items
         ]
-        key_dependency: Callable[..., Awaitable[str | None]]
+        key_dependency: Callable[..., Awaitable[str | None]] | None
         if key is None:
-            key_name = "ip"
-
-            async def client_ip_key(request: Request) -> str | None:
-                return self.client_key(request)
-
-            key_dependency = client_ip_key
-
+            # The client IP needs no dependency of its own: one fewer for FastAPI to solve.
+            key_name, key_dependency = "ip", None
         elif isinstance(key, RateLimitKey):
             key_name, key_dependency = key.name, key.dependency
         elif callable(key):
@@ -438,27 +503,63 @@ class RateLimiter:
             key_name, key_dependency = resolved.name, resolved.dependency
         else:
             raise ConfigurationError("key must be a RateLimitKey, a callable or None")
+        # Per route (and mount), the hasher already fed with its namespace and key
+        # name. Routes are not hashable: keyed by id, holding the route so the id
+        # cannot be reused by another object.
+        prefixes: dict[tuple[int, str], tuple[object, Any]] = {}
+        named = _digest_prefix(name, key_name) if name is not None else None
 
-        async def rate_limit(
-            request: Request,
-            response: Response,
-            key_value: str | None = Depends(key_dependency),
-        ) -> AsyncIterator[None]:
-            if key_value is not None:
-                spent = fixed_cost
-                if cost_function is not None:
-                    value = cost_function(request)
-                    spent = _check_cost(await value if inspect.isawaitable(value) else value)
-                namespace = name if name is not None else _route_namespace(request)
-                identifier = _digest(namespace, key_name, key_value)
-                await self._enforce(request, response, policies, identifier, spent)
-            try:
-                yield
-            except HTTPException as exc:
-                quotas = _request_quotas(request.scope)
-                if quotas is None or not quotas.quotas:
-                    raise
-                raise _with_headers(exc, quotas.headers()) from exc
+        def counter_id(request: Request, key_value: str) -> str:
+            if named is not None:
+                return _digest_finish(named, key_value)
+            route = request.scope.get("route")
+            if route is None:
+                return _digest(_route_namespace(request), key_name, key_value)
+            cache_key = (id(route), request.scope.get("root_path", ""))
+            entry = prefixes.get(cache_key)
+            if entry is None or entry[0] is not route:
+                entry = prefixes[cache_key] = (
+                    route,
+                    _digest_prefix(_route_namespace(request), key_name),
+                )
+            return _digest_finish(entry[1], key_value)
+
+        async def enforce(request: Request, response: Response, key_value: str | None) -> None:
+            if key_value is None:
+                return
+            spent = fixed_cost
+            if cost_function is not None:
+                value = cost_function(request)
+                spent = _check_cost(await value if inspect.isawaitable(value) else value)
+            await self._enforce(request, response, policies, counter_id(request, key_value), spent)
+
+        if key_dependency is None:
+
+            async def rate_limit(request: Request, response: Response) -> AsyncIterator[None]:
+                await enforce(request, response, self.client_key(request))
+                try:
+                    yield
+                except HTTPException as exc:
+                    with_quotas = _error_with_quotas(request, exc)
+                    if with_quotas is None:
+                        raise
+                    raise with_quotas from exc
+
+        else:
+
+            async def rate_limit(  # type: ignore[misc]
+                request: Request,
+                response: Response,
+                key_value: str | None = Depends(key_dependency),
+            ) -> AsyncIterator[None]:
+                await enforce(request, response, key_value)
+                try:
+                    yield
+                except HTTPException as exc:
+                    with_quotas = _error_with_quotas(request, exc)
+                    if with_quotas is None:
+                        raise
+                    raise with_quotas from exc
 
         # What fastapi_secure.audit reports for the routes this limit guards.
         key_label = key_name.rsplit(".", 1)[-1].removeprefix("callable:")
@@ -481,11 +582,15 @@ class RateLimiter:
             outcome = fallback
         else:
             try:
-                with anyio.fail_after(self.storage_timeout):
-                    if self._storage_ready:
-                        outcome = await self._hit(self._strategy, policies, identifier, cost)
-                    else:
-                        outcome = await self._first_hit(policies, identifier, cost)
+                if self._in_process:
+                    # Nothing to wait for in process memory: no deadline to arm.
+                    outcome = await self._hit(self._strategy, policies, identifier, cost)
+                else:
+                    with anyio.fail_after(self.storage_timeout):
+                        if self._storage_ready:
+                            outcome = await self._hit(self._strategy, policies, identifier, cost)
+                        else:
+                            outcome = await self._first_hit(policies, identifier, cost)
             # Any exception, not only the storage's base_exceptions: a client's own
             # bug (redis-py's cluster client raised AttributeError under concurrent
             # first use) must meet the failure policy too, never a 500.
@@ -503,7 +608,16 @@ class RateLimiter:
             quotas.legacy = quotas.legacy or self.legacy_headers
             for policy_id, quota in outcome.quotas:
                 quotas.quotas[policy_id] = quota
-            response.headers.update(quotas.headers())
+            headers = quotas.headers()
+            if quotas.response is response:
+                response.headers.update(headers)
+            else:
+                # First limit of this request on this response: nothing to replace.
+                quotas.response = response
+                response.raw_headers.extend(
+                    (name.lower().encode("latin-1"), value.encode("latin-1"))
+                    for name, value in headers.items()
+                )
         if outcome.refused_for is not None:
             await emit_event(
                 self.events,
@@ -586,6 +700,8 @@ class RateLimiter:
         identifier: str,
         cost: int,
     ) -> _Outcome:
+        if self._batch is not None and strategy is self._strategy:
+            return await self._batch_hit(policies, identifier, cost)
         outcome = _Outcome()
         want_stats = self.headers
         for policy_id, item, window in policies:
@@ -593,16 +709,51 @@ class RateLimiter:
             if allowed and not want_stats:
                 continue
             stats = await strategy.get_window_stats(item, self.key_prefix, identifier)
-            remaining = max(0, int(stats.remaining))
-            reset_in = max(0, math.ceil(stats.reset_time - time.time()))
-            if remaining == 0:
-                # limits may report a reset "now" for an exhausted window; 0 would invite a retry.
-                reset_in = max(1, reset_in)
-            outcome.quotas.append((policy_id, _Quota(item.amount, window, remaining, reset_in)))
-            if not allowed:
-                outcome.refused_for = max(1, reset_in)
+            if self._add_quota(outcome, policy_id, item, window, stats, allowed):
                 break
         return outcome
+
+    async def _batch_hit(
+        self,
+        policies: list[tuple[str, limits.RateLimitItem, int]],
+        identifier: str,
+        cost: int,
+    ) -> _Outcome:
+        # Every rate and its statistics in one round trip (see _ratelimit_redis).
+        assert self._batch is not None
+        outcome = _Outcome()
+        results = await self._batch.hit(
+            [item for _, item, _ in policies], self.key_prefix, identifier, cost, self.headers
+        )
+        # Rates after a refusal were not hit: zip stops with the results.
+        for (policy_id, item, window), (allowed, stats) in zip(policies, results, strict=False):
+            # A refusing rate always comes with its window (Retry-After needs it).
+            if stats is not None and self._add_quota(
+                outcome, policy_id, item, window, stats, allowed
+            ):
+                break
+        return outcome
+
+    @staticmethod
+    def _add_quota(
+        outcome: _Outcome,
+        policy_id: str,
+        item: limits.RateLimitItem,
+        window: int,
+        stats: WindowStats,
+        allowed: bool,
+    ) -> bool:
+        """Record one rate's quota; True when it refused the request."""
+        remaining = max(0, int(stats.remaining))
+        reset_in = max(0, math.ceil(stats.reset_time - time.time()))
+        if remaining == 0:
+            # limits may report a reset "now" for an exhausted window; 0 would invite a retry.
+            reset_in = max(1, reset_in)
+        outcome.quotas.append((policy_id, _Quota(item.amount, window, remaining, reset_in)))
+        if not allowed:
+            outcome.refused_for = max(1, reset_in)
+            return True
+        return False
 
 
 @dataclass
@@ -716,12 +867,17 @@ def _open_storage(
                 "socket_timeout": timeout,
                 "socket_connect_timeout": timeout,
             }
-        elif base != "redis+cluster":
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
+        if base != "redis+cluster":
+            from fastapi_secure._redis import stale_connection_retry
 
-            # Retries would multiply the timeout; the failure policy takes over instead.
-            defaults["retry"] = Retry(NoBackoff(), 0)
+            # A stale pooled connection (Redis restarted) is retried once on a fresh
+            # one; a timeout is not: storage_timeout bounds the call, then the policy.
+            defaults["retry"] = stale_connection_retry()
+    if base == "memory" and not options:
+        # limits' own memory storage, with its expiry scans paced (see the module).
+        from fastapi_secure._ratelimit_memory import PacedMemoryStorage
+
+        return PacedMemoryStorage()
     uri = f"async+{base}{storage[len(scheme) :]}"
     try:
         opened = storage_from_string(uri, **{**defaults, **options})

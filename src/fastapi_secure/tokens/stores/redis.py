@@ -204,15 +204,16 @@ class RedisTokenStore:
         """Connect to ``redis://``, ``rediss://``, ``unix://`` or, for a cluster,
         ``redis+cluster://`` / ``rediss+cluster://`` (any one node).
 
-        The store owns this client and closes it in :meth:`aclose`. A failed
-        connection is retried once, immediately; longer back-off would only
-        hold the request longer before its 503.
+        The store owns this client and closes it in :meth:`aclose`. A command
+        whose connection broke (a pooled connection gone stale when Redis
+        restarted) is retried once, immediately, on a fresh connection; a
+        timeout is not retried, so a hung Redis answers within the timeouts.
         """
         require("redis.asyncio", extra="redis", feature="RedisTokenStore")
         import redis.asyncio
         import redis.asyncio.cluster
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
+
+        from fastapi_secure._redis import stale_connection_retry
 
         for name, value in (
             ("socket_timeout", socket_timeout),
@@ -223,7 +224,7 @@ class RedisTokenStore:
         options: dict[str, Any] = {
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": socket_connect_timeout,
-            "retry": Retry(NoBackoff(), 1),
+            "retry": stale_connection_retry(),
             **client_options,
         }
         client: RedisClient

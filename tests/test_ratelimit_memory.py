@@ -1,0 +1,93 @@
+"""The memory:// limiter storage: expired entries go away, scans stay paced."""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import limits
+import limits.aio.storage.memory
+import limits.aio.strategies
+import pytest
+
+import fastapi_secure._ratelimit_memory
+from fastapi_secure._ratelimit_memory import PacedMemoryStorage
+from fastapi_secure.ratelimit import RateLimiter
+from fastapi_secure.testing import FakeClock
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def clock(fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """limits' windows and our pacing, both on the fake clock."""
+    fake_time = types.SimpleNamespace(time=fake_clock, monotonic=fake_clock)
+    for module in (
+        limits.aio.storage.memory,
+        limits.aio.strategies,
+        fastapi_secure._ratelimit_memory,
+    ):
+        monkeypatch.setattr(module, "time", fake_time)
+    return fake_clock
+
+
+async def finish_pass(storage: PacedMemoryStorage) -> None:
+    if storage.timer is not None:
+        await storage.timer
+
+
+def test_memory_uri_opens_the_paced_storage() -> None:
+    limiter = RateLimiter("memory://")
+    assert isinstance(limiter.storage, PacedMemoryStorage)
+    assert isinstance(limiter.storage, limits.aio.storage.MemoryStorage)
+
+
+@pytest.mark.parametrize("strategy", ["sliding-window-counter", "fixed-window", "moving-window"])
+async def test_expired_entries_go_away(clock: FakeClock, strategy: str) -> None:
+    storage = PacedMemoryStorage()
+    strategy_class: Any = limits.aio.strategies.STRATEGIES[strategy]
+    limiter = strategy_class(storage)
+    item = limits.parse("5/second")
+    for index in range(1000):
+        assert await limiter.hit(item, "p", f"client-{index}")
+    await finish_pass(storage)
+    assert len(storage.storage) + len(storage.events) >= 1000
+    clock.advance(5)  # past both windows of the one-second rate
+    assert await limiter.hit(item, "p", "late")
+    await finish_pass(storage)
+    assert len(storage.storage) + len(storage.events) <= 2
+    assert len(storage.expirations) <= 2
+
+
+async def test_passes_run_at_most_once_per_interval(clock: FakeClock) -> None:
+    storage = PacedMemoryStorage(interval=1.0)
+    limiter = limits.aio.strategies.FixedWindowRateLimiter(storage)
+    item = limits.parse("100/minute")
+    await limiter.hit(item, "p", "a")
+    first = storage.timer
+    await finish_pass(storage)
+    for _ in range(50):
+        await limiter.hit(item, "p", "a")
+    # limits would have started a new pass on the first of these hits.
+    assert storage.timer is first
+    assert not storage.expiry_due()
+    clock.advance(1.0)
+    await limiter.hit(item, "p", "a")
+    assert storage.timer is not first
+
+
+async def test_many_keys_space_the_passes_out(clock: FakeClock) -> None:
+    storage = PacedMemoryStorage(interval=1.0)
+    storage.KEYS_PER_SECOND = 100
+    limiter = limits.aio.strategies.FixedWindowRateLimiter(storage)
+    item = limits.parse("100/minute")
+    for index in range(500):
+        await limiter.hit(item, "p", f"k{index}")
+    await finish_pass(storage)
+    clock.advance(1.0)
+    await limiter.hit(item, "p", "k0")  # a pass over ~500 keys: the next in 5 s
+    await finish_pass(storage)
+    clock.advance(4.0)
+    assert not storage.expiry_due()
+    clock.advance(1.0)
+    assert storage.expiry_due()
