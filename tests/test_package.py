@@ -100,6 +100,12 @@ CORE_MODULES = (
     "fastapi_secure.tokens.stores",
     "fastapi_secure.tokens.stores.memory",
     "fastapi_secure.tokens.stores.redis",
+    "fastapi_secure.events",
+    "fastapi_secure.apikeys",
+    "fastapi_secure.apikeys.keys",
+    "fastapi_secure.dpop",
+    "fastapi_secure.dpop.proofs",
+    "fastapi_secure.dpop.replay",
 )
 
 

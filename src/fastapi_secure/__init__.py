@@ -15,6 +15,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from fastapi_secure.apikeys.auth import APIKeyAuth
+    from fastapi_secure.apikeys.keys import APIKeyManager
     from fastapi_secure.auth.bearer import BearerAuth
     from fastapi_secure.auth.cookie import CookieAuth
     from fastapi_secure.auth.guards import PermissionChecker, RoleChecker, require_fresh
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from fastapi_secure.cors import CORSPolicy
     from fastapi_secure.db import Database
     from fastapi_secure.defaults import install_secure_defaults
+    from fastapi_secure.dpop.http import DPoPAuth
     from fastapi_secure.errors import (
         AuthenticationError,
         ConfigurationError,
@@ -62,6 +65,8 @@ if TYPE_CHECKING:
 __version__ = "0.2.0.dev0"
 
 __all__ = [
+    "APIKeyAuth",
+    "APIKeyManager",
     "AccessClaims",
     "AuthenticationError",
     "BearerAuth",
@@ -69,6 +74,7 @@ __all__ = [
     "CSRFError",
     "ConfigurationError",
     "CookieAuth",
+    "DPoPAuth",
     "Database",
     "DatabaseUnavailableError",
     "ErrorCode",
@@ -115,6 +121,9 @@ __all__ = [
 # Imported on first use (PEP 562): `import fastapi_secure.errors` or `.tokens`
 # must not drag FastAPI into a process that only hashes passwords or checks tokens.
 _HOMES: dict[str, str] = {
+    "APIKeyAuth": "fastapi_secure.apikeys.auth",
+    "APIKeyManager": "fastapi_secure.apikeys.keys",
+    "DPoPAuth": "fastapi_secure.dpop.http",
     "AccessClaims": "fastapi_secure.tokens.claims",
     "AuthenticationError": "fastapi_secure.errors",
     "BearerAuth": "fastapi_secure.auth.bearer",

@@ -528,3 +528,21 @@ async def test_role_checkers_apply_unchanged(fake_clock: FakeClock) -> None:
                 "/admin", headers={"Authorization": f"DPoP {token}", "DPoP": proof}
             )
             assert response.status_code == status
+
+
+async def test_bearer_auth_itself_refuses_a_dpop_bound_token(world: World) -> None:
+    from fastapi_secure.auth import BearerAuth
+
+    token = (await world.login())["access_token"]
+    bearer = BearerAuth(world.issuer)
+    app = FastAPI()
+
+    @app.get("/plain")
+    async def plain(claims: Annotated[AccessClaims, Depends(bearer)]) -> dict[str, str]:
+        return {"sub": claims.sub}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
+        stolen = await http.get("/plain", headers={"Authorization": f"Bearer {token}"})
+    assert stolen.status_code == 401
+    assert stolen.headers["www-authenticate"] == 'Bearer error="invalid_token"'

@@ -149,6 +149,10 @@ class TokenAuth(SecurityBase):
             # other exception escapes, refuse the request rather than answer 500.
             logger.error("access token verification failed unexpectedly: %s", type(exc).__name__)
             refuse(InvalidTokenError(reason=f"unexpected {type(exc).__name__}"))
+        if claims.cnf is not None:
+            # A DPoP-bound token travels only with its proof (RFC 9449, section 7.2);
+            # accepting it here would let a thief simply drop the proof.
+            refuse(InvalidTokenError(reason="DPoP-bound token presented without DPoP"))
         cache[key] = claims
         return claims
 
