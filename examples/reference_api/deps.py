@@ -74,13 +74,19 @@ def user_id(subject: str) -> int:
 
 
 def _make_keys(settings: AppSettings) -> KeySet:
+    algorithm = settings.signing_key_algorithm
+    if settings.signing_key_secret is not None and algorithm is not None:
+        secret = settings.signing_key_secret.get_secret_value()
+        return KeySet.from_secret(secret, kid="hmac-1", algorithm=algorithm)
     pem = settings.signing_key_pem
     if pem is not None:
-        return KeySet.from_pem(pem.get_secret_value().encode())
+        return KeySet.from_pem(pem.get_secret_value().encode(), algorithm=algorithm)
     if settings.signing_key_file is not None:
-        return KeySet.from_pem(pathlib.Path(settings.signing_key_file).read_bytes())
+        data = pathlib.Path(settings.signing_key_file).read_bytes()
+        return KeySet.from_pem(data, algorithm=algorithm)
     logger.warning(
-        "no SIGNING_KEY_PEM or SIGNING_KEY_FILE: using a fresh EdDSA key; tokens will not "
+        "no SIGNING_KEY_PEM, SIGNING_KEY_FILE or SIGNING_KEY_SECRET: using a fresh EdDSA "
+        "key; tokens will not "
         "survive a restart and are not shared between worker processes"
     )
     return KeySet.generate("EdDSA")

@@ -17,6 +17,7 @@ from fastapi_secure import (
     ConfigurationError,
     SecuritySettings,
 )
+from fastapi_secure.tokens.keys import SUPPORTED_ALGORITHMS, SYMMETRIC_ALGORITHMS
 
 
 class AppSettings(SecuritySettings):
@@ -43,6 +44,14 @@ class AppSettings(SecuritySettings):
         default=None, description="PEM private key (EdDSA, ES256, RS256) that signs tokens"
     )
     signing_key_file: str | None = Field(default=None, description="path of that PEM file")
+    signing_key_algorithm: str | None = Field(
+        default=None,
+        description="algorithm of the signing key: needed for RSA (RS256, PS256, ...) and for "
+        "HMAC (HS256/384/512, with SIGNING_KEY_SECRET); EC and Ed25519 keys name their own",
+    )
+    signing_key_secret: SecretStr | None = Field(
+        default=None, description="HMAC secret (at least the hash size) for HS256/384/512"
+    )
     auth_transport: Literal["bearer", "cookie"] = "bearer"
     cookie_secure: bool = True
     login_limits_per_ip: str = "20/minute;200/hour"
@@ -57,8 +66,12 @@ class AppSettings(SecuritySettings):
 
     def production_problems(self) -> list[str]:
         problems = super().production_problems()
-        if self.signing_key_pem is None and self.signing_key_file is None:
-            problems.append("SIGNING_KEY_PEM or SIGNING_KEY_FILE is not set")
+        if (
+            self.signing_key_pem is None
+            and self.signing_key_file is None
+            and self.signing_key_secret is None
+        ):
+            problems.append("SIGNING_KEY_PEM, SIGNING_KEY_FILE or SIGNING_KEY_SECRET is not set")
         if self.password_hash_profile == "test_only_fast":
             problems.append("PASSWORD_HASH_PROFILE=test_only_fast is for tests only")
         if not self.cookie_secure:
@@ -67,6 +80,14 @@ class AppSettings(SecuritySettings):
 
     @model_validator(mode="after")
     def _check_example(self) -> AppSettings:
+        algorithm = self.signing_key_algorithm
+        if algorithm is not None and algorithm not in SUPPORTED_ALGORITHMS:
+            known = ", ".join(SUPPORTED_ALGORITHMS)
+            raise ConfigurationError(f"SIGNING_KEY_ALGORITHM {algorithm!r} is not one of {known}")
+        if (algorithm in SYMMETRIC_ALGORITHMS) != (self.signing_key_secret is not None):
+            raise ConfigurationError(
+                "SIGNING_KEY_SECRET goes with SIGNING_KEY_ALGORITHM=HS256/HS384/HS512, and only"
+            )
         if self.environment == "production":
             problems = self.production_problems()
             if problems:

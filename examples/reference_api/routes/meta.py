@@ -21,7 +21,9 @@ def router(c: Components) -> APIRouter:
     @api.get("/", dependencies=[Depends(Public("root answer"))])
     async def root() -> dict[str, str]:
         # Where to go next; no version or backend names for an anonymous caller.
-        answer = {"name": TITLE, "health": "/health", "jwks": "/.well-known/jwks.json"}
+        answer = {"name": TITLE, "health": "/health"}
+        if not all(key.is_symmetric for key in c.keys.keys):
+            answer["jwks"] = "/.well-known/jwks.json"
         if c.settings.docs_enabled:
             answer["docs"] = "/docs"
         return answer
@@ -35,5 +37,6 @@ def router(c: Components) -> APIRouter:
             raise ServiceUnavailableError(reason=str(checks))
         return {"status": "ok", **checks}
 
-    api.include_router(jwks_router(c.keys))
+    if not all(key.is_symmetric for key in c.keys.keys):
+        api.include_router(jwks_router(c.keys))  # an HMAC key has nothing public to publish
     return api
