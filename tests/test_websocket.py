@@ -11,6 +11,7 @@ import pytest
 from fastapi import Depends, FastAPI, WebSocket
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin, Subprotocol
 
 from fastapi_secure.auth import BearerAuth, CookieAuth, RoleChecker
 from fastapi_secure.ratelimit import RateLimiter
@@ -105,24 +106,47 @@ def token_for(server: LiveServer, deployment: Deployment, *roles: str) -> tuple[
     return subject, server.run(access_token(deployment.issuer, subject, roles=roles))
 
 
-def refused(server: LiveServer, path: str, **options: object) -> InvalidStatus:
-    with pytest.raises(InvalidStatus) as caught:
-        with connect(server.ws_url + path, open_timeout=TIMEOUT, **options):  # type: ignore[arg-type]
-            pass  # pragma: no cover - the handshake must fail
-    return caught.value
+def open_ws(
+    server: LiveServer,
+    path: str,
+    *,
+    protocols: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+    origin: str | None = None,
+) -> ClientConnection:
+    return connect(
+        server.ws_url + path,
+        subprotocols=None if protocols is None else [Subprotocol(p) for p in protocols],
+        additional_headers=headers,
+        origin=None if origin is None else Origin(origin),
+        open_timeout=TIMEOUT,
+    )
 
 
-def assert_handshake_refused(server: LiveServer, path: str, **options: object) -> None:
+def assert_handshake_refused(
+    server: LiveServer,
+    path: str,
+    *,
+    protocols: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+    origin: str | None = None,
+) -> None:
     """A refusal before accept: uvicorn answers the handshake with 403 and no detail."""
-    answer = refused(server, path, **options).response
+    with pytest.raises(InvalidStatus) as caught:
+        open_ws(server, path, protocols=protocols, headers=headers, origin=origin)
+    answer = caught.value.response
     assert answer.status_code == 403
-    assert b"token" not in answer.body.lower() if answer.body else True
+    assert b"token" not in bytes(answer.body or b"").lower()
+
+
+def receive_until_closed(ws: ClientConnection) -> None:
+    while True:
+        ws.recv(timeout=TIMEOUT)
 
 
 def assert_closed_1008(ws: ClientConnection) -> None:
     with pytest.raises(ConnectionClosed) as caught:
-        while True:
-            ws.recv(timeout=TIMEOUT)
+        receive_until_closed(ws)
     assert caught.value.rcvd is not None
     assert caught.value.rcvd.code == 1008
     assert caught.value.rcvd.reason == ""
@@ -135,28 +159,20 @@ def test_no_token_is_refused_before_accept(server: LiveServer) -> None:
     assert_handshake_refused(server, "/ws/echo")
 
 
-def test_forged_token_is_refused_before_accept(
-    server: LiveServer, deployment: Deployment
-) -> None:
+def test_forged_token_is_refused_before_accept(server: LiveServer, deployment: Deployment) -> None:
     _, token = token_for(server, deployment)
     head, payload, signature = token.split(".")
     forged = f"{head}.{payload}.{signature[:-4]}AAAA"
-    assert_handshake_refused(
-        server, "/ws/echo", additional_headers={"Authorization": f"Bearer {forged}"}
-    )
-    assert_handshake_refused(server, "/ws/echo", subprotocols=["bearer", forged])
-    assert_handshake_refused(server, "/ws/echo", subprotocols=["bearer"])
-    assert_handshake_refused(server, "/ws/echo", subprotocols=["bearer", token, "bearer", token])
+    assert_handshake_refused(server, "/ws/echo", headers={"Authorization": f"Bearer {forged}"})
+    assert_handshake_refused(server, "/ws/echo", protocols=["bearer", forged])
+    assert_handshake_refused(server, "/ws/echo", protocols=["bearer"])
+    assert_handshake_refused(server, "/ws/echo", protocols=["bearer", token, "bearer", token])
 
 
-def test_expired_token_is_refused_before_accept(
-    server: LiveServer, deployment: Deployment
-) -> None:
+def test_expired_token_is_refused_before_accept(server: LiveServer, deployment: Deployment) -> None:
     _, token = token_for(server, deployment)
     deployment.clock.advance(ACCESS_TTL + LEEWAY + 1)
-    assert_handshake_refused(
-        server, "/ws/echo", additional_headers={"Authorization": f"Bearer {token}"}
-    )
+    assert_handshake_refused(server, "/ws/echo", headers={"Authorization": f"Bearer {token}"})
 
 
 def test_cookie_from_a_foreign_origin_is_refused_before_accept(
@@ -166,10 +182,10 @@ def test_cookie_from_a_foreign_origin_is_refused_before_accept(
     cookie = {"Cookie": f"access_token={token}"}
     # Cross-site WebSocket hijacking: the browser attaches the victim's cookie.
     assert_handshake_refused(
-        server, "/ws/cookie", additional_headers=cookie, origin="https://evil.example.test"
+        server, "/ws/cookie", headers=cookie, origin="https://evil.example.test"
     )
     # No Origin at all is no browser: refused as well.
-    assert_handshake_refused(server, "/ws/cookie", additional_headers=cookie)
+    assert_handshake_refused(server, "/ws/cookie", headers=cookie)
 
 
 def test_query_token_is_ignored_unless_switched_on(
@@ -177,7 +193,7 @@ def test_query_token_is_ignored_unless_switched_on(
 ) -> None:
     subject, token = token_for(server, deployment)
     assert_handshake_refused(server, f"/ws/echo?access_token={token}")
-    with connect(f"{server.ws_url}/ws/query?access_token={token}", open_timeout=TIMEOUT) as ws:
+    with open_ws(server, f"/ws/query?access_token={token}") as ws:
         ws.send("hi")
         assert ws.recv(timeout=TIMEOUT) == f"{subject}:hi"
 
@@ -186,11 +202,9 @@ def test_role_checker_refuses_a_wrong_role_before_accept(
     server: LiveServer, deployment: Deployment
 ) -> None:
     _, user_token = token_for(server, deployment, "user")
-    assert_handshake_refused(server, "/ws/admin", subprotocols=["bearer", user_token])
+    assert_handshake_refused(server, "/ws/admin", protocols=["bearer", user_token])
     admin, admin_token = token_for(server, deployment, "admin")
-    with connect(
-        server.ws_url + "/ws/admin", subprotocols=["bearer", admin_token], open_timeout=TIMEOUT
-    ) as ws:
+    with open_ws(server, "/ws/admin", protocols=["bearer", admin_token]) as ws:
         ws.send("hi")
         assert ws.recv(timeout=TIMEOUT) == f"{admin}:hi"
 
@@ -202,11 +216,7 @@ def test_token_in_the_authorization_header_echoes(
     server: LiveServer, deployment: Deployment
 ) -> None:
     subject, token = token_for(server, deployment)
-    with connect(
-        server.ws_url + "/ws/echo",
-        additional_headers={"Authorization": f"Bearer {token}"},
-        open_timeout=TIMEOUT,
-    ) as ws:
+    with open_ws(server, "/ws/echo", headers={"Authorization": f"Bearer {token}"}) as ws:
         ws.send("hello")
         assert ws.recv(timeout=TIMEOUT) == f"{subject}:hello"
 
@@ -215,9 +225,7 @@ def test_token_in_the_subprotocol_echoes_and_is_never_echoed_back(
     server: LiveServer, deployment: Deployment
 ) -> None:
     subject, token = token_for(server, deployment)
-    with connect(
-        server.ws_url + "/ws/echo", subprotocols=["bearer", token], open_timeout=TIMEOUT
-    ) as ws:
+    with open_ws(server, "/ws/echo", protocols=["bearer", token]) as ws:
         assert ws.subprotocol == "bearer"
         assert ws.response is not None
         assert token not in str(ws.response.headers)
@@ -225,15 +233,10 @@ def test_token_in_the_subprotocol_echoes_and_is_never_echoed_back(
         assert ws.recv(timeout=TIMEOUT) == f"{subject}:hello"
 
 
-def test_cookie_with_an_allowed_origin_echoes(
-    server: LiveServer, deployment: Deployment
-) -> None:
+def test_cookie_with_an_allowed_origin_echoes(server: LiveServer, deployment: Deployment) -> None:
     subject, token = token_for(server, deployment)
-    with connect(
-        server.ws_url + "/ws/cookie",
-        additional_headers={"Cookie": f"access_token={token}"},
-        origin=ORIGIN,  # type: ignore[arg-type]
-        open_timeout=TIMEOUT,
+    with open_ws(
+        server, "/ws/cookie", headers={"Cookie": f"access_token={token}"}, origin=ORIGIN
     ) as ws:
         ws.send("hello")
         assert ws.recv(timeout=TIMEOUT) == f"{subject}:hello"
@@ -246,9 +249,7 @@ def test_revoked_token_ends_the_connection_with_1008(
     server: LiveServer, deployment: Deployment
 ) -> None:
     subject, token = token_for(server, deployment)
-    with connect(
-        server.ws_url + "/ws/echo", subprotocols=["bearer", token], open_timeout=TIMEOUT
-    ) as ws:
+    with open_ws(server, "/ws/echo", protocols=["bearer", token]) as ws:
         ws.send("before")
         assert ws.recv(timeout=TIMEOUT) == f"{subject}:before"
         server.run(deployment.issuer.revoke(token))
@@ -259,9 +260,7 @@ def test_logging_out_everywhere_ends_the_connection(
     server: LiveServer, deployment: Deployment
 ) -> None:
     subject, token = token_for(server, deployment)
-    with connect(
-        server.ws_url + "/ws/echo", subprotocols=["bearer", token], open_timeout=TIMEOUT
-    ) as ws:
+    with open_ws(server, "/ws/echo", protocols=["bearer", token]) as ws:
         server.run(deployment.issuer.revoke_subject(subject))
         assert_closed_1008(ws)
 
@@ -270,9 +269,7 @@ def test_token_expiring_during_the_connection_ends_it(
     server: LiveServer, deployment: Deployment
 ) -> None:
     subject, token = token_for(server, deployment)
-    with connect(
-        server.ws_url + "/ws/echo", subprotocols=["bearer", token], open_timeout=TIMEOUT
-    ) as ws:
+    with open_ws(server, "/ws/echo", protocols=["bearer", token]) as ws:
         ws.send("still valid")
         assert ws.recv(timeout=TIMEOUT) == f"{subject}:still valid"
         deployment.clock.advance(ACCESS_TTL + 1)
@@ -286,9 +283,7 @@ def test_message_limit_is_exact_then_closes_1008(
     server: LiveServer, deployment: Deployment
 ) -> None:
     subject, token = token_for(server, deployment)
-    with connect(
-        server.ws_url + "/ws/echo", subprotocols=["bearer", token], open_timeout=TIMEOUT
-    ) as ws:
+    with open_ws(server, "/ws/echo", protocols=["bearer", token]) as ws:
         for number in range(3):
             ws.send(str(number))
             assert ws.recv(timeout=TIMEOUT) == f"{subject}:{number}"
@@ -301,14 +296,10 @@ def test_message_limit_counts_across_connections_of_one_subject(
 ) -> None:
     subject, token = token_for(server, deployment)
     for number in range(3):
-        with connect(
-            server.ws_url + "/ws/echo", subprotocols=["bearer", token], open_timeout=TIMEOUT
-        ) as ws:
+        with open_ws(server, "/ws/echo", protocols=["bearer", token]) as ws:
             ws.send(str(number))
             assert ws.recv(timeout=TIMEOUT) == f"{subject}:{number}"
-    with connect(
-        server.ws_url + "/ws/echo", subprotocols=["bearer", token], open_timeout=TIMEOUT
-    ) as ws:
+    with open_ws(server, "/ws/echo", protocols=["bearer", token]) as ws:
         ws.send("fourth")
         assert_closed_1008(ws)
 
@@ -317,9 +308,7 @@ def test_message_limit_in_error_mode_sends_an_error_frame_and_keeps_the_connecti
     server: LiveServer, deployment: Deployment
 ) -> None:
     subject, token = token_for(server, deployment)
-    with connect(
-        server.ws_url + "/ws/soft", subprotocols=["bearer", token], open_timeout=TIMEOUT
-    ) as ws:
+    with open_ws(server, "/ws/soft", protocols=["bearer", token]) as ws:
         for number in range(3):
             ws.send(str(number))
             assert ws.recv(timeout=TIMEOUT) == f"{subject}:{number}"
