@@ -64,21 +64,21 @@ OnLimit = Literal["close", "error"]
 def select_subprotocol(
     websocket: WebSocket, supported: Sequence[str] = (BEARER_SUBPROTOCOL,)
 ) -> str | None:
-    """The first subprotocol the client offers that the server ``supported``, or None.
+    """The first of ``supported`` (the server's order of preference) that the
+    client offers, or None.
 
     Only names from ``supported`` can come back, so the token that follows
     ``bearer`` in the client's list is never chosen, whatever the client sends.
     """
-    wanted = frozenset(supported)
     try:
         offered = offered_subprotocols(websocket.headers.getlist("sec-websocket-protocol"))
     except Exception:
         # An oversized header was already refused by the auth dependency; a
         # route without one simply speaks no subprotocol.
         return None
-    for entry in offered:
-        if entry in wanted:
-            return entry
+    for name in supported:
+        if name in offered:
+            return name
     return None
 
 
