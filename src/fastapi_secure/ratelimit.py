@@ -50,6 +50,7 @@ from limits.storage import storage_from_string
 from limits.util import WindowStats
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastapi_secure._optional import require
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
     from fastapi_secure._ratelimit_redis import RedisBatch
 
 __all__ = [
+    "LimitDecision",
     "RateLimitHeadersMiddleware",
     "RateLimitKey",
     "RateLimiter",
@@ -428,7 +430,7 @@ class RateLimiter:
             if close is not None:
                 await close()
 
-    def client_key(self, request: Request) -> str:
+    def client_key(self, request: HTTPConnection) -> str:
         """The client-IP key: the address behind trusted proxies, IPv6 per network."""
         if self._peer_keys is None:
             return self._client_key(request.scope)
@@ -575,31 +577,13 @@ class RateLimiter:
         identifier: str,
         cost: int,
     ) -> None:
-        if _monotonic() < self._storage_down_until:
-            fallback = await self._storage_failed(None, policies, identifier, cost)
-            if fallback is None:
-                return
-            outcome = fallback
-        else:
-            try:
-                if self._in_process:
-                    # Nothing to wait for in process memory: no deadline to arm.
-                    outcome = await self._hit(self._strategy, policies, identifier, cost)
-                else:
-                    with anyio.fail_after(self.storage_timeout):
-                        if self._storage_ready:
-                            outcome = await self._hit(self._strategy, policies, identifier, cost)
-                        else:
-                            outcome = await self._first_hit(policies, identifier, cost)
-            # Any exception, not only the storage's base_exceptions: a client's own
-            # bug (redis-py's cluster client raised AttributeError under concurrent
-            # first use) must meet the failure policy too, never a 500.
-            except Exception as exc:
-                self._storage_down_until = _monotonic() + self.storage_backoff
-                fallback = await self._storage_failed(exc, policies, identifier, cost)
-                if fallback is None:
-                    return
-                outcome = fallback
+        try:
+            counted = await self._count(policies, identifier, cost)
+        except StoreUnavailableError as exc:
+            raise http_exception(exc) from None
+        if counted is None:
+            return
+        outcome = counted
         quotas = _request_quotas(request.scope)
         if quotas is None and self.headers:
             quotas = _RequestQuotas()
@@ -633,6 +617,80 @@ class RateLimiter:
             raise http_exception(
                 RateLimitExceededError(retry_after=outcome.refused_for), headers=headers
             )
+
+    async def _count(
+        self,
+        policies: list[tuple[str, limits.RateLimitItem, int]],
+        identifier: str,
+        cost: int,
+    ) -> _Outcome | None:
+        """Hit every policy; None when the storage failed and the policy is to fail open.
+
+        Raises StoreUnavailableError when the storage failed and the policy is
+        to fail closed.
+        """
+        if _monotonic() < self._storage_down_until:
+            return await self._storage_failed(None, policies, identifier, cost)
+        try:
+            if self._in_process:
+                # Nothing to wait for in process memory: no deadline to arm.
+                return await self._hit(self._strategy, policies, identifier, cost)
+            with anyio.fail_after(self.storage_timeout):
+                if self._storage_ready:
+                    return await self._hit(self._strategy, policies, identifier, cost)
+                return await self._first_hit(policies, identifier, cost)
+        # Any exception, not only the storage's base_exceptions: a client's own
+        # bug (redis-py's cluster client raised AttributeError under concurrent
+        # first use) must meet the failure policy too, never a 500.
+        except Exception as exc:
+            self._storage_down_until = _monotonic() + self.storage_backoff
+            return await self._storage_failed(exc, policies, identifier, cost)
+
+    async def hit(
+        self,
+        rates: str,
+        key: str,
+        *,
+        name: str,
+        key_name: str = "ip",
+        cost: int = 1,
+        scope: Scope | None = None,
+    ) -> LimitDecision:
+        """Spend ``cost`` of ``rates`` for ``key`` outside a FastAPI dependency
+        (a WebSocket receive loop, a background job); the decision is truthy when
+        allowed.
+
+        Counts in the same storage, under the same failure policy, as the
+        route limits. The counter is the one of
+        ``limit(rates, name=name, key=...)`` whose key is named ``key_name``
+        (``"ip"`` for the client IP of :meth:`client_key`, ``"subject"`` for
+        :func:`by_subject`), so a WebSocket and an HTTP route may share one
+        budget. A storage failure refuses (``on_storage_error="closed"``),
+        allows (``"open"``) or counts in memory (``"memory"``). ``scope``, when
+        given, goes into the ``rate_limited`` event.
+        """
+        items = _parse_rates(rates)
+        if not _NAME.fullmatch(name):
+            raise ConfigurationError("name must be 1-64 letters, digits, '.', '_' or '-'")
+        spent = _check_cost(cost)
+        policies = [
+            (_policy_id(name, item, len(items)), item, int(item.get_expiry())) for item in items
+        ]
+        try:
+            outcome = await self._count(policies, _digest(name, key_name, key), spent)
+        except StoreUnavailableError as exc:
+            return LimitDecision(False, exc.retry_after or 1)
+        if outcome is None or outcome.refused_for is None:
+            return LimitDecision(True, None)
+        await emit_event(
+            self.events,
+            EventType.RATE_LIMITED,
+            scope=scope,
+            trusted_proxies=self.trusted_proxies,
+            reason=f"limit {outcome.quotas[-1][0] if outcome.quotas else '?'} exceeded",
+            extra={"retry_after": outcome.refused_for},
+        )
+        return LimitDecision(False, outcome.refused_for)
 
     async def _first_hit(
         self,
@@ -686,12 +744,10 @@ class RateLimiter:
         if self.on_storage_error == "memory":
             return await self._hit(self._fallback, policies, identifier, cost)
         retry_after = max(1, math.ceil(self._storage_down_until - _monotonic()))
-        raise http_exception(
-            StoreUnavailableError(
-                retry_after=retry_after,
-                reason=None if exc is None else type(exc).__qualname__,
-            )
-        ) from None
+        raise StoreUnavailableError(
+            retry_after=retry_after,
+            reason=None if exc is None else type(exc).__qualname__,
+        )
 
     async def _hit(
         self,
@@ -754,6 +810,18 @@ class RateLimiter:
             outcome.refused_for = max(1, reset_in)
             return True
         return False
+
+
+@dataclass(frozen=True)
+class LimitDecision:
+    """What :meth:`RateLimiter.hit` decided: truthy when allowed;
+    ``retry_after`` (seconds) when refused."""
+
+    allowed: bool
+    retry_after: int | None
+
+    def __bool__(self) -> bool:
+        return self.allowed
 
 
 @dataclass

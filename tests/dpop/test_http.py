@@ -546,3 +546,28 @@ async def test_bearer_auth_itself_refuses_a_dpop_bound_token(world: World) -> No
         stolen = await http.get("/plain", headers={"Authorization": f"Bearer {token}"})
     assert stolen.status_code == 401
     assert stolen.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_a_checker_over_dpop_on_a_websocket_closes_1008(fake_clock: FakeClock) -> None:
+    from fastapi import WebSocket
+    from starlette.websockets import WebSocketDisconnect
+
+    from fastapi_secure.auth.guards import RoleChecker
+
+    issuer = make_issuer(fake_clock)
+    admins = RoleChecker(["admin"], auth=DPoPAuth(issuer, DPoPVerifier(clock=fake_clock)))
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket, claims: Annotated[AccessClaims, Depends(admins)]) -> None:
+        await websocket.accept()  # pragma: no cover - RFC 9449 has no WebSocket binding
+
+    with TestClient(app) as client:
+        assert client.portal is not None
+        token = client.portal.call(lambda: issuer.issue("alice", roles=("admin",))).access_token
+        with (
+            pytest.raises(WebSocketDisconnect) as caught,
+            client.websocket_connect("/ws", headers={"Authorization": f"DPoP {token}"}),
+        ):
+            pass  # pragma: no cover
+    assert caught.value.code == 1008

@@ -6,11 +6,17 @@ from fastapi import APIRouter
 
 from examples.reference_api.deps import Components
 
-from . import admin, auth, meta, users
+from . import admin, auth, meta, realtime, users
 
 __all__ = ["routers"]
 
 
 def routers(c: Components) -> list[APIRouter]:
     """Every router of the API, built over the components ``c``."""
-    return [auth.router(c), users.router(c), admin.router(c), meta.router(c)]
+    return [
+        auth.router(c),
+        users.router(c),
+        admin.router(c),
+        meta.router(c),
+        realtime.router(c),
+    ]

@@ -28,10 +28,11 @@ from fastapi.openapi.models import APIKey as APIKeyModel
 from fastapi.openapi.models import APIKeyIn
 from fastapi.security.base import SecurityBase
 from fastapi.security.oauth2 import SecurityScopes
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
 from fastapi_secure.apikeys.keys import APIKeyManager, InvalidAPIKeyError
 from fastapi_secure.auth import ClaimsDependency
+from fastapi_secure.auth.base import close_on_refusal
 from fastapi_secure.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -98,7 +99,7 @@ class APIKeyAuth(SecurityBase):
             InvalidAPIKeyError(reason=reason), challenge=f'{self.challenge}, error="invalid_token"'
         )
 
-    async def _verify(self, request: Request, key: str) -> AccessClaims:
+    async def _verify(self, request: HTTPConnection, key: str) -> AccessClaims:
         # A router-level checker and the endpoint's own dependency verify (and
         # count the use of) one key once per request, not once each.
         cache: dict[tuple[int, str], AccessClaims] = request.scope.setdefault(_CACHE_KEY, {})
@@ -134,7 +135,7 @@ class APIKeyAuth(SecurityBase):
         )
 
     async def authenticate(
-        self, request: Request, scopes: Sequence[str] = ()
+        self, request: HTTPConnection, scopes: Sequence[str] = ()
     ) -> AccessClaims | None:
         """Verify the request's key and required ``scopes``; None only when the
         header is absent and ``auto_error`` is False."""
@@ -154,9 +155,9 @@ class APIKeyAuth(SecurityBase):
         return claims
 
     async def __call__(
-        self, request: Request, security_scopes: SecurityScopes
+        self, request: HTTPConnection, security_scopes: SecurityScopes
     ) -> AccessClaims | None:
-        return await self.authenticate(request, security_scopes.scopes)
+        return await close_on_refusal(request, self.authenticate(request, security_scopes.scopes))
 
 
 class _SchemeMarker(SecurityBase):
@@ -232,7 +233,7 @@ class FirstOf:
         # in OpenAPI as an alternative, and the markers themselves do nothing.
         parameters = [
             inspect.Parameter(
-                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=HTTPConnection
             ),
             inspect.Parameter(
                 "security_scopes",
@@ -252,7 +253,7 @@ class FirstOf:
         self.__signature__ = inspect.Signature(parameters)
 
     async def authenticate(
-        self, request: Request, scopes: Sequence[str] = ()
+        self, request: HTTPConnection, scopes: Sequence[str] = ()
     ) -> AccessClaims | None:
         """The claims of the first member whose credentials are present."""
         for member in self.members:
@@ -271,6 +272,6 @@ class FirstOf:
         return None
 
     async def __call__(
-        self, request: Request, security_scopes: SecurityScopes, **_schemes: None
+        self, request: HTTPConnection, security_scopes: SecurityScopes, **_schemes: None
     ) -> AccessClaims | None:
-        return await self.authenticate(request, security_scopes.scopes)
+        return await close_on_refusal(request, self.authenticate(request, security_scopes.scopes))

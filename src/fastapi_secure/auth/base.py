@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
-from typing import Any, NoReturn, Protocol, runtime_checkable
+from collections.abc import Awaitable, Sequence
+from typing import Any, NoReturn, Protocol, TypeVar, runtime_checkable
 
+from fastapi import WebSocketException
 from fastapi.security.base import SecurityBase
 from fastapi.security.oauth2 import SecurityScopes
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
 
 from fastapi_secure.errors import (
     AuthenticationError,
@@ -47,10 +49,14 @@ from fastapi_secure.http_errors import http_exception
 from fastapi_secure.tokens.claims import AccessClaims
 
 __all__ = [
+    "ACCESS_TOKEN_SCOPE_KEY",
     "DEFAULT_MAX_TOKEN_LENGTH",
+    "WS_POLICY_VIOLATION",
     "AccessTokenVerifier",
     "ClaimsDependency",
     "TokenAuth",
+    "close_on_refusal",
+    "is_websocket",
     "refuse",
     "token_syntax_problem",
 ]
@@ -63,11 +69,41 @@ DEFAULT_MAX_TOKEN_LENGTH = 8192
 # RFC 6750, section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _CLAIMS_CACHE_KEY = "fastapi_secure.verified_access_claims"
+ACCESS_TOKEN_SCOPE_KEY = "fastapi_secure.access_token"
+"""Where a WebSocket's verified access token is kept in its ASGI scope, so
+:func:`fastapi_secure.websocket.guard_connection` can verify it again later."""
+WS_POLICY_VIOLATION = 1008
+"""The close code of every refused WebSocket (RFC 6455, section 7.4.1)."""
+
+_T = TypeVar("_T")
 
 
 def refuse(error: SecurityError) -> NoReturn:
     """Raise ``error`` as the HTTP answer it stands for (see :mod:`fastapi_secure.http_errors`)."""
     raise http_exception(error) from None
+
+
+def is_websocket(connection: HTTPConnection) -> bool:
+    """Whether ``connection`` is a WebSocket handshake rather than an HTTP request."""
+    return bool(connection.scope.get("type") == "websocket")
+
+
+async def close_on_refusal(connection: HTTPConnection, answer: Awaitable[_T]) -> _T:
+    """Await ``answer`` (an authentication); on a WebSocket, a refusal closes with 1008.
+
+    Dependencies refuse with an ``HTTPException`` (401, 403, 429, 503). A
+    WebSocket handshake has no such answer: FastAPI closes the connection
+    before accepting it when a dependency raises ``WebSocketException``. The
+    close carries no reason, so a client learns nothing about why (a missing,
+    forged, expired or revoked token all look the same).
+    """
+    if not is_websocket(connection):
+        return await answer
+    try:
+        return await answer
+    except HTTPException as exc:
+        logger.debug("WebSocket handshake refused (%s): closing with 1008", exc.status_code)
+        raise WebSocketException(code=WS_POLICY_VIOLATION) from None
 
 
 @runtime_checkable
@@ -92,7 +128,7 @@ class ClaimsDependency(Protocol):
     scheme_name: str
 
     async def authenticate(
-        self, request: Request, scopes: Sequence[str] = ()
+        self, request: HTTPConnection, scopes: Sequence[str] = ()
     ) -> AccessClaims | None: ...
 
 
@@ -129,7 +165,7 @@ class TokenAuth(SecurityBase):
             refuse(AuthenticationError(reason=reason))
         return None
 
-    async def _verify(self, request: Request, token: str) -> AccessClaims:
+    async def _verify(self, request: HTTPConnection, token: str) -> AccessClaims:
         # Several dependencies of one request (a router-level RoleChecker and the
         # endpoint's own auth) verify the same token once, not once each.
         cache: dict[tuple[int, str], AccessClaims] = request.scope.setdefault(_CLAIMS_CACHE_KEY, {})
@@ -154,6 +190,8 @@ class TokenAuth(SecurityBase):
             # accepting it here would let a thief simply drop the proof.
             refuse(InvalidTokenError(reason="DPoP-bound token presented without DPoP"))
         cache[key] = claims
+        if is_websocket(request):
+            request.scope[ACCESS_TOKEN_SCOPE_KEY] = (self.issuer, token, claims)
         return claims
 
     @staticmethod
@@ -166,13 +204,13 @@ class TokenAuth(SecurityBase):
             )
 
     async def authenticate(
-        self, request: Request, scopes: Sequence[str] = ()
+        self, request: HTTPConnection, scopes: Sequence[str] = ()
     ) -> AccessClaims | None:
         """Verify the request's token and required ``scopes``; None only when
         credentials are absent and ``auto_error`` is False."""
         raise NotImplementedError
 
     async def __call__(
-        self, request: Request, security_scopes: SecurityScopes
+        self, request: HTTPConnection, security_scopes: SecurityScopes
     ) -> AccessClaims | None:
-        return await self.authenticate(request, security_scopes.scopes)
+        return await close_on_refusal(request, self.authenticate(request, security_scopes.scopes))

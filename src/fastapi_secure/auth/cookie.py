@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, NoReturn
 
 from fastapi.openapi.models import APIKey, APIKeyIn
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from fastapi_secure.auth.base import (
     DEFAULT_MAX_TOKEN_LENGTH,
     AccessTokenVerifier,
     TokenAuth,
+    is_websocket,
     logger,
     refuse,
     token_syntax_problem,
@@ -130,7 +131,7 @@ class CookieAuth(TokenAuth):
     # --- request side -------------------------------------------------------
 
     async def authenticate(
-        self, request: Request, scopes: Sequence[str] = ()
+        self, request: HTTPConnection, scopes: Sequence[str] = ()
     ) -> AccessClaims | None:
         token = request.cookies.get(self.access_cookie)
         if not token:
@@ -142,8 +143,12 @@ class CookieAuth(TokenAuth):
         if problem is not None:
             logger.debug("access token cookie refused: %s", problem)
             refuse(InvalidTokenError(reason=problem))
-        unsafe = request.method.upper() not in SAFE_METHODS
-        if unsafe:
+        # A WebSocket handshake is a GET that no CSRF header can accompany, yet
+        # the browser attaches the cookie to a cross-site one: its Origin is
+        # the only defence against cross-site WebSocket hijacking.
+        websocket = is_websocket(request)
+        unsafe = not websocket and str(request.scope["method"]).upper() not in SAFE_METHODS
+        if unsafe or websocket:
             await self._reported(EventType.ORIGIN_REFUSED, request, self.check_origin, request)
         claims = await self._verify(request, token)
         if unsafe:
@@ -162,7 +167,7 @@ class CookieAuth(TokenAuth):
     async def _reported(
         self,
         event: EventType,
-        request: Request,
+        request: HTTPConnection,
         check: Callable[..., None],
         *args: Any,
         subject: str | None = None,
@@ -182,14 +187,18 @@ class CookieAuth(TokenAuth):
             )
             raise
 
-    def check_origin(self, request: Request) -> None:
+    def check_origin(self, request: HTTPConnection) -> None:
         """Raise :class:`~fastapi_secure.errors.CSRFError` unless the request's
         ``Origin`` (else ``Referer``) is allowed.
 
-        Unsafe methods go through it automatically; call it yourself in routes
-        that act on cookies without this dependency, such as the refresh route.
+        Unsafe methods and WebSocket handshakes (which need an ``Origin``: a
+        browser always sends one) go through it automatically; call it yourself
+        in routes that act on cookies without this dependency, such as the
+        refresh route.
         """
         origin = request.headers.get("origin")
+        if origin is None and is_websocket(request):
+            _csrf_refused("no Origin on a WebSocket handshake")
         if origin is None:
             referer = request.headers.get("referer")
             if referer is None:
@@ -200,7 +209,7 @@ class CookieAuth(TokenAuth):
         if origin is None or origin not in self.allowed_origins:
             _csrf_refused("Origin or Referer not in allowed_origins")
 
-    def _check_csrf_token(self, request: Request, sid: str) -> None:
+    def _check_csrf_token(self, request: HTTPConnection, sid: str) -> None:
         header = request.headers.get(self.csrf_header)
         cookie = request.cookies.get(self.csrf_cookie)
         if not header or not cookie:
@@ -352,7 +361,7 @@ class CookieAuth(TokenAuth):
         self.clear_cookies(response)
 
 
-def _cookie_count(request: Request, name: str) -> int:
+def _cookie_count(request: HTTPConnection, name: str) -> int:
     """How many cookies called ``name`` the request carries.
 
     ``request.cookies`` keeps only the last of several; which one a browser

@@ -18,9 +18,9 @@ from collections.abc import Iterable, Sequence
 
 from fastapi.security.base import SecurityBase
 from fastapi.security.oauth2 import SecurityScopes
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
-from fastapi_secure.auth.base import ClaimsDependency, refuse
+from fastapi_secure.auth.base import ClaimsDependency, close_on_refusal, refuse
 from fastapi_secure.auth.roles import (
     Mode,
     RoleHierarchy,
@@ -82,7 +82,9 @@ class ClaimsGuard(SecurityBase):
         if not self.allowed(claims):
             raise PermissionDeniedError(reason=f"refused by {self!r}")
 
-    async def authenticate(self, request: Request, scopes: Sequence[str] = ()) -> AccessClaims:
+    async def authenticate(
+        self, request: HTTPConnection, scopes: Sequence[str] = ()
+    ) -> AccessClaims:
         claims = await self.auth.authenticate(request, scopes)
         if claims is None:
             refuse(AuthenticationError(reason="no credentials"))
@@ -93,8 +95,10 @@ class ClaimsGuard(SecurityBase):
             refuse(exc)
         return claims
 
-    async def __call__(self, request: Request, security_scopes: SecurityScopes) -> AccessClaims:
-        return await self.authenticate(request, security_scopes.scopes)
+    async def __call__(
+        self, request: HTTPConnection, security_scopes: SecurityScopes
+    ) -> AccessClaims:
+        return await close_on_refusal(request, self.authenticate(request, security_scopes.scopes))
 
 
 class RoleChecker(ClaimsGuard):

@@ -148,11 +148,17 @@ class DPoPAuth(SecurityBase):
         return f"{request.url.scheme}://{host}{path}"
 
     async def authenticate(
-        self, request: Request, scopes: Sequence[str] = ()
+        self, request: HTTPConnection, scopes: Sequence[str] = ()
     ) -> AccessClaims | None:
         """Verify the token, the proof and the required ``scopes``; None only when
-        DPoP credentials are absent and ``auto_error`` is False."""
+        DPoP credentials are absent and ``auto_error`` is False.
+
+        A WebSocket handshake is refused: RFC 9449 binds a proof to an HTTP
+        method and URI, and browsers cannot send a ``DPoP`` header on one.
+        """
         try:
+            if not isinstance(request, Request):
+                raise AuthenticationError(reason="DPoP on a WebSocket handshake", scheme="DPoP")
             return await self._authenticate(request, scopes)
         except HTTPException:
             raise
