@@ -8,9 +8,11 @@ command) and fail under ``CI=true``.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import threading
@@ -149,3 +151,36 @@ def running_provider(log_path: Path) -> Iterator[LocalProvider]:
                 process.wait(timeout=10)
             if process.stdout is not None:
                 process.stdout.close()
+
+
+_FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
+_PROMPT = re.compile(r'name="prompt" value="([a-z]+)"')
+
+
+async def sign_in_at_provider(
+    browser: httpx.AsyncClient, url: str, redirect_uri: str, *, login: str = "alice"
+) -> str:
+    """Play the user at the provider: follow redirects, post the dev login and consent
+    forms, and return the URL the provider finally sends the browser to (the callback).
+    """
+    for _ in range(20):
+        if url.startswith(redirect_uri):
+            return url
+        response = await browser.get(url)
+        if response.is_redirect:
+            url = str(response.url.join(response.headers["location"]))
+            continue
+        action = _FORM_ACTION.search(response.text)
+        prompt = _PROMPT.search(response.text)
+        if response.status_code != 200 or action is None or prompt is None:
+            raise AssertionError(f"unexpected page at the provider: {response.status_code}")
+        form = {"prompt": prompt.group(1)}
+        if form["prompt"] == "login":
+            form.update(login=login, password="any password")
+        posted = await browser.post(
+            str(response.url.join(html.unescape(action.group(1)))), data=form
+        )
+        if not posted.is_redirect:
+            raise AssertionError(f"the provider refused the {form['prompt']} form")
+        url = str(posted.url.join(posted.headers["location"]))
+    raise AssertionError("too many steps at the provider")

@@ -150,6 +150,7 @@ async def fetch_json(
     method: str = "GET",
     data: Mapping[str, str] | None = None,
     auth: tuple[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], httpx.Headers]:
     """GET (or POST ``data`` as a form) ``url`` and parse a JSON object, bounded in time and size.
 
@@ -165,7 +166,7 @@ async def fetch_json(
                 url,
                 data=data,
                 auth=auth,
-                headers={"Accept": "application/json"},
+                headers={"Accept": "application/json", **(headers or {})},
                 follow_redirects=False,
             ) as response:
                 if response.status_code != 200:
@@ -179,14 +180,14 @@ async def fetch_json(
                     body += chunk
                     if len(body) > max_bytes:
                         raise _FetchError(f"{url} sent more than {max_bytes} bytes")
-                headers = response.headers
+                answer_headers = response.headers
     except TimeoutError:
         raise _FetchError(f"{url} did not answer within {time_limit} s") from None
     except httpx_module.HTTPError as exc:
         raise _FetchError(f"{type(exc).__name__} fetching {url}") from None
     except OSError as exc:
         raise _FetchError(f"{type(exc).__name__} fetching {url}") from None
-    return _strict_json(bytes(body)), headers
+    return _strict_json(bytes(body)), answer_headers
 
 
 def _unverified_kid(token: str) -> str | None:
