@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Security
 
-from fastapi_secure.auth import BearerAuth
+from fastapi_secure.auth import BearerAuth, RoleChecker
 from fastapi_secure.oidc import (
     ClaimsMapper,
     ProviderTokenVerifier,
@@ -29,7 +29,6 @@ from fastapi_secure.oidc import (
     keycloak_claims,
     standard_claims,
 )
-from fastapi_secure.rbac import RoleChecker
 from fastapi_secure.tokens.claims import AccessClaims
 
 

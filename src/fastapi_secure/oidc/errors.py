@@ -3,7 +3,7 @@
 ```text
 ServiceUnavailableError
 └── ProviderUnavailableError   503: no usable keys or metadata from the provider
-HTTPSecurityError
+RequestRefusedError
 └── OIDCLoginError             400: a sign-in through a provider could not complete
 ```
 
@@ -13,7 +13,7 @@ logs only: it may name a URL of the provider, never a token or a secret).
 
 from __future__ import annotations
 
-from fastapi_secure.errors import ErrorCode, HTTPSecurityError, ServiceUnavailableError
+from fastapi_secure.errors import ErrorCode, RequestRefusedError, ServiceUnavailableError
 
 __all__ = ["OIDCLoginError", "ProviderUnavailableError"]
 
@@ -29,9 +29,12 @@ class ProviderUnavailableError(ServiceUnavailableError):
     default_message = "identity provider temporarily unavailable"
 
 
-class OIDCLoginError(HTTPSecurityError):
-    """400: the sign-in could not complete (state, code, ID token or provider error)."""
+class OIDCLoginError(RequestRefusedError):
+    """400: the sign-in could not complete (state, code, ID token or provider error).
 
-    status = 400
+    HTTP status through :func:`fastapi_secure.http_errors.status_of`: 400, as
+    for any refusal of no more specific kind.
+    """
+
     default_code = ErrorCode.BAD_REQUEST
     default_message = "sign-in with the identity provider failed"

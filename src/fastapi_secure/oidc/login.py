@@ -43,7 +43,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from fastapi_secure._optional import require
 from fastapi_secure.clock import Clock, system_clock
-from fastapi_secure.errors import ConfigurationError, HTTPSecurityError, InvalidTokenError
+from fastapi_secure.errors import ConfigurationError, InvalidTokenError, RequestRefusedError
+from fastapi_secure.http_errors import http_exception
 from fastapi_secure.oidc.errors import OIDCLoginError, ProviderUnavailableError
 from fastapi_secure.oidc.linking import OIDCIdentity
 from fastapi_secure.oidc.remote import RemoteKeySet, _FetchError, check_provider_url, fetch_json
@@ -74,17 +75,16 @@ path, also found in ``request.state.oidc_next``.
 """
 
 
-def _error_response(error: HTTPSecurityError) -> JSONResponse:
+def _error_response(error: RequestRefusedError) -> JSONResponse:
     """The one place the router turns a refusal into an answer (adapting is one line).
 
     An answer rather than a raise: the callback must clear the state cookie
     on its refusals too.
     """
     logger.info("OIDC sign-in refused: %s", error.reason)
+    answer = http_exception(error)
     return JSONResponse(
-        {"detail": {"code": error.code.value, "message": error.message}},
-        status_code=error.status_code,
-        headers=error.headers,
+        {"detail": answer.detail}, status_code=answer.status_code, headers=answer.headers
     )
 
 
@@ -524,7 +524,7 @@ def oidc_router(
     async def oidc_login(provider: str, request: Request, next: str | None = None) -> Response:
         try:
             url, cookie = await login.start(provider, next)
-        except HTTPSecurityError as exc:
+        except RequestRefusedError as exc:
             return _error_response(exc)
         response = RedirectResponse(url, status_code=302)
         login.set_state_cookie(response, cookie)
@@ -541,7 +541,7 @@ def oidc_router(
             identity, next_path = await login.finish(
                 provider, params, request.cookies.get(login.cookie_name)
             )
-        except HTTPSecurityError as exc:
+        except RequestRefusedError as exc:
             answer = _error_response(exc)
             login.clear_state_cookie(answer)
             return answer
