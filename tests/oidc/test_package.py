@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +54,15 @@ def test_a_missing_extra_names_the_install_command(blocked: str, code: str) -> N
     assert done.returncode != 0
     assert "MissingDependencyError" in done.stderr
     assert 'pip install "fastapi-secure[oidc]"' in done.stderr
+
+
+@pytest.mark.parametrize("module", ["errors", "linking", "remote", "verifier"])
+def test_the_core_modules_import_no_web_framework(module: str) -> None:
+    path = Path(oidc.__file__).parent / f"{module}.py"
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert not imported & {"fastapi", "starlette"}
