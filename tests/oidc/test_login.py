@@ -39,7 +39,7 @@ from fastapi_secure.oidc.remote import RemoteKeySet
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import AccessClaims
 from fastapi_secure.tokens.keys import Key, KeySet
-from tests.auth_helpers import make_issuer
+from tests.support.auth import make_issuer
 from tests.support.oidc_provider import LocalProvider, sign_in_at_provider
 from tests.support.oidc_servers import CraftedProvider, Route, crafted_provider, hang
 
