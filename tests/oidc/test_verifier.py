@@ -96,11 +96,25 @@ async def test_missing_ids_fall_back_to_uti_or_a_digest(
     verifier = ProviderTokenVerifier(trusted(provider, fake_clock), clock=fake_clock)
     entra = await verifier.verify_access(provider.sign(claims_of(provider, jti=None, uti="u-9")))
     assert (entra.jti, entra.sid) == ("u-9", "u-9")
-    token = provider.sign(claims_of(provider, jti=None, auth_time=NOW - 50, cnf={"jkt": "x"}))
+    token = provider.sign(claims_of(provider, jti=None, auth_time=NOW - 50))
     anonymous = await verifier.verify_access(token)
     assert len(anonymous.jti) == 64
     assert anonymous.auth_time == NOW - 50
-    assert anonymous.extra_claims["cnf"] == {"jkt": "x"}
+    assert anonymous.cnf is None
+
+
+async def test_a_dpop_binding_is_kept_and_other_bindings_are_refused(
+    provider: CraftedProvider, fake_clock: FakeClock
+) -> None:
+    verifier = ProviderTokenVerifier(trusted(provider, fake_clock), clock=fake_clock)
+    jkt = "A" * 43
+    bound = await verifier.verify_access(provider.sign(claims_of(provider, cnf={"jkt": jkt})))
+    assert bound.cnf is not None
+    assert bound.cnf.jkt == jkt
+    with pytest.raises(InvalidTokenError):
+        await verifier.verify_access(provider.sign(claims_of(provider, cnf={"x5t#S256": jkt})))
+    with pytest.raises(InvalidTokenError):
+        await verifier.verify_access(provider.sign(claims_of(provider, cnf=jkt)))
 
 
 @pytest.mark.parametrize(
@@ -338,6 +352,9 @@ async def test_bearer_auth_role_checker_and_scopes_apply_unchanged(
         assert (await client.get("/orders", headers=auth(no_scope))).status_code == 403
         assert (await client.get("/admin", headers=auth(reader))).status_code == 403
         assert (await client.get("/admin", headers=auth(admin_token))).status_code == 200
+        # A DPoP-bound provider token is refused without its proof, as our own would be.
+        bound = provider.sign(claims_of(provider, cnf={"jkt": "A" * 43}))
+        assert (await client.get("/orders", headers=auth(bound))).status_code == 401
         forged = admin_token[:-4] + ("AAAA" if not admin_token.endswith("AAAA") else "BBBB")
         refused = await client.get("/admin", headers=auth(forged))
         assert refused.status_code == 401

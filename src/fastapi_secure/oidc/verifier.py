@@ -257,7 +257,11 @@ def _build_claims(payload: Mapping[str, Any], *, token: str, mapper: ClaimsMappe
     client_id = payload.get("client_id", payload.get("azp"))
     if isinstance(client_id, str):
         extra["client_id"] = client_id
-    if isinstance(payload.get("cnf"), Mapping):
+    if "cnf" in payload:
+        # A bound token stays bound: a binding we cannot read refuses the token
+        # rather than turning it into a bearer token.
+        if not isinstance(payload["cnf"], Mapping):
+            raise InvalidTokenError(reason="cnf claim is not an object")
         extra["cnf"] = dict(payload["cnf"])
     try:
         return AccessClaims(
