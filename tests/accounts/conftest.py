@@ -1,51 +1,30 @@
-"""Account fixtures: one UserStore contract over memory, SQLite and PostgreSQL."""
+"""Account fixtures: one contract per store over its backends."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserMixin, SQLAlchemyUserStore
+from fastapi_secure.accounts.action_tokens import ActionTokenStore, MemoryActionTokenStore
+from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserStore
 from fastapi_secure.accounts.users import MemoryUserStore, UserStore
-from fastapi_secure.db import Database
 from fastapi_secure.testing import FakeClock
 from tests.conftest import fresh_postgres_database
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class AppUser(SQLAlchemyUserMixin, Base):
-    """A model the application owns: its table, its key, an extra column."""
-
-    __tablename__ = "app_users"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    display_name: Mapped[str] = mapped_column(sa.String(80), default="")
-
-
-@asynccontextmanager
-async def sql_database(url: str) -> AsyncIterator[Database]:
-    """A Database at ``url`` holding the AppUser table, disposed afterwards."""
-    db = Database(url)
-    try:
-        async with db.engine.begin() as connection:
-            await connection.run_sync(Base.metadata.create_all)
-        yield db
-    finally:
-        await db.dispose()
-
+from tests.support.accounts import AppUser, sql_database
 
 USER_STORE_KINDS = [
     "memory",
     "sqlite",
     pytest.param("postgres", marks=pytest.mark.postgres),
+]
+
+REDIS_KINDS = [
+    "memory",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("cluster", marks=pytest.mark.redis),
 ]
 
 
@@ -64,3 +43,28 @@ async def user_store(
         return
     async with fresh_postgres_database() as url, sql_database(url) as db:
         yield SQLAlchemyUserStore(AppUser, db.transaction, clock=fake_clock)
+
+
+def redis_target(request: pytest.FixtureRequest, kind: str) -> tuple[str, str]:
+    """URL and key prefix of the single Redis or the local cluster."""
+    if kind == "redis":
+        return request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+    return request.getfixturevalue("redis_cluster_url"), f"fs-test:{uuid.uuid4().hex}:"
+
+
+@pytest.fixture(params=REDIS_KINDS)
+async def action_store(
+    request: pytest.FixtureRequest, fake_clock: FakeClock
+) -> AsyncIterator[ActionTokenStore]:
+    """Each ActionTokenStore backend in turn; memory runs on ``fake_clock``."""
+    if request.param == "memory":
+        yield MemoryActionTokenStore(clock=fake_clock)
+        return
+    from fastapi_secure.accounts.redis import RedisActionTokenStore
+
+    url, prefix = redis_target(request, request.param)
+    store = RedisActionTokenStore.from_url(url, prefix=prefix)
+    try:
+        yield store
+    finally:
+        await store.aclose()

@@ -1,0 +1,221 @@
+"""Redis backends of the account stores: action tokens and lockout counters.
+
+Each operation is one Lua script over keys sharing one hash tag, so it is
+atomic and runs unchanged on a Redis Cluster. Any Redis failure becomes
+:class:`~fastapi_secure.errors.StoreUnavailableError` (503): a token is never
+accepted, and a lock never skipped silently, because the store could not
+answer. Needs the ``redis`` extra.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from fastapi_secure._optional import require
+from fastapi_secure.errors import ConfigurationError, StoreUnavailableError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import redis.asyncio
+    import redis.asyncio.cluster
+    from redis.commands.core import AsyncScript
+
+    RedisClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
+__all__ = ["RedisActionTokenStore", "RedisLockoutStore", "redis_client_from_url"]
+
+logger = logging.getLogger("fastapi_secure.accounts")
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+def redis_client_from_url(
+    url: str,
+    *,
+    socket_timeout: float = 1.0,
+    socket_connect_timeout: float = 1.0,
+    **client_options: Any,
+) -> RedisClient:
+    """A ``redis.asyncio`` client for ``redis://``, ``rediss://``, ``unix://`` or
+    ``redis+cluster://`` / ``rediss+cluster://`` (any one node), with timeouts set."""
+    require("redis.asyncio", extra="redis", feature="Redis account stores")
+    import redis.asyncio
+    import redis.asyncio.cluster
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    for name, value in (
+        ("socket_timeout", socket_timeout),
+        ("socket_connect_timeout", socket_connect_timeout),
+    ):
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise ConfigurationError(f"{name} must be a positive number of seconds")
+    options: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_connect_timeout,
+        "retry": Retry(NoBackoff(), 1),
+        **client_options,
+    }
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in {"redis+cluster", "rediss+cluster"}:
+        return redis.asyncio.cluster.RedisCluster.from_url(
+            f"{scheme.removesuffix('+cluster')}://{rest}", **options
+        )
+    return redis.asyncio.Redis.from_url(url, **options)
+
+
+class _RedisScripts:
+    """Client ownership, timeouts and failure mapping shared by the backends."""
+
+    default_prefix = "fastapi-secure:accounts:"
+    feature = "Redis account store"
+
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        prefix: str | None = None,
+        operation_timeout: float = 2.0,
+        owns_client: bool = False,
+    ) -> None:
+        require("redis.asyncio", extra="redis", feature=self.feature)
+        import redis.exceptions
+
+        prefix = self.default_prefix if prefix is None else prefix
+        if "{" in prefix or "}" in prefix:
+            raise ConfigurationError(
+                "prefix may not contain '{' or '}': they would change the Redis Cluster hash tag"
+            )
+        if not (isinstance(operation_timeout, (int, float)) and operation_timeout > 0):
+            raise ConfigurationError("operation_timeout must be a positive number of seconds")
+        self._client = client
+        self._prefix = prefix
+        self._timeout = float(operation_timeout)
+        self._owns_client = owns_client
+        self._ready = False
+        self._warmup_lock = anyio.Lock()
+        self._failures: tuple[type[BaseException], ...] = (
+            redis.exceptions.RedisError,
+            redis.exceptions.RedisClusterException,
+            OSError,
+            TimeoutError,
+        )
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str | None = None,
+        operation_timeout: float = 2.0,
+        **client_options: Any,
+    ) -> Any:
+        """Connect to ``url`` (see :func:`redis_client_from_url`); the store owns the client."""
+        client = redis_client_from_url(url, **client_options)
+        return cls(client, prefix=prefix, operation_timeout=operation_timeout, owns_client=True)
+
+    @property
+    def client(self) -> RedisClient:
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the client if this store created it (:meth:`from_url`)."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            with anyio.fail_after(self._timeout):
+                if self._ready:
+                    return await script(keys=keys, args=args)
+                # The async cluster client discovers its slots on first use and
+                # concurrent first uses race inside it: the first call goes alone.
+                async with self._warmup_lock:
+                    result = await script(keys=keys, args=args)
+                    self._ready = True
+                    return result
+        except self._failures as exc:
+            logger.warning("%s unavailable: %s", self.feature, type(exc).__name__)
+            raise StoreUnavailableError(reason=type(exc).__name__) from None
+        except Exception as exc:
+            logger.error("%s client failed unexpectedly: %s", self.feature, type(exc).__name__)
+            raise StoreUnavailableError(reason=type(exc).__name__) from None
+
+
+# KEYS: entry, latest. ARGV: value, ttl ms, entry key prefix, entry digest.
+_PUT = """
+local previous = redis.call('GET', KEYS[2])
+if previous then redis.call('DEL', ARGV[3] .. previous) end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS: entry, latest. ARGV: entry digest.
+_TAKE = """
+local value = redis.call('GET', KEYS[1])
+if not value then return false end
+redis.call('DEL', KEYS[1])
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return false end
+redis.call('DEL', KEYS[2])
+return value
+"""
+
+
+class RedisActionTokenStore(_RedisScripts):
+    """An :class:`~fastapi_secure.accounts.action_tokens.ActionTokenStore` in Redis.
+
+    Every key of one account carries its hash tag, so ``put`` (drop the
+    previous token, keep the new one) and ``take`` (consume only the latest)
+    are single scripts, atomic across processes and on a cluster.
+    """
+
+    default_prefix = "fastapi-secure:action:"
+    feature = "RedisActionTokenStore"
+
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        prefix: str | None = None,
+        operation_timeout: float = 2.0,
+        owns_client: bool = False,
+    ) -> None:
+        super().__init__(
+            client, prefix=prefix, operation_timeout=operation_timeout, owns_client=owns_client
+        )
+        self._put = client.register_script(_PUT)
+        self._take = client.register_script(_TAKE)
+
+    def _entry_prefix(self, tag: str) -> str:
+        return f"{self._prefix}{{{tag}}}:t:"
+
+    def _latest_key(self, tag: str, purpose: str) -> str:
+        return f"{self._prefix}{{{tag}}}:l:{purpose}"
+
+    async def put(self, tag: str, purpose: str, key: str, value: str, *, ttl: float) -> None:
+        entry_prefix = self._entry_prefix(tag)
+        await self._run(
+            self._put,
+            [entry_prefix + key, self._latest_key(tag, purpose)],
+            [value, _ms(ttl), entry_prefix, key],
+        )
+
+    async def take(self, tag: str, purpose: str, key: str) -> str | None:
+        result = await self._run(
+            self._take, [self._entry_prefix(tag) + key, self._latest_key(tag, purpose)], [key]
+        )
+        if result is None:
+            return None
+        return result.decode() if isinstance(result, bytes) else str(result)
+
+
+class RedisLockoutStore(_RedisScripts):
+    """Placeholder replaced below once the lockout scripts exist."""
