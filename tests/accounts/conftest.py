@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fastapi_secure.accounts.action_tokens import ActionTokenStore, MemoryActionTokenStore
+from fastapi_secure.accounts.lockout import LockoutStore, MemoryLockoutStore
 from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserStore
 from fastapi_secure.accounts.users import MemoryUserStore, UserStore
 from fastapi_secure.testing import FakeClock
@@ -64,6 +65,22 @@ async def action_store(
 
     url, prefix = redis_target(request, request.param)
     store = RedisActionTokenStore.from_url(url, prefix=prefix)
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
+@pytest.fixture(params=REDIS_KINDS)
+async def lockout_store(request: pytest.FixtureRequest) -> AsyncIterator[LockoutStore]:
+    """Each LockoutStore backend in turn (time comes from the caller's ``now``)."""
+    if request.param == "memory":
+        yield MemoryLockoutStore()
+        return
+    from fastapi_secure.accounts.redis import RedisLockoutStore
+
+    url, prefix = redis_target(request, request.param)
+    store = RedisLockoutStore.from_url(url, prefix=prefix)
     try:
         yield store
     finally:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import redis.asyncio.cluster
     from redis.commands.core import AsyncScript
 
+    from fastapi_secure.accounts.lockout import LockoutPolicy
+
     RedisClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 __all__ = ["RedisActionTokenStore", "RedisLockoutStore", "redis_client_from_url"]
@@ -217,5 +219,101 @@ class RedisActionTokenStore(_RedisScripts):
         return result.decode() if isinstance(result, bytes) else str(result)
 
 
+# KEYS: counter. ARGV: now ms.
+_LOCKED_FOR = """
+local locked = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+local left = locked - tonumber(ARGV[1])
+if left > 0 then return left end
+return 0
+"""
+
+# The Redis twin of lockout._count_failure (keep them alike); times in ms.
+# KEYS: counter. ARGV: now, threshold, window, base, factor, max, forget.
+_FAILURE = """
+local f = redis.call('HMGET', KEYS[1], 'n', 'start', 'level', 'until', 'last')
+local now = tonumber(ARGV[1])
+local threshold = tonumber(ARGV[2])
+local window, base, factor = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local cap, forget = tonumber(ARGV[6]), tonumber(ARGV[7])
+local n, start = tonumber(f[1] or '0'), tonumber(f[2] or '0')
+local level, locked = tonumber(f[3] or '0'), tonumber(f[4] or '0')
+local last = tonumber(f[5] or '0')
+if last > 0 and now - last > forget then level = 0 end
+if locked > now then
+  redis.call('HSET', KEYS[1], 'level', level, 'last', now)
+  local pttl = redis.call('PTTL', KEYS[1])
+  if pttl < forget then redis.call('PEXPIRE', KEYS[1], forget) end
+  return 0
+end
+if n == 0 or now - start > window then n = 0; start = now end
+n = n + 1
+local delay = 0
+if n >= threshold then
+  if level >= 64 then delay = cap else delay = math.min(base * factor ^ level, cap) end
+  delay = math.floor(delay)
+  level = level + 1
+  n = 0
+  locked = now + delay
+end
+redis.call('HSET', KEYS[1], 'n', n, 'start', start, 'level', level, 'until', locked, 'last', now)
+redis.call('PEXPIRE', KEYS[1], forget + delay)
+return delay
+"""
+
+# KEYS: counter.
+_CLEAR = """
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
 class RedisLockoutStore(_RedisScripts):
-    """Placeholder replaced below once the lockout scripts exist."""
+    """A :class:`~fastapi_secure.accounts.lockout.LockoutStore` in Redis.
+
+    One hash per key; counting a failure and starting a lock is one script,
+    so workers sharing the Redis count every failure exactly once.
+    """
+
+    default_prefix = "fastapi-secure:lockout:"
+    feature = "RedisLockoutStore"
+
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        prefix: str | None = None,
+        operation_timeout: float = 2.0,
+        owns_client: bool = False,
+    ) -> None:
+        super().__init__(
+            client, prefix=prefix, operation_timeout=operation_timeout, owns_client=owns_client
+        )
+        self._locked_for = client.register_script(_LOCKED_FOR)
+        self._failure = client.register_script(_FAILURE)
+        self._clear = client.register_script(_CLEAR)
+
+    def _key(self, key: str) -> str:
+        return f"{self._prefix}{key}"
+
+    async def locked_for(self, key: str, *, now: float) -> float:
+        left = await self._run(self._locked_for, [self._key(key)], [math.floor(now * 1000)])
+        return int(left) / 1000
+
+    async def record_failure(self, key: str, *, now: float, policy: LockoutPolicy) -> float:
+        delay = await self._run(
+            self._failure,
+            [self._key(key)],
+            [
+                math.floor(now * 1000),
+                policy.threshold,
+                _ms(policy.window),
+                _ms(policy.base_delay),
+                repr(float(policy.factor)),
+                _ms(policy.max_delay),
+                _ms(policy.forget_after),
+            ],
+        )
+        return int(delay) / 1000
+
+    async def clear(self, key: str) -> None:
+        await self._run(self._clear, [self._key(key)], [])
