@@ -23,12 +23,17 @@ import enum
 import hashlib
 import re
 import secrets
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "MAX_USER_AGENT_LENGTH",
+    "SessionInfo",
+    "SessionStore",
     "TokenState",
     "TokenStore",
     "belongs_to",
+    "clean_user_agent",
     "digest",
     "family_tag",
     "new_family_id",
@@ -162,3 +167,75 @@ def belongs_to(subject: str, family_id: str) -> bool:
     """Whether ``family_id`` is well formed and was made for ``subject``."""
     tag = family_tag(family_id)
     return tag is not None and secrets.compare_digest(tag, subject_tag(subject))
+
+
+# -- sessions per device ---------------------------------------------------------
+# A session is a token family seen from its owner's side: when and where it
+# started, when it was last used. Stores that keep this implement SessionStore
+# next to TokenStore; both built-in stores do.
+
+MAX_USER_AGENT_LENGTH = 256
+"""Longest user agent kept with a session (longer ones are cut)."""
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What a user sees of one of their sessions.
+
+    ``session_id`` is the family id (the ``sid`` claim); ``client_address``
+    the coarsened network it started from (``203.0.113.0/24``).
+    """
+
+    session_id: str
+    created_at: float
+    last_used_at: float
+    user_agent: str | None = None
+    client_address: str | None = None
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Per-session metadata of token families, listed per subject; every method is atomic.
+
+    Only live sessions are listed: a family that was revoked (one session,
+    logout everywhere, refresh-token reuse) or expired disappears.
+    """
+
+    async def record_session(
+        self,
+        subject: str,
+        family_id: str,
+        *,
+        now: float,
+        ttl: float,
+        max_sessions: int,
+        user_agent: str | None = None,
+        client_address: str | None = None,
+    ) -> list[str]:
+        """Keep metadata of family ``family_id`` for ``ttl`` seconds.
+
+        When ``subject`` then has more than ``max_sessions`` live sessions, the
+        oldest are revoked (their families too) and their ids returned.
+        """
+        ...
+
+    async def touch_session(self, subject: str, family_id: str, *, now: float, ttl: float) -> None:
+        """Record a use of the session (a refresh) and extend its metadata's life."""
+        ...
+
+    async def list_sessions(self, subject: str) -> list[SessionInfo]:
+        """The live sessions of ``subject``, newest first."""
+        ...
+
+    async def revoke_session(self, subject: str, family_id: str) -> bool:
+        """Revoke one session of ``subject``: its family (so its access tokens
+        fail at once) and its metadata. ``False`` when it was no live session."""
+        ...
+
+
+def clean_user_agent(user_agent: str | None) -> str | None:
+    """A user agent fit to keep and show: printable, at most 256 characters."""
+    if not user_agent:
+        return None
+    kept = "".join(ch for ch in user_agent[: MAX_USER_AGENT_LENGTH * 2] if ch.isprintable())
+    return kept[:MAX_USER_AGENT_LENGTH] or None

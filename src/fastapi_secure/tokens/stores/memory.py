@@ -7,7 +7,13 @@ from dataclasses import dataclass
 
 from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.errors import ConfigurationError
-from fastapi_secure.tokens.stores.base import TokenState, belongs_to, digest
+from fastapi_secure.tokens.stores.base import (
+    SessionInfo,
+    TokenState,
+    belongs_to,
+    clean_user_agent,
+    digest,
+)
 
 __all__ = ["MemoryTokenStore"]
 
@@ -20,6 +26,16 @@ class _Family:
     rotated_at: float
     generation: int
     revoked: bool
+    expires_at: float
+
+
+@dataclass
+class _Session:
+    family_id: str
+    created_at: float
+    last_used_at: float
+    user_agent: str | None
+    client_address: str | None
     expires_at: float
 
 
@@ -49,6 +65,7 @@ class MemoryTokenStore:
         self._families: dict[str, _Family] = {}
         self._subjects: dict[str, _Subject] = {}
         self._denied: dict[str, float] = {}
+        self._sessions: dict[str, dict[str, _Session]] = {}
 
     def size(self) -> int:
         """Number of entries, live or expired but not yet swept (for tests and metrics).
@@ -74,7 +91,7 @@ class MemoryTokenStore:
         expired = [key for key, expires_at in self._denied.items() if expires_at <= now]
         for key in expired:
             del self._denied[key]
-        return dropped + len(expired)
+        return dropped + len(expired) + self._prune_sessions(now)
 
     def _now(self) -> float:
         now = self._clock()
@@ -210,3 +227,95 @@ class MemoryTokenStore:
 
     async def aclose(self) -> None:
         """Nothing to release; present for the protocol."""
+
+    # -- sessions per device (SessionStore) ------------------------------------
+
+    def _prune_sessions(self, now: float) -> int:
+        dropped = 0
+        for subject_key in list(self._sessions):
+            sessions = self._sessions[subject_key]
+            for family_id in [f for f, s in sessions.items() if s.expires_at <= now]:
+                del sessions[family_id]
+                dropped += 1
+            if not sessions:
+                del self._sessions[subject_key]
+        return dropped
+
+    def _live_sessions(self, subject: str, now: float) -> dict[str, _Session]:
+        sessions = self._sessions.get(digest("sub", subject), {})
+        for family_id in list(sessions):
+            _, state = self._family(subject, family_id, now)
+            if state is not TokenState.ACTIVE or sessions[family_id].expires_at <= now:
+                del sessions[family_id]
+        return sessions
+
+    async def record_session(
+        self,
+        subject: str,
+        family_id: str,
+        *,
+        now: float,
+        ttl: float,
+        max_sessions: int,
+        user_agent: str | None = None,
+        client_address: str | None = None,
+    ) -> list[str]:
+        if not belongs_to(subject, family_id):
+            raise ValueError("family_id was not made for this subject (use new_family_id)")
+        if max_sessions < 1:
+            raise ValueError("max_sessions must be at least 1")
+        with self._lock:
+            store_now = self._now()
+            sessions = self._sessions.setdefault(digest("sub", subject), {})
+            sessions[family_id] = _Session(
+                family_id=family_id,
+                created_at=now,
+                last_used_at=now,
+                user_agent=clean_user_agent(user_agent),
+                client_address=client_address,
+                expires_at=store_now + ttl,
+            )
+            live = self._live_sessions(subject, store_now)
+            excess = len(live) - max_sessions
+            if excess <= 0:
+                return []
+            oldest = sorted(live.values(), key=lambda s: s.created_at)[:excess]
+            for session in oldest:
+                family = self._families.get(digest("sid", session.family_id))
+                if family is not None:
+                    family.revoked = True
+                del live[session.family_id]
+            return [session.family_id for session in oldest]
+
+    async def touch_session(self, subject: str, family_id: str, *, now: float, ttl: float) -> None:
+        with self._lock:
+            store_now = self._now()
+            session = self._sessions.get(digest("sub", subject), {}).get(family_id)
+            if session is not None and session.expires_at > store_now:
+                session.last_used_at = max(session.last_used_at, now)
+                session.expires_at = max(session.expires_at, store_now + ttl)
+
+    async def list_sessions(self, subject: str) -> list[SessionInfo]:
+        with self._lock:
+            live = self._live_sessions(subject, self._now())
+            return [
+                SessionInfo(
+                    session_id=s.family_id,
+                    created_at=s.created_at,
+                    last_used_at=s.last_used_at,
+                    user_agent=s.user_agent,
+                    client_address=s.client_address,
+                )
+                for s in sorted(live.values(), key=lambda s: s.created_at, reverse=True)
+            ]
+
+    async def revoke_session(self, subject: str, family_id: str) -> bool:
+        if not belongs_to(subject, family_id):
+            return False
+        with self._lock:
+            now = self._now()
+            live = self._live_sessions(subject, now)
+            family, _ = self._family(subject, family_id, now)
+            if family is not None:
+                family.revoked = True
+            return live.pop(family_id, None) is not None

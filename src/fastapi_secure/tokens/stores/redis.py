@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -18,8 +19,10 @@ import anyio
 from fastapi_secure._optional import require
 from fastapi_secure.errors import ConfigurationError, StoreUnavailableError
 from fastapi_secure.tokens.stores.base import (
+    SessionInfo,
     TokenState,
     belongs_to,
+    clean_user_agent,
     digest,
     family_tag,
     subject_tag,
@@ -135,6 +138,102 @@ local pttl = redis.call('PTTL', KEYS[1])
 if pttl < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
 return 'token_revoked'
 """
+
+# -- sessions per device --------------------------------------------------------
+# Per subject, a sorted set (score: creation ms) of family digests; per session,
+# a hash of its metadata. Family, metadata and index keys share the subject's
+# hash tag; ARGV[1] is their common "<prefix>{tag}:" base and ARGV[2] the
+# subject digest. KEYS[1]: index, KEYS[2]: subject generation.
+_SESSION_LIVE = """
+local base, sub = ARGV[1], ARGV[2]
+local function live(m)
+  local f = redis.call('HMGET', base .. 'f:' .. m, 'sub', 'st', 'gen')
+  if not f[1] or f[1] ~= sub or f[2] ~= 'a' then return false end
+  local generation = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if tonumber(f[3]) < generation then return false end
+  return redis.call('EXISTS', base .. 'm:' .. m) == 1
+end
+local function sweep()
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if not live(m) then
+      redis.call('ZREM', KEYS[1], m)
+      redis.call('DEL', base .. 'm:' .. m)
+    end
+  end
+end
+local function extend(key, ttl)
+  local pttl = redis.call('PTTL', key)
+  if pttl < tonumber(ttl) then redis.call('PEXPIRE', key, ttl) end
+end
+"""
+
+# ARGV: base, sub, member, sid, now ms, user agent, address, ttl ms, max sessions.
+_RECORD_SESSION = (
+    _SESSION_LIVE
+    + """
+local m = ARGV[3]
+redis.call('HSET', base .. 'm:' .. m, 'sid', ARGV[4], 'created', ARGV[5], 'last', ARGV[5],
+           'ua', ARGV[6], 'addr', ARGV[7])
+redis.call('PEXPIRE', base .. 'm:' .. m, ARGV[8])
+redis.call('ZADD', KEYS[1], ARGV[5], m)
+extend(KEYS[1], ARGV[8])
+sweep()
+local evicted = {}
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[9])
+if excess > 0 then
+  for _, old in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
+    table.insert(evicted, redis.call('HGET', base .. 'm:' .. old, 'sid'))
+    redis.call('HSET', base .. 'f:' .. old, 'st', 'r')
+    redis.call('DEL', base .. 'm:' .. old)
+    redis.call('ZREM', KEYS[1], old)
+  end
+end
+return evicted
+"""
+)
+
+# ARGV: base, sub, member, now ms, ttl ms.
+_TOUCH_SESSION = (
+    _SESSION_LIVE
+    + """
+local meta = base .. 'm:' .. ARGV[3]
+if redis.call('EXISTS', meta) == 0 then return 0 end
+local last = tonumber(redis.call('HGET', meta, 'last') or '0')
+if tonumber(ARGV[4]) > last then redis.call('HSET', meta, 'last', ARGV[4]) end
+extend(meta, ARGV[5])
+extend(KEYS[1], ARGV[5])
+return 1
+"""
+)
+
+# ARGV: base, sub.
+_LIST_SESSIONS = (
+    _SESSION_LIVE
+    + """
+sweep()
+local out = {}
+for _, m in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
+  local f = redis.call('HMGET', base .. 'm:' .. m, 'sid', 'created', 'last', 'ua', 'addr')
+  table.insert(out, f)
+end
+return out
+"""
+)
+
+# ARGV: base, sub, member.
+_REVOKE_SESSION = (
+    _SESSION_LIVE
+    + """
+local m = ARGV[3]
+local was_live = redis.call('ZSCORE', KEYS[1], m) and live(m)
+local family = base .. 'f:' .. m
+if redis.call('HGET', family, 'sub') == sub then redis.call('HSET', family, 'st', 'r') end
+redis.call('ZREM', KEYS[1], m)
+redis.call('DEL', base .. 'm:' .. m)
+if was_live then return 1 end
+return 0
+"""
+)
 
 
 def _ms(seconds: float) -> int:
@@ -366,3 +465,104 @@ class RedisTokenStore:
 
     async def revoke_subject(self, subject: str, *, ttl: float) -> None:
         await self._run(self._revoke_subject, [self._subject_key(subject)], [_ms(ttl)])
+
+    # -- sessions per device (SessionStore) ------------------------------------
+
+    @cached_property
+    def _session_scripts(self) -> dict[str, AsyncScript]:
+        return {
+            name: self._client.register_script(source)
+            for name, source in (
+                ("record", _RECORD_SESSION),
+                ("touch", _TOUCH_SESSION),
+                ("list", _LIST_SESSIONS),
+                ("revoke", _REVOKE_SESSION),
+            )
+        }
+
+    def _session_keys(self, subject: str) -> tuple[list[str], list[Any]]:
+        tag = subject_tag(subject)
+        index = f"{self._prefix}{{{tag}}}:ss:{digest('sub', subject)}"
+        return [index, self._subject_key(subject)], [
+            f"{self._prefix}{{{tag}}}:",
+            digest("sub", subject),
+        ]
+
+    async def _session_call(self, name: str, subject: str, *args: Any) -> Any:
+        keys, base_args = self._session_keys(subject)
+        script = self._session_scripts[name]
+        try:
+            with anyio.fail_after(self._timeout):
+                if self._ready:
+                    return await script(keys=keys, args=[*base_args, *args])
+                async with self._warmup_lock:  # see _run: the cluster client's first use
+                    result = await script(keys=keys, args=[*base_args, *args])
+                    self._ready = True
+                    return result
+        except self._failures as exc:
+            logger.warning("token store unavailable: %s", type(exc).__name__)
+            raise StoreUnavailableError(reason=type(exc).__name__) from None
+        except Exception as exc:
+            logger.error("token store client failed unexpectedly: %s", type(exc).__name__)
+            raise StoreUnavailableError(reason=type(exc).__name__) from None
+
+    async def record_session(
+        self,
+        subject: str,
+        family_id: str,
+        *,
+        now: float,
+        ttl: float,
+        max_sessions: int,
+        user_agent: str | None = None,
+        client_address: str | None = None,
+    ) -> list[str]:
+        if not belongs_to(subject, family_id):
+            raise ValueError("family_id was not made for this subject (use new_family_id)")
+        if max_sessions < 1:
+            raise ValueError("max_sessions must be at least 1")
+        evicted = await self._session_call(
+            "record",
+            subject,
+            digest("sid", family_id),
+            family_id,
+            math.floor(now * 1000),
+            clean_user_agent(user_agent) or "",
+            client_address or "",
+            _ms(ttl),
+            int(max_sessions),
+        )
+        return [_text(value) for value in evicted if value is not None]
+
+    async def touch_session(self, subject: str, family_id: str, *, now: float, ttl: float) -> None:
+        if not belongs_to(subject, family_id):
+            return
+        await self._session_call(
+            "touch", subject, digest("sid", family_id), math.floor(now * 1000), _ms(ttl)
+        )
+
+    async def list_sessions(self, subject: str) -> list[SessionInfo]:
+        rows = await self._session_call("list", subject)
+        sessions = []
+        for sid, created, last, user_agent, address in rows:
+            if sid is None:
+                continue
+            sessions.append(
+                SessionInfo(
+                    session_id=_text(sid),
+                    created_at=int(created) / 1000,
+                    last_used_at=int(last) / 1000,
+                    user_agent=_text(user_agent) or None,
+                    client_address=_text(address) or None,
+                )
+            )
+        return sessions
+
+    async def revoke_session(self, subject: str, family_id: str) -> bool:
+        if not belongs_to(subject, family_id):
+            return False
+        return bool(await self._session_call("revoke", subject, digest("sid", family_id)))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
