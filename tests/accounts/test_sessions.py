@@ -71,7 +71,7 @@ async def test_two_logins_two_sessions_revoke_one(
     laptop, laptop_id = await _login(issuer, sessions, agent="Laptop", address="203.0.113.9")
     fake_clock.advance(10)
     phone, phone_id = await _login(issuer, sessions, agent="Phone", address="2001:db8:5:6::1")
-    listed = await sessions.list("7")
+    listed = await sessions.list_sessions("7")
     assert [(s.session_id, s.user_agent, s.client_address) for s in listed] == [
         (phone_id, "Phone", "2001:db8:5:6::/64"),
         (laptop_id, "Laptop", "203.0.113.0/24"),
@@ -80,7 +80,7 @@ async def test_two_logins_two_sessions_revoke_one(
     with pytest.raises(RevokedTokenError):
         await issuer.verify_access(laptop.access_token)
     await issuer.verify_access(phone.access_token)
-    assert [s.session_id for s in await sessions.list("7")] == [phone_id]
+    assert [s.session_id for s in await sessions.list_sessions("7")] == [phone_id]
 
 
 async def test_a_user_cannot_revoke_another_users_session(issuer: TokenIssuer) -> None:
@@ -111,7 +111,7 @@ async def test_revoke_others_keeps_the_current_session(
     current = pairs[1][1]
     ended = await sessions.revoke_others("7", current)
     assert sorted(ended) == sorted([pairs[0][1], pairs[2][1]])
-    assert [s.session_id for s in await sessions.list("7")] == [current]
+    assert [s.session_id for s in await sessions.list_sessions("7")] == [current]
     await issuer.verify_access(pairs[1][0].access_token)
     assert {context.session_id for context in seen} == set(ended)
     assert all(context.subject == "7" for context in seen)
@@ -126,8 +126,8 @@ async def test_the_oldest_session_ends_beyond_the_bound(
     await _login(issuer, sessions)
     fake_clock.advance(1)
     await _login(issuer, sessions)
-    assert first_id not in [s.session_id for s in await sessions.list("7")]
-    assert len(await sessions.list("7")) == 2
+    assert first_id not in [s.session_id for s in await sessions.list_sessions("7")]
+    assert len(await sessions.list_sessions("7")) == 2
     with pytest.raises(RevokedTokenError):
         await issuer.verify_access(first.access_token)
 
@@ -138,7 +138,7 @@ async def test_refresh_touches_the_session(issuer: TokenIssuer, fake_clock: Fake
     started = fake_clock()
     fake_clock.advance(120)
     await sessions.touch("7", session_id)
-    [session] = await sessions.list("7")
+    [session] = await sessions.list_sessions("7")
     assert session.created_at == started
     assert session.last_used_at == started + 120
 
@@ -147,7 +147,7 @@ async def test_logout_everywhere_empties_the_list(issuer: TokenIssuer) -> None:
     sessions = SessionManager(issuer)
     await _login(issuer, sessions)
     await issuer.revoke_subject("7")
-    assert await sessions.list("7") == []
+    assert await sessions.list_sessions("7") == []
 
 
 def test_configuration_is_checked(fake_clock: FakeClock) -> None:

@@ -98,7 +98,7 @@ class SessionManager:
             subject, session_id, now=self._issuer.clock(), ttl=self._ttl()
         )
 
-    async def list(self, subject: str) -> list[SessionInfo]:
+    async def list_sessions(self, subject: str) -> list[SessionInfo]:
         """The user's live sessions, newest first."""
         return await self._store.list_sessions(subject)
 
@@ -114,7 +114,7 @@ class SessionManager:
     async def revoke_others(self, subject: str, current_session_id: str) -> list[str]:
         """End every session of ``subject`` but ``current_session_id``; returns their ids."""
         ended = []
-        for session in await self.list(subject):
+        for session in await self.list_sessions(subject):
             if session.session_id != current_session_id and await self.revoke(
                 subject, session.session_id
             ):
