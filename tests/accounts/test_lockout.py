@@ -265,3 +265,36 @@ def test_two_workers_share_the_counters(tmp_path: Path, redis_url: str, redis_pr
         started += [float(value) for value in out.decode().strip().split(",")]
     # six failures between two workers: exactly one of them started the lock
     assert sorted(started) == [0.0] * 5 + [60.0]
+
+
+async def test_escalation_falls_back_even_while_the_key_lives(
+    lockout_store: LockoutStore, fake_clock: FakeClock
+) -> None:
+    policy = LockoutPolicy(threshold=2, base_delay=600, max_delay=7200, forget_after=300)
+    lockout = Lockout(lockout_store, account=policy, address=None, clock=fake_clock)
+    assert await _fail(lockout, "alice", 2) == 600
+    fake_clock.advance(600)
+    assert await _fail(lockout, "alice", 1) == 0
+    fake_clock.advance(301)  # the key lives on (forget_after + delay), the level does not
+    assert await _fail(lockout, "alice", 2) == 600
+
+
+async def test_redis_store_configuration_is_checked() -> None:
+    pytest.importorskip("redis")
+    import redis.asyncio
+
+    from fastapi_secure.accounts.redis import RedisLockoutStore, redis_client_from_url
+
+    client = redis.asyncio.Redis.from_url("redis://127.0.0.1:1/0")
+    try:
+        with pytest.raises(ConfigurationError, match="prefix"):
+            RedisLockoutStore(client, prefix="bad{tag}")
+        with pytest.raises(ConfigurationError, match="operation_timeout"):
+            RedisLockoutStore(client, operation_timeout=0)
+        with pytest.raises(ConfigurationError, match="socket_timeout"):
+            redis_client_from_url("redis://127.0.0.1:1/0", socket_timeout=0)
+        store = RedisLockoutStore(client)
+        assert store.client is client
+        await store.aclose()  # not owned: the client stays open
+    finally:
+        await client.aclose()

@@ -189,3 +189,20 @@ async def test_memory_sessions_expire_with_their_metadata(fake_clock: FakeClock)
     assert await store.list_sessions("alice") == []
     assert store.prune() >= 0
     assert store.size() == 1  # the family itself lives on until its own expiry
+
+
+async def test_a_redis_outage_is_a_store_error() -> None:
+    pytest.importorskip("redis")
+    from fastapi_secure.errors import StoreUnavailableError
+    from fastapi_secure.tokens.stores.redis import RedisTokenStore
+
+    store = RedisTokenStore.from_url("redis://127.0.0.1:1/0", operation_timeout=1)
+    try:
+        with pytest.raises(StoreUnavailableError):
+            await store.list_sessions("alice")
+        with pytest.raises(StoreUnavailableError):
+            await store.record_session(
+                "alice", new_family_id("alice"), now=NOW, ttl=TTL, max_sessions=3
+            )
+    finally:
+        await store.aclose()
