@@ -20,6 +20,7 @@ from fastapi_secure.accounts.lockout import (
     MemoryLockoutStore,
 )
 from fastapi_secure.errors import ConfigurationError, StoreUnavailableError
+from fastapi_secure.http_errors import http_exception
 from fastapi_secure.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -40,9 +41,11 @@ async def _fail(lockout: Lockout, name: str, times: int, address: str | None = N
 async def _locked_for(lockout: Lockout, name: str, address: str | None = None) -> int:
     with pytest.raises(AccountLockedError) as caught:
         await lockout.check(name, address)
-    assert caught.value.status == 429
-    assert caught.value.headers is not None
-    assert caught.value.headers["Retry-After"] == str(caught.value.retry_after)
+    answer = http_exception(caught.value)
+    assert answer.status_code == 429
+    assert answer.headers is not None
+    assert answer.headers["Retry-After"] == str(caught.value.retry_after)
+    assert caught.value.retry_after is not None
     return caught.value.retry_after
 
 

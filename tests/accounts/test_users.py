@@ -69,7 +69,7 @@ async def test_email_uniqueness_ignores_case_and_width(user_store: UserStore) ->
     ):
         with pytest.raises(UserExistsError) as caught:
             await user_store.create(email=email, password_hash="h")
-        assert caught.value.status == 409
+        assert caught.value.http_status == 409
 
 
 async def test_username_uniqueness_ignores_case(user_store: UserStore) -> None:

@@ -3,24 +3,27 @@
 ```text
 SecurityError
 ├── UserNotFoundError                  no user with that id (Python API only)
-└── HTTPSecurityError
-    ├── UserExistsError                409: the email or login name is taken
-    ├── InvalidActionTokenError        400: unknown, used, expired, stale or foreign
+└── RequestRefusedError
+    ├── UserExistsError                the email or login name is taken (HTTP 409)
+    ├── InvalidActionTokenError        unknown, used, expired, stale or foreign (400)
     └── RateLimitExceededError
-        └── AccountLockedError         429 + Retry-After: too many failed logins
+        └── AccountLockedError         too many failed logins (429 + Retry-After)
 ```
 
 Messages stay generic; ``reason`` carries the precise cause for debug logs.
+:func:`fastapi_secure.http_errors.status_of` has no conflict class yet, so
+``UserExistsError.http_status`` names its status for the HTTP side.
 """
 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 from fastapi_secure.errors import (
     ErrorCode,
-    HTTPSecurityError,
     RateLimitExceededError,
+    RequestRefusedError,
     SecurityError,
 )
 
@@ -40,40 +43,38 @@ class UserNotFoundError(SecurityError, LookupError):
         super().__init__("no such user")
 
 
-class UserExistsError(HTTPSecurityError):
-    """409: a user with this email (or login name) already exists.
+class UserExistsError(RequestRefusedError):
+    """A user with this email (or login name) already exists (HTTP 409).
 
     Raised by every :class:`~fastapi_secure.accounts.users.UserStore` backend,
     including when the database's unique index refused a concurrent insert.
     """
 
-    status = 409
+    http_status: ClassVar[int] = 409
     default_code = ErrorCode.CONFLICT
     default_message = "an account with this email or name already exists"
 
 
-class InvalidActionTokenError(HTTPSecurityError):
-    """400: an action token (email verification, password reset) cannot be used.
+class InvalidActionTokenError(RequestRefusedError):
+    """An action token (email verification, password reset) cannot be used (HTTP 400).
 
     Unknown, already used, expired, superseded by a newer request, bound to an
     older account state, issued for another purpose or another account: the
     answer is the same, ``reason`` says which.
     """
 
-    status = 400
     default_code = ErrorCode.INVALID_TOKEN
     default_message = "invalid or expired token"
 
 
 class AccountLockedError(RateLimitExceededError):
-    """429: too many failed logins for this account or client address.
+    """Too many failed logins for this account or client address (HTTP 429).
 
     ``retry_after`` is the number of whole seconds until the lock ends; the
-    ``Retry-After`` header carries it.
+    HTTP answer carries it as ``Retry-After``.
     """
 
     default_message = "too many failed logins; try again later"
 
     def __init__(self, retry_after: float, *, reason: str | None = None) -> None:
-        self.retry_after = max(1, math.ceil(retry_after))
-        super().__init__(headers={"Retry-After": str(self.retry_after)}, reason=reason)
+        super().__init__(reason=reason, retry_after=max(1, math.ceil(retry_after)))
