@@ -1,0 +1,399 @@
+"""The account flows, HTTP-free: register, log in, refresh, verify, reset, change.
+
+:class:`AccountManager` composes the blocks (user store, hasher and policy,
+issuer, action tokens, lockout, sessions, mail, hooks) into the flows the
+routers in :mod:`fastapi_secure.accounts.routers` expose. Every refusal is a
+core error of :mod:`fastapi_secure.errors` (or :mod:`.errors`); nothing here
+knows HTTP.
+
+Enumeration: :meth:`~AccountManager.authenticate` spends one password
+verification whether the account exists or not, and counts the failure under
+the name tried either way; the *request* flows (verification, reset) do their
+work in the background and answer the same whatever the address.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NoReturn
+
+from fastapi_secure.accounts.action_tokens import ActionPurpose, ActionTokens
+from fastapi_secure.accounts.addresses import IPAddress
+from fastapi_secure.accounts.hooks import AccountEvent, AccountHooks
+from fastapi_secure.accounts.lockout import Lockout
+from fastapi_secure.accounts.mail import LinkBuilder, MailMessage, MailSender
+from fastapi_secure.accounts.sessions import SessionManager
+from fastapi_secure.accounts.users import (
+    UserRecord,
+    UserStore,
+    normalize_login_name,
+    plausible_login_name,
+)
+from fastapi_secure.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ErrorCode,
+    PermissionDeniedError,
+    TokenReuseError,
+)
+from fastapi_secure.passwords.policy import PasswordPolicy
+from fastapi_secure.tokens.issuer import Grant
+from fastapi_secure.tokens.stores.base import SessionStore
+
+if TYPE_CHECKING:
+    from fastapi_secure.passwords.hasher import PasswordHasher
+    from fastapi_secure.tokens.claims import RefreshClaims, TokenPair
+    from fastapi_secure.tokens.issuer import TokenIssuer
+
+__all__ = [
+    "AccountManager",
+    "CurrentPasswordError",
+    "EmailNotVerifiedError",
+    "InvalidCredentialsError",
+]
+
+logger = logging.getLogger("fastapi_secure.accounts")
+
+MAX_PASSWORD_INPUT = 1024
+"""Longest password looked at during a login: longer input is a failure, unhashed."""
+
+
+class InvalidCredentialsError(AuthenticationError):
+    """Wrong login name or password, or an inactive account (HTTP 401); one answer for all."""
+
+    default_code = ErrorCode.INVALID_CREDENTIALS
+    default_message = "incorrect login name or password"
+
+
+class EmailNotVerifiedError(PermissionDeniedError):
+    """The password was right but the email is not verified yet (HTTP 403)."""
+
+    default_message = "verify your email address before logging in"
+
+
+class CurrentPasswordError(PermissionDeniedError):
+    """A password change named the wrong current password (HTTP 403)."""
+
+    default_code = ErrorCode.INVALID_CREDENTIALS
+    default_message = "the current password is not correct"
+
+
+class AccountManager:
+    """The account flows over the blocks an application configured.
+
+    Args:
+        users: the application's user store.
+        issuer: issues and revokes the tokens.
+        hasher: hashes and verifies passwords off the event loop.
+        policy: checks new passwords (NIST defaults).
+        action_tokens: verification and reset tokens (memory store by default).
+        lockout: escalating login lockout (in memory by default; ``None`` is refused:
+            pass a ``Lockout`` over a Redis store for several workers).
+        sessions: sessions per device; by default over the issuer's store.
+        mail: the application's sender; without it no mail is sent.
+        links: builds action links from the public base URL (required with ``mail``).
+        hooks: lifecycle hooks.
+        require_verified_email: refuse logins of unverified accounts (403).
+        verify_path, reset_path: where the application's pages take the token from
+            the link's ``token`` query parameter.
+        default_roles: roles of a newly registered account.
+    """
+
+    def __init__(
+        self,
+        users: UserStore,
+        issuer: TokenIssuer,
+        hasher: PasswordHasher,
+        *,
+        policy: PasswordPolicy | None = None,
+        action_tokens: ActionTokens | None = None,
+        lockout: Lockout | None = None,
+        sessions: SessionManager | None = None,
+        mail: MailSender | None = None,
+        links: LinkBuilder | None = None,
+        hooks: AccountHooks | None = None,
+        require_verified_email: bool = False,
+        verify_path: str = "/verify-email",
+        reset_path: str = "/reset-password",
+        default_roles: Sequence[str] = (),
+    ) -> None:
+        if mail is not None and links is None:
+            raise ConfigurationError("sending mail needs links=LinkBuilder(public_base_url)")
+        if links is not None:
+            links.link(verify_path)  # refuses a path that could leave the base URL
+            links.link(reset_path)
+        self.users = users
+        self.issuer = issuer
+        self.hasher = hasher
+        self.policy = policy if policy is not None else PasswordPolicy()
+        self.hooks = hooks if hooks is not None else AccountHooks(clock=issuer.clock)
+        self.action_tokens = (
+            action_tokens if action_tokens is not None else ActionTokens(users, clock=issuer.clock)
+        )
+        self.lockout = (
+            lockout if lockout is not None else Lockout(hooks=self.hooks, clock=issuer.clock)
+        )
+        if sessions is None and isinstance(issuer.store, SessionStore):
+            sessions = SessionManager(issuer, hooks=self.hooks)
+        self.sessions = sessions
+        self.mail = mail
+        self.links = links
+        self.require_verified_email = bool(require_verified_email)
+        self.verify_path = verify_path
+        self.reset_path = reset_path
+        self.default_roles = tuple(default_roles)
+
+    def __repr__(self) -> str:
+        return f"AccountManager(users={self.users!r})"
+
+    # -- registration ----------------------------------------------------------
+
+    async def register(
+        self, email: str, password: str, *, username: str | None = None
+    ) -> UserRecord:
+        """Create an account; :class:`UserExistsError` when the email or name is taken.
+
+        The password is checked by the policy (``WeakPasswordError``) and hashed
+        before the insert, so a taken address costs the same time as a new one.
+        """
+        self.policy.validate(password, context=[email, username])
+        password_hash = await self.hasher.ahash(password)
+        user = await self.users.create(
+            email=email, password_hash=password_hash, username=username, roles=self.default_roles
+        )
+        await self.hooks.emit(AccountEvent.REGISTERED, subject=user.id)
+        return user
+
+    async def notify_existing(self, email: str) -> None:
+        """Tell the owner of ``email`` that someone tried to register it (when the
+        router hides existing accounts)."""
+        user = await self.users.find_by_email(email)
+        if user is None or self.mail is None:
+            return
+        await self._send(
+            user,
+            "Someone tried to register with your address",
+            "An account already exists for this address. If that was you, log in "
+            "or reset your password; otherwise you can ignore this message.",
+        )
+
+    # -- login, refresh, logout ----------------------------------------------
+
+    async def authenticate(
+        self,
+        login_name: str,
+        password: str,
+        *,
+        client_address: str | IPAddress | None = None,
+    ) -> UserRecord:
+        """The account behind ``login_name`` and ``password``, or a refusal.
+
+        ``AccountLockedError`` (429) while locked, before any password work;
+        :class:`InvalidCredentialsError` (401) for a wrong name, password or an
+        inactive account, after the same hashing work in each case.
+        """
+        name = login_name.strip() if isinstance(login_name, str) else ""
+        await self.lockout.check(name, client_address)
+        user = None
+        if plausible_login_name(name) and len(password) <= MAX_PASSWORD_INPUT:
+            user = await self.users.find_by_login(name)
+        if user is None or user.password_hash is None or len(password) > MAX_PASSWORD_INPUT:
+            await self.hasher.adummy_verify(
+                password if len(password) <= MAX_PASSWORD_INPUT else None
+            )
+            await self._failed(name, client_address, None)
+        valid, new_hash = await self.hasher.averify_and_update(password, user.password_hash)
+        if not valid or not user.is_active:
+            await self._failed(name, client_address, user.id)
+        if self.require_verified_email and not user.email_verified:
+            raise EmailNotVerifiedError(reason="email not verified")
+        await self.lockout.success(name)
+        if new_hash is not None:
+            await self.users.set_password_hash(user.id, new_hash, rotate_stamp=False)
+        return user
+
+    async def _failed(
+        self, name: str, client_address: str | IPAddress | None, subject: str | None
+    ) -> NoReturn:
+        await self.lockout.failure(name, client_address)
+        await self.hooks.emit(
+            AccountEvent.LOGIN_FAILED,
+            subject=subject,
+            login_name=normalize_login_name(name)[:254],
+        )
+        raise InvalidCredentialsError(reason="bad credentials or inactive account")
+
+    async def login(
+        self,
+        login_name: str,
+        password: str,
+        *,
+        user_agent: str | None = None,
+        client_address: str | IPAddress | None = None,
+    ) -> TokenPair:
+        """Authenticate, then start a session: a fresh token pair."""
+        user = await self.authenticate(login_name, password, client_address=client_address)
+        pair = await self.issuer.issue(user.id, roles=user.roles, fresh=True)
+        if self.sessions is not None:
+            await self.sessions.start(
+                user.id, pair.session_id, user_agent=user_agent, client_address=client_address
+            )
+        await self.hooks.emit(
+            AccountEvent.LOGIN_SUCCEEDED, subject=user.id, session_id=pair.session_id
+        )
+        return pair
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        """Rotate ``refresh_token``; the user's current roles go into the new pair.
+
+        A reused refresh token revokes its family (the issuer does) and fires
+        ``refresh_reuse_detected``.
+        """
+        seen: list[RefreshClaims] = []
+
+        async def grant(claims: RefreshClaims) -> Grant | None:
+            seen.append(claims)
+            user = await self.users.get(claims.sub)
+            if user is None or not user.is_active:
+                return None
+            return Grant(roles=user.roles)
+
+        try:
+            pair = await self.issuer.rotate(refresh_token, grant_loader=grant)
+        except TokenReuseError:
+            if seen:
+                await self.hooks.emit(
+                    AccountEvent.REFRESH_REUSE_DETECTED,
+                    subject=seen[0].sub,
+                    session_id=seen[0].sid,
+                )
+            raise
+        if self.sessions is not None and seen:
+            await self.sessions.touch(seen[0].sub, pair.session_id)
+        return pair
+
+    async def logout(self, subject: str, session_id: str) -> None:
+        """End the caller's session (its access and refresh tokens)."""
+        await self.issuer.revoke_family(session_id)
+        await self.hooks.emit(AccountEvent.SESSION_REVOKED, subject=subject, session_id=session_id)
+
+    async def logout_all(self, subject: str) -> None:
+        """End every session of ``subject``."""
+        await self.issuer.revoke_subject(subject)
+        await self.hooks.emit(AccountEvent.SESSION_REVOKED, subject=subject, data={"all": "1"})
+
+    # -- email verification and password reset -----------------------------
+
+    async def request_verification(self, email: str) -> None:
+        """Mail a verification link if ``email`` is an active, unverified account.
+
+        Says nothing either way: run it after the response.
+        """
+        user = await self.users.find_by_email(email)
+        if user is None or not user.is_active or user.email_verified:
+            return
+        await self.send_verification(user)
+
+    async def send_verification(self, user: UserRecord) -> None:
+        """Mail ``user`` a fresh verification link (older ones stop working)."""
+        if self.mail is None:
+            return
+        token = await self.action_tokens.issue(ActionPurpose.VERIFY_EMAIL, user)
+        await self._send(
+            user,
+            "Verify your email address",
+            "Open this link to verify your email address:",
+            self.verify_path,
+            token,
+        )
+
+    async def confirm_verification(self, token: str, *, subject: str | None = None) -> UserRecord:
+        """Consume a verification token and mark the email verified."""
+        user = await self.action_tokens.confirm(ActionPurpose.VERIFY_EMAIL, token, subject=subject)
+        user = await self.users.mark_email_verified(user.id)
+        await self.hooks.emit(AccountEvent.VERIFIED, subject=user.id)
+        return user
+
+    async def request_password_reset(self, email: str) -> None:
+        """Mail a reset link if ``email`` is an active account. Says nothing
+        either way: run it after the response."""
+        user = await self.users.find_by_email(email)
+        if user is None or not user.is_active or self.mail is None:
+            return
+        token = await self.action_tokens.issue(ActionPurpose.RESET_PASSWORD, user)
+        minutes = round(self.action_tokens.ttl(ActionPurpose.RESET_PASSWORD) / 60)
+        await self._send(
+            user,
+            "Reset your password",
+            f"Open this link within {minutes} minutes to choose a new password. "
+            "If you did not ask for it, ignore this message.",
+            self.reset_path,
+            token,
+        )
+
+    async def confirm_password_reset(self, token: str, new_password: str) -> UserRecord:
+        """Consume a reset token, set the new password, end every session.
+
+        The policy is checked before the token is consumed, so a refused
+        password does not burn the link; the context check (email, name)
+        follows once the account is known.
+        """
+        self.policy.validate(new_password)
+        user = await self.action_tokens.confirm(ActionPurpose.RESET_PASSWORD, token)
+        self.policy.validate(new_password, context=[user.email, user.username])
+        password_hash = await self.hasher.ahash(new_password)
+        user = await self.users.set_password_hash(user.id, password_hash)
+        await self.issuer.revoke_subject(user.id)
+        # The owner proved control of the mailbox: lift a lock an attacker caused.
+        await self.lockout.success(user.email)
+        if user.username:
+            await self.lockout.success(user.username)
+        await self.hooks.emit(AccountEvent.PASSWORD_RESET, subject=user.id)
+        return user
+
+    async def change_password(
+        self,
+        subject: str,
+        current_password: str,
+        new_password: str,
+        *,
+        session_id: str | None = None,
+    ) -> UserRecord:
+        """Change the password of a signed-in user (the router requires a fresh
+        token); other sessions end, ``session_id`` (the caller's) stays."""
+        user = await self.users.get(subject)
+        if user is None or not user.is_active or user.password_hash is None:
+            raise InvalidCredentialsError(reason="account gone or without password")
+        if len(current_password) > MAX_PASSWORD_INPUT or not await self.hasher.averify(
+            current_password, user.password_hash
+        ):
+            raise CurrentPasswordError(reason="wrong current password")
+        self.policy.validate(new_password, context=[user.email, user.username])
+        password_hash = await self.hasher.ahash(new_password)
+        user = await self.users.set_password_hash(user.id, password_hash)
+        if self.sessions is not None and session_id is not None:
+            await self.sessions.revoke_others(user.id, session_id)
+        await self.hooks.emit(AccountEvent.PASSWORD_CHANGED, subject=user.id)
+        return user
+
+    async def _send(
+        self,
+        user: UserRecord,
+        subject: str,
+        text: str,
+        path: str | None = None,
+        token: str | None = None,
+    ) -> None:
+        if self.mail is None:
+            return
+        link = None
+        if path is not None and token is not None and self.links is not None:
+            link = self.links.link(path, token=token)
+            text = f"{text}\n\n{link}\n"
+        try:
+            await self.mail.send(MailMessage(to=user.email, subject=subject, text=text, link=link))
+        except Exception as exc:
+            # Runs after the response: a mail failure must be visible in logs, and
+            # its message may hold the link, so only its class is logged.
+            logger.error("sending account mail failed: %s", type(exc).__name__)

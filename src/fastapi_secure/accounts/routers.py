@@ -1,0 +1,446 @@
+"""Ready routers over :class:`~fastapi_secure.accounts.manager.AccountManager`.
+
+Each router is optional, takes the application's prefix, and works with
+either transport (:class:`~fastapi_secure.auth.bearer.BearerAuth` or
+:class:`~fastapi_secure.auth.cookie.CookieAuth`): routes never branch on it.
+
+* :func:`auth_router`: ``POST /login`` (OAuth2 password form), ``/refresh``,
+  ``/logout``, ``/logout-all``;
+* :func:`account_router`: ``POST /register``, ``/verify/request``,
+  ``/verify/confirm``, ``/password-reset/request``, ``/password-reset/confirm``
+  and ``PATCH {me_prefix}/password`` (fresh token required);
+* :func:`sessions_router`: ``GET`` the caller's sessions, ``DELETE /{session_id}``,
+  ``DELETE`` (every session but the current one).
+
+Every route lists each status it can answer in OpenAPI. The *request* routes
+answer ``202`` whether or not the address has an account, and do the real
+work after the response (``BackgroundTasks``), so neither status nor timing
+tells an address apart.
+"""
+
+# No ``from __future__ import annotations``: FastAPI must resolve the Annotated
+# dependency aliases built inside the router factories at runtime.
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Annotated, Any, NoReturn
+
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Depends,
+    HTTPException,
+    Path,
+    Request,
+    Response,
+    status,
+)
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import BaseModel, Field, SecretStr, field_validator
+
+from fastapi_secure.accounts.addresses import IPAddress
+from fastapi_secure.accounts.errors import UserExistsError
+from fastapi_secure.accounts.manager import MAX_PASSWORD_INPUT, AccountManager
+from fastapi_secure.accounts.users import UserRecord, is_email, plausible_login_name
+from fastapi_secure.auth.guards import require_fresh
+from fastapi_secure.auth.transport import Transport
+from fastapi_secure.clientip import TrustedProxies
+from fastapi_secure.errors import ConfigurationError, SecurityError
+from fastapi_secure.http_errors import http_exception
+from fastapi_secure.tokens.claims import AccessClaims
+
+__all__ = [
+    "ErrorOut",
+    "SessionOut",
+    "UserOut",
+    "account_router",
+    "auth_router",
+    "sessions_router",
+]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """The body of every error answer."""
+
+    detail: ErrorDetail
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request, or an invalid, used or expired token",
+    401: "Missing, invalid or expired credentials",
+    403: "Not allowed (CSRF or Origin check, unverified email, wrong current password)",
+    404: "No such session",
+    409: "An account with this email or name already exists",
+    422: "Request validation failed (including a password refused by the policy)",
+    429: "Too many attempts; see Retry-After",
+    503: "A backing store is unavailable; see Retry-After",
+}
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorOut, "description": _DESCRIPTIONS[code]} for code in codes}
+
+
+def _refuse(error: SecurityError) -> NoReturn:
+    """Raise ``error`` as its HTTP answer (the one place that maps core errors here)."""
+    answer = http_exception(error)
+    if isinstance(error, UserExistsError):
+        answer.status_code = error.http_status
+    raise answer from None
+
+
+@contextmanager
+def _answering() -> Iterator[None]:
+    try:
+        yield
+    except SecurityError as error:
+        _refuse(error)
+
+
+ClientAddress = Callable[[Request], "str | IPAddress | None"]
+
+
+def _client_address(trusted_proxies: TrustedProxies | None) -> ClientAddress:
+    if trusted_proxies is not None:
+        return lambda request: trusted_proxies.client_ip(request.scope)
+    return lambda request: request.client.host if request.client else None
+
+
+# -- bodies ----------------------------------------------------------------------
+
+Password = Annotated[SecretStr, Field(min_length=1, max_length=MAX_PASSWORD_INPUT)]
+
+
+def _check_email(value: str) -> str:
+    if not (is_email(value) and plausible_login_name(value)) or any(c.isspace() for c in value):
+        raise ValueError("not an email address")
+    return value
+
+
+class EmailIn(BaseModel):
+    email: str = Field(max_length=254)
+
+    _email = field_validator("email")(_check_email)
+
+
+class RegisterIn(BaseModel):
+    email: str = Field(max_length=254)
+    password: Password
+    username: str | None = Field(default=None, min_length=1, max_length=64)
+
+    _email = field_validator("email")(_check_email)
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str | None) -> str | None:
+        if value is not None and (is_email(value) or not plausible_login_name(value)):
+            raise ValueError("a username is printable and holds no '@'")
+        return value
+
+
+class TokenIn(BaseModel):
+    token: str = Field(min_length=1, max_length=256)
+
+
+class ResetConfirmIn(BaseModel):
+    token: str = Field(min_length=1, max_length=256)
+    new_password: Password
+
+
+class PasswordChangeIn(BaseModel):
+    current_password: Password
+    new_password: Password
+
+
+class RefreshIn(BaseModel):
+    refresh_token: str | None = Field(default=None, max_length=8192)
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    username: str | None
+    email_verified: bool
+    roles: list[str]
+
+
+class AcceptedOut(BaseModel):
+    status: str = "accepted"
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    created_at: datetime
+    last_used_at: datetime
+    user_agent: str | None
+    client_address: str | None
+    current: bool
+
+
+def _user_out(user: UserRecord) -> UserOut:
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        username=user.username,
+        email_verified=user.email_verified,
+        roles=list(user.roles),
+    )
+
+
+def _moment(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+# -- routers ---------------------------------------------------------------------
+
+
+def auth_router(
+    manager: AccountManager,
+    transport: Transport,
+    *,
+    prefix: str = "/auth",
+    tags: Sequence[str] = ("auth",),
+    trusted_proxies: TrustedProxies | None = None,
+) -> APIRouter:
+    """Login, refresh, logout and logout everywhere, over ``transport``."""
+    router = APIRouter(prefix=prefix, tags=list(tags))
+    Claims = Annotated[AccessClaims, Depends(transport)]  # noqa: N806
+    address = _client_address(trusted_proxies)
+    check_origin: Callable[[Request], None] | None = getattr(transport, "check_origin", None)
+
+    @router.post("/login", responses=_responses(400, 401, 403, 422, 429, 503))
+    async def login(
+        request: Request,
+        response: Response,
+        form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    ) -> dict[str, Any]:
+        """Exchange a login name (email or username) and password for tokens."""
+        # A transport that keeps tokens in cookies must not log a browser into
+        # an account chosen by another site's page (login CSRF).
+        if check_origin is not None and (
+            "origin" in request.headers or "referer" in request.headers
+        ):
+            with _answering():
+                check_origin(request)
+        with _answering():
+            pair = await manager.login(
+                form.username,
+                form.password,
+                user_agent=request.headers.get("user-agent"),
+                client_address=address(request),
+            )
+        return transport.login_response(pair, response)
+
+    @router.post("/refresh", responses=_responses(400, 401, 403, 422, 503))
+    async def refresh(
+        request: Request, response: Response, body: RefreshIn | None = None
+    ) -> dict[str, Any]:
+        """Rotate the refresh token: a new pair; a reused token ends its session."""
+        token = await transport.read_refresh(request, body.refresh_token if body else None)
+        with _answering():
+            pair = await manager.refresh(token)
+        return transport.login_response(pair, response)
+
+    @router.post(
+        "/logout",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=_responses(401, 403, 503),
+    )
+    async def logout(claims: Claims, response: Response) -> None:
+        """End the caller's session."""
+        with _answering():
+            await manager.logout(claims.sub, claims.sid)
+        transport.logout_response(response)
+
+    @router.post(
+        "/logout-all",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=_responses(401, 403, 503),
+    )
+    async def logout_all(claims: Claims, response: Response) -> None:
+        """End every session of the caller, on every device."""
+        with _answering():
+            await manager.logout_all(claims.sub)
+        transport.logout_response(response)
+
+    return router
+
+
+def account_router(
+    manager: AccountManager,
+    transport: Transport,
+    *,
+    prefix: str = "/auth",
+    me_prefix: str = "/users/me",
+    reveal_existing: bool = True,
+    fresh_max_age: float | None = 300,
+    tags: Sequence[str] = ("account",),
+) -> APIRouter:
+    """Registration, email verification, password reset and password change.
+
+    ``reveal_existing`` (default ``True``): registering a taken address answers
+    ``409``, which tells anyone whether an address has an account. With
+    ``False`` registration always answers ``202`` and the owner of a taken
+    address gets a mail instead: no enumeration, at the price of a less direct
+    answer for a user who forgot they have an account.
+    """
+    router = APIRouter(tags=list(tags))
+    fresh = require_fresh(transport, max_age=fresh_max_age, clock=manager.issuer.clock)
+    Fresh = Annotated[AccessClaims, Depends(fresh)]  # noqa: N806
+
+    if reveal_existing:
+
+        @router.post(
+            f"{prefix}/register",
+            status_code=status.HTTP_201_CREATED,
+            responses=_responses(409, 422, 503),
+        )
+        async def register(body: RegisterIn, background: BackgroundTasks) -> UserOut:
+            """Create an account; a verification mail follows."""
+            with _answering():
+                user = await manager.register(
+                    body.email, body.password.get_secret_value(), username=body.username
+                )
+            background.add_task(manager.send_verification, user)
+            return _user_out(user)
+
+    else:
+
+        @router.post(
+            f"{prefix}/register",
+            status_code=status.HTTP_202_ACCEPTED,
+            responses=_responses(422, 503),
+        )
+        async def register_quietly(body: RegisterIn, background: BackgroundTasks) -> AcceptedOut:
+            """Create an account, or mail the owner of a taken address; same answer."""
+            try:
+                user = await manager.register(
+                    body.email, body.password.get_secret_value(), username=body.username
+                )
+            except UserExistsError:
+                background.add_task(manager.notify_existing, body.email)
+            except SecurityError as error:
+                _refuse(error)
+            else:
+                background.add_task(manager.send_verification, user)
+            return AcceptedOut()
+
+    @router.post(
+        f"{prefix}/verify/request",
+        status_code=status.HTTP_202_ACCEPTED,
+        responses=_responses(422),
+    )
+    async def request_verification(body: EmailIn, background: BackgroundTasks) -> AcceptedOut:
+        """Mail a new verification link, if the address has an unverified account."""
+        background.add_task(manager.request_verification, body.email)
+        return AcceptedOut()
+
+    @router.post(f"{prefix}/verify/confirm", responses=_responses(400, 422, 503))
+    async def confirm_verification(body: TokenIn) -> UserOut:
+        """Verify the email address with the token from the link."""
+        with _answering():
+            user = await manager.confirm_verification(body.token)
+        return _user_out(user)
+
+    @router.post(
+        f"{prefix}/password-reset/request",
+        status_code=status.HTTP_202_ACCEPTED,
+        responses=_responses(422),
+    )
+    async def request_password_reset(body: EmailIn, background: BackgroundTasks) -> AcceptedOut:
+        """Mail a reset link, if the address has an account; the same answer either way."""
+        background.add_task(manager.request_password_reset, body.email)
+        return AcceptedOut()
+
+    @router.post(
+        f"{prefix}/password-reset/confirm",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=_responses(400, 422, 503),
+    )
+    async def confirm_password_reset(body: ResetConfirmIn) -> None:
+        """Set a new password with the token from the link; every session ends."""
+        with _answering():
+            await manager.confirm_password_reset(body.token, body.new_password.get_secret_value())
+
+    @router.patch(
+        f"{me_prefix}/password",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=_responses(401, 403, 422, 503),
+    )
+    async def change_password(claims: Fresh, body: PasswordChangeIn) -> None:
+        """Change the password (a fresh login is required); other sessions end."""
+        with _answering():
+            await manager.change_password(
+                claims.sub,
+                body.current_password.get_secret_value(),
+                body.new_password.get_secret_value(),
+                session_id=claims.sid,
+            )
+
+    return router
+
+
+SessionId = Annotated[
+    str, Path(min_length=1, max_length=128, pattern=r"^[0-9a-f]{16}\.[A-Za-z0-9_-]+$")
+]
+
+
+def sessions_router(
+    manager: AccountManager,
+    transport: Transport,
+    *,
+    prefix: str = "/users/me/sessions",
+    tags: Sequence[str] = ("sessions",),
+) -> APIRouter:
+    """The caller's sessions: list them, end one, end all others."""
+    sessions = manager.sessions
+    if sessions is None:
+        raise ConfigurationError("sessions_router needs an AccountManager with sessions")
+    router = APIRouter(prefix=prefix, tags=list(tags))
+    Claims = Annotated[AccessClaims, Depends(transport)]  # noqa: N806
+
+    @router.get("", responses=_responses(401, 403, 503))
+    async def list_sessions(claims: Claims) -> list[SessionOut]:
+        """The caller's live sessions, newest first; ``current`` marks this one."""
+        with _answering():
+            found = await sessions.list_sessions(claims.sub)
+        return [
+            SessionOut(
+                session_id=s.session_id,
+                created_at=_moment(s.created_at),
+                last_used_at=_moment(s.last_used_at),
+                user_agent=s.user_agent,
+                client_address=s.client_address,
+                current=s.session_id == claims.sid,
+            )
+            for s in found
+        ]
+
+    @router.delete(
+        "/{session_id}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=_responses(401, 403, 404, 422, 503),
+    )
+    async def revoke_session(claims: Claims, session_id: SessionId) -> None:
+        """End one of the caller's sessions; its access tokens stop working at once."""
+        with _answering():
+            ended = await sessions.revoke(claims.sub, session_id)
+        if not ended:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                detail={"code": "not_found", "message": "no such session"},
+            )
+
+    @router.delete("", responses=_responses(401, 403, 503))
+    async def revoke_other_sessions(claims: Claims) -> dict[str, int]:
+        """End every session of the caller but this one."""
+        with _answering():
+            ended = await sessions.revoke_others(claims.sub, claims.sid)
+        return {"revoked": len(ended)}
+
+    return router
