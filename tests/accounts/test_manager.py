@@ -1,0 +1,182 @@
+"""AccountManager flows beyond the routers: rehash, inactive users, mail failures."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from fastapi_secure.accounts.mail import LinkBuilder, MailMessage, MemoryOutbox
+from fastapi_secure.accounts.manager import (
+    AccountManager,
+    CurrentPasswordError,
+    InvalidCredentialsError,
+)
+from fastapi_secure.accounts.routers import auth_router, sessions_router
+from fastapi_secure.auth.bearer import BearerAuth
+from fastapi_secure.clientip import TrustedProxies
+from fastapi_secure.errors import ConfigurationError, RevokedTokenError
+from fastapi_secure.passwords.hasher import PasswordHasher
+from fastapi_secure.testing import FakeClock
+from fastapi_secure.tokens.stores.memory import MemoryTokenStore
+from tests.support.accounts import ORIGIN, build_accounts_app
+
+pytestmark = pytest.mark.anyio
+
+PASSWORD = "correct horse battery staple"
+
+
+async def test_configuration_is_checked(fake_clock: FakeClock) -> None:
+    world = build_accounts_app(fake_clock)
+    with pytest.raises(ConfigurationError, match="links"):
+        AccountManager(world.users, world.issuer, world.manager.hasher, mail=MemoryOutbox())
+    with pytest.raises(ValueError, match="path"):
+        AccountManager(
+            world.users,
+            world.issuer,
+            world.manager.hasher,
+            links=LinkBuilder("https://app.example.io"),
+            reset_path="//evil.example",
+        )
+    assert "AccountManager(" in repr(world.manager)
+
+
+async def test_a_legacy_hash_is_upgraded_without_ending_sessions(fake_clock: FakeClock) -> None:
+    world = build_accounts_app(fake_clock)
+    legacy = PasswordHasher.insecure_fast_for_tests()
+    user = await world.users.create(email="old@x.io", password_hash="placeholder")
+    upgraded_from = legacy.hash(PASSWORD)
+    await world.users.set_password_hash(user.id, upgraded_from, rotate_stamp=False)
+    stronger = PasswordHasher.recommended()
+    manager = AccountManager(world.users, world.issuer, stronger)
+    await manager.authenticate("old@x.io", PASSWORD)
+    after = await world.users.get(user.id)
+    assert after is not None
+    assert after.password_hash != upgraded_from
+    assert after.security_stamp == user.security_stamp
+
+
+async def test_inactive_users_get_the_same_refusal(fake_clock: FakeClock) -> None:
+    world = build_accounts_app(fake_clock)
+    user = await world.manager.register("off@x.io", PASSWORD)
+    await world.users.set_active(user.id, False)
+    with pytest.raises(InvalidCredentialsError):
+        await world.manager.authenticate("off@x.io", PASSWORD)
+    await world.manager.request_verification("off@x.io")
+    await world.manager.request_password_reset("off@x.io")
+    assert world.outbox.to("off@x.io") == []
+    with pytest.raises(InvalidCredentialsError):
+        await world.manager.change_password(user.id, PASSWORD, "another long passphrase")
+
+
+async def test_a_deactivated_user_cannot_refresh(fake_clock: FakeClock) -> None:
+    world = build_accounts_app(fake_clock)
+    user = await world.manager.register("gone@x.io", PASSWORD)
+    pair = await world.manager.login("gone@x.io", PASSWORD)
+    await world.users.set_active(user.id, False)
+    with pytest.raises(RevokedTokenError):
+        await world.manager.refresh(pair.refresh_token)
+
+
+async def test_a_wrong_current_password_is_refused(fake_clock: FakeClock) -> None:
+    world = build_accounts_app(fake_clock)
+    user = await world.manager.register("c@x.io", PASSWORD)
+    with pytest.raises(CurrentPasswordError):
+        await world.manager.change_password(user.id, "p" * 2000, "another long passphrase")
+
+
+async def test_usernames_are_unlocked_by_a_reset(fake_clock: FakeClock) -> None:
+    world = build_accounts_app(fake_clock)
+    await world.manager.register("u@x.io", PASSWORD, username="Ursula")
+    for _ in range(5):
+        with pytest.raises(InvalidCredentialsError):
+            await world.manager.authenticate("ursula", "wrong password")
+    await world.manager.request_password_reset("u@x.io")
+    message = world.outbox.to("u@x.io")[-1]
+    assert message.link is not None
+    token = message.link.split("token=")[1]
+    await world.manager.confirm_password_reset(token, "a brand new passphrase")
+    await world.manager.authenticate("ursula", "a brand new passphrase")
+
+
+class BrokenSender:
+    async def send(self, message: MailMessage) -> None:
+        raise ConnectionError(f"smtp down while sending {message.link}")
+
+
+async def test_a_failing_sender_is_logged_without_the_link(
+    fake_clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = build_accounts_app(fake_clock)
+    manager = AccountManager(
+        world.users,
+        world.issuer,
+        world.manager.hasher,
+        mail=BrokenSender(),
+        links=LinkBuilder("https://app.example.io"),
+    )
+    await manager.register("m@x.io", PASSWORD)
+    with caplog.at_level(logging.ERROR, logger="fastapi_secure.accounts"):
+        await manager.request_password_reset("m@x.io")
+    assert "ConnectionError" in caplog.text
+    assert "token=" not in caplog.text
+
+
+async def test_without_mail_nothing_is_sent(fake_clock: FakeClock) -> None:
+    world = build_accounts_app(fake_clock)
+    manager = AccountManager(world.users, world.issuer, world.manager.hasher)
+    user = await manager.register("q@x.io", PASSWORD)
+    await manager.send_verification(user)
+    await manager.notify_existing("q@x.io")
+    await manager.request_password_reset("q@x.io")
+
+
+async def test_trusted_proxies_decide_the_client_address(fake_clock: FakeClock) -> None:
+    world = build_accounts_app(fake_clock)
+    await world.manager.register("p@x.io", PASSWORD)
+    app = FastAPI()
+    transport = BearerAuth(world.issuer)
+    proxies = TrustedProxies(["127.0.0.1/32"])
+    app.include_router(auth_router(world.manager, transport, trusted_proxies=proxies))
+    app.include_router(sessions_router(world.manager, transport))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 5000)), base_url=ORIGIN
+    ) as client:
+        login = await client.post(
+            "/auth/login",
+            data={"username": "p@x.io", "password": PASSWORD},
+            headers={"X-Forwarded-For": "198.51.100.23"},
+        )
+        token = login.json()["access_token"]
+        listed = await client.get(
+            "/users/me/sessions", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert listed.json()[0]["client_address"] == "198.51.100.0/24"
+
+
+def test_sessions_router_needs_sessions(fake_clock: FakeClock) -> None:
+    world = build_accounts_app(fake_clock)
+
+    class Plain(MemoryTokenStore):
+        record_session = None  # type: ignore[assignment]
+
+    issuer_without = type(world.issuer)(
+        world.issuer.keys, Plain(clock=fake_clock), issuer=ORIGIN, audience=ORIGIN
+    )
+    manager = AccountManager(world.users, issuer_without, world.manager.hasher)
+    assert manager.sessions is None
+    with pytest.raises(ConfigurationError, match="sessions"):
+        sessions_router(manager, BearerAuth(issuer_without))
+
+
+async def test_quiet_registration_still_refuses_weak_passwords(fake_clock: FakeClock) -> None:
+    world = build_accounts_app(fake_clock, reveal_existing=False)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=world.app), base_url=ORIGIN
+    ) as client:
+        response = await client.post(
+            "/auth/register", json={"email": "w@x.io", "password": "password"}
+        )
+    assert response.status_code == 422
