@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from fastapi_secure.accounts.hooks import AccountEvent, HookContext
+from fastapi_secure.accounts.lockout import Lockout
 from fastapi_secure.testing import FakeClock
 from tests.support.accounts import ORIGIN, AccountsApp, build_accounts_app, token_from
 
@@ -91,6 +92,45 @@ async def _register(device: Device, email: str = "alice@example.io") -> httpx.Re
 
 
 async def test_the_whole_journey(world: AccountsApp, device: Device) -> None:
+    await _journey(world, device)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.parametrize("mode", ["bearer", "cookie"])
+async def test_the_whole_journey_on_postgres_and_redis(
+    fake_clock: FakeClock, redis_url: str, redis_prefix: str, mode: str
+) -> None:
+    from fastapi_secure.accounts.redis import RedisActionTokenStore, RedisLockoutStore
+    from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserStore
+    from fastapi_secure.tokens.stores.redis import RedisTokenStore
+    from tests.conftest import fresh_postgres_database
+    from tests.support.accounts import AppUser, sql_database
+
+    tokens = RedisTokenStore.from_url(redis_url, prefix=redis_prefix + "t:")
+    actions = RedisActionTokenStore.from_url(redis_url, prefix=redis_prefix + "a:")
+    locks = RedisLockoutStore.from_url(redis_url, prefix=redis_prefix + "l:")
+    try:
+        async with fresh_postgres_database() as url, sql_database(url) as db:
+            world = build_accounts_app(
+                fake_clock,
+                mode=mode,
+                store=tokens,
+                users=SQLAlchemyUserStore(AppUser, db.transaction, clock=fake_clock),
+                action_store=actions,
+                lockout=Lockout(locks, clock=fake_clock),
+            )
+            device = Device(world)
+            try:
+                await _journey(world, device)
+            finally:
+                await device.aclose()
+    finally:
+        for store in (tokens, actions, locks):
+            await store.aclose()
+
+
+async def _journey(world: AccountsApp, device: Device) -> None:
     response = await _register(device)
     assert response.status_code == 201
     assert response.json()["email_verified"] is False

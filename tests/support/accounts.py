@@ -11,13 +11,14 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from fastapi_secure.accounts.action_tokens import ActionTokens, ActionTokenStore
 from fastapi_secure.accounts.hooks import AccountHooks
 from fastapi_secure.accounts.lockout import Lockout
 from fastapi_secure.accounts.mail import LinkBuilder, MailMessage, MemoryOutbox
 from fastapi_secure.accounts.manager import AccountManager
 from fastapi_secure.accounts.routers import account_router, auth_router, sessions_router
 from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserMixin
-from fastapi_secure.accounts.users import MemoryUserStore
+from fastapi_secure.accounts.users import MemoryUserStore, UserStore
 from fastapi_secure.auth.bearer import BearerAuth
 from fastapi_secure.auth.cookie import CookieAuth
 from fastapi_secure.db import Database
@@ -67,7 +68,7 @@ class AccountsApp:
 
     app: FastAPI
     manager: AccountManager
-    users: MemoryUserStore
+    users: UserStore
     issuer: TokenIssuer
     outbox: MemoryOutbox
     hooks: AccountHooks
@@ -83,8 +84,10 @@ def build_accounts_app(
     require_verified_email: bool = False,
     store: TokenStore | None = None,
     lockout: Lockout | None = None,
+    users: UserStore | None = None,
+    action_store: ActionTokenStore | None = None,
 ) -> AccountsApp:
-    users = MemoryUserStore(clock=clock)
+    users = users if users is not None else MemoryUserStore(clock=clock)
     issuer = TokenIssuer(
         KeySet.from_secret(SECRET, kid="k1"),
         store if store is not None else MemoryTokenStore(clock=clock),
@@ -107,6 +110,7 @@ def build_accounts_app(
         links=LinkBuilder("https://app.example.io"),
         hooks=hooks,
         lockout=lockout or Lockout(hooks=hooks, clock=clock),
+        action_tokens=ActionTokens(users, action_store, clock=clock),
         require_verified_email=require_verified_email,
     )
     app = FastAPI()
