@@ -10,7 +10,7 @@ either transport (:class:`~fastapi_secure.auth.bearer.BearerAuth` or
   ``/verify/confirm``, ``/password-reset/request``, ``/password-reset/confirm``
   and ``PATCH {me_prefix}/password`` (fresh token required);
 * :func:`sessions_router`: ``GET`` the caller's sessions, ``DELETE /{session_id}``,
-  ``DELETE`` (every session but the current one).
+  ``DELETE /others`` (every session but the current one).
 
 Every route lists each status it can answer in OpenAPI. The *request* routes
 answer ``202`` whether or not the address has an account, and do the real
@@ -71,7 +71,7 @@ class ErrorOut(BaseModel):
 
 
 _DESCRIPTIONS = {
-    400: "Malformed request, or an invalid, used or expired token",
+    400: "Malformed body, or an invalid, used or expired token",
     401: "Missing, invalid or expired credentials",
     403: "Not allowed (CSRF or Origin check, unverified email, wrong current password)",
     404: "No such session",
@@ -83,7 +83,14 @@ _DESCRIPTIONS = {
 
 
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorOut, "description": _DESCRIPTIONS[code]} for code in codes}
+    # 422 keeps no model: its body is FastAPI's validation list, or the object of
+    # fastapi_secure.http_errors.install_error_handlers, as the application chooses.
+    return {
+        code: {"description": _DESCRIPTIONS[code]}
+        if code == 422
+        else {"model": ErrorOut, "description": _DESCRIPTIONS[code]}
+        for code in codes
+    }
 
 
 def _refuse(error: SecurityError) -> NoReturn:
@@ -298,7 +305,7 @@ def account_router(
         @router.post(
             f"{prefix}/register",
             status_code=status.HTTP_201_CREATED,
-            responses=_responses(409, 422, 503),
+            responses=_responses(400, 409, 422, 503),
         )
         async def register(body: RegisterIn, background: BackgroundTasks) -> UserOut:
             """Create an account; a verification mail follows."""
@@ -314,7 +321,7 @@ def account_router(
         @router.post(
             f"{prefix}/register",
             status_code=status.HTTP_202_ACCEPTED,
-            responses=_responses(422, 503),
+            responses=_responses(400, 422, 503),
         )
         async def register_quietly(body: RegisterIn, background: BackgroundTasks) -> AcceptedOut:
             """Create an account, or mail the owner of a taken address; same answer."""
@@ -333,7 +340,7 @@ def account_router(
     @router.post(
         f"{prefix}/verify/request",
         status_code=status.HTTP_202_ACCEPTED,
-        responses=_responses(422),
+        responses=_responses(400, 422),
     )
     async def request_verification(body: EmailIn, background: BackgroundTasks) -> AcceptedOut:
         """Mail a new verification link, if the address has an unverified account."""
@@ -350,7 +357,7 @@ def account_router(
     @router.post(
         f"{prefix}/password-reset/request",
         status_code=status.HTTP_202_ACCEPTED,
-        responses=_responses(422),
+        responses=_responses(400, 422),
     )
     async def request_password_reset(body: EmailIn, background: BackgroundTasks) -> AcceptedOut:
         """Mail a reset link, if the address has an account; the same answer either way."""
@@ -370,7 +377,7 @@ def account_router(
     @router.patch(
         f"{me_prefix}/password",
         status_code=status.HTTP_204_NO_CONTENT,
-        responses=_responses(401, 403, 422, 503),
+        responses=_responses(400, 401, 403, 422, 503),
     )
     async def change_password(claims: Fresh, body: PasswordChangeIn) -> None:
         """Change the password (a fresh login is required); other sessions end."""
@@ -421,6 +428,15 @@ def sessions_router(
             for s in found
         ]
 
+    # Its own path, declared before "/{session_id}": one path with GET and DELETE
+    # routes would answer a third method with an Allow header naming only one.
+    @router.delete("/others", responses=_responses(401, 403, 503))
+    async def revoke_other_sessions(claims: Claims) -> dict[str, int]:
+        """End every session of the caller but this one."""
+        with _answering():
+            ended = await sessions.revoke_others(claims.sub, claims.sid)
+        return {"revoked": len(ended)}
+
     @router.delete(
         "/{session_id}",
         status_code=status.HTTP_204_NO_CONTENT,
@@ -435,12 +451,5 @@ def sessions_router(
                 status.HTTP_404_NOT_FOUND,
                 detail={"code": "not_found", "message": "no such session"},
             )
-
-    @router.delete("", responses=_responses(401, 403, 503))
-    async def revoke_other_sessions(claims: Claims) -> dict[str, int]:
-        """End every session of the caller but this one."""
-        with _answering():
-            ended = await sessions.revoke_others(claims.sub, claims.sid)
-        return {"revoked": len(ended)}
 
     return router
