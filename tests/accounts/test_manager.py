@@ -180,3 +180,53 @@ async def test_quiet_registration_still_refuses_weak_passwords(fake_clock: FakeC
             "/auth/register", json={"email": "w@x.io", "password": "password"}
         )
     assert response.status_code == 422
+
+
+class _CountingHasher:
+    """Counts every password verification, real or dummy."""
+
+    def __init__(self, inner: PasswordHasher) -> None:
+        self.inner = inner
+        self.verifications = 0
+
+    async def ahash(self, password: str) -> str:
+        return await self.inner.ahash(password)
+
+    async def averify(self, password: str, hash: str) -> bool:
+        self.verifications += 1
+        return await self.inner.averify(password, hash)
+
+    async def averify_and_update(self, password: str, hash: str) -> tuple[bool, str | None]:
+        self.verifications += 1
+        return await self.inner.averify_and_update(password, hash)
+
+    async def adummy_verify(self, password: str | None = None) -> None:
+        self.verifications += 1
+        await self.inner.adummy_verify(password)
+
+
+@pytest.mark.parametrize(
+    ("name", "password"),
+    [
+        ("alice@x.io", "wrong password"),  # known account, wrong password
+        ("ghost@x.io", "wrong password"),  # unknown account
+        ("alice", "wrong password"),  # unknown username
+        ("\u0000bad", "wrong password"),  # implausible name
+        ("alice@x.io", "p" * 5000),  # oversized password
+        ("inactive@x.io", PASSWORD),  # right password, inactive account
+    ],
+)
+async def test_every_failed_login_spends_one_verification(
+    fake_clock: FakeClock, name: str, password: str
+) -> None:
+    world = build_accounts_app(fake_clock)
+    hasher = _CountingHasher(PasswordHasher.insecure_fast_for_tests())
+    manager = AccountManager(world.users, world.issuer, hasher)  # type: ignore[arg-type]
+    await manager.register("alice@x.io", PASSWORD)
+    inactive = await manager.register("inactive@x.io", PASSWORD)
+    await world.users.set_active(inactive.id, False)
+    hasher.verifications = 0
+    with pytest.raises(InvalidCredentialsError) as caught:
+        await manager.authenticate(name, password)
+    assert hasher.verifications == 1
+    assert caught.value.message == "incorrect login name or password"

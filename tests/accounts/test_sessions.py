@@ -6,6 +6,8 @@ import ipaddress
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fastapi_secure.accounts.addresses import coarsen_address
 from fastapi_secure.accounts.hooks import AccountEvent, AccountHooks, HookContext
@@ -201,3 +203,19 @@ def test_coarsening_prefixes_are_checked() -> None:
     assert coarsen_address("203.0.113.77", ipv4_prefix=32) == "203.0.113.77/32"
     with pytest.raises(ValueError, match="prefix"):
         coarsen_address("203.0.113.77", ipv4_prefix=33)
+
+
+@given(st.text(max_size=80))
+def test_any_text_coarsens_to_a_network_or_nothing(text: str) -> None:
+    network = coarsen_address(text)
+    if network is not None:
+        parsed = ipaddress.ip_network(network)
+        assert parsed.prefixlen in {24, 64}
+
+
+@given(st.ip_addresses())
+def test_every_address_lands_in_its_own_network(address: ipaddress.IPv4Address) -> None:
+    network = coarsen_address(str(address))
+    assert network is not None
+    mapped = getattr(address, "ipv4_mapped", None)
+    assert (mapped or address) in ipaddress.ip_network(network)
