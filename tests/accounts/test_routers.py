@@ -505,3 +505,39 @@ async def test_request_routes_do_the_same_work_before_answering(
     # Nothing is looked up before the answer leaves, for a known and an unknown
     # address alike; the lookup follows it.
     assert traces["alice@example.io"] == traces["nobody@example.io"] == ["response sent", "lookup"]
+
+
+async def test_every_lifecycle_event_fires(fake_clock: FakeClock) -> None:
+    world = build_accounts_app(fake_clock)
+    fired: list[AccountEvent] = []
+
+    async def record(context: HookContext) -> None:
+        fired.append(context.event)
+
+    for event in AccountEvent:
+        world.hooks.add(event, record)
+    device, other = Device(world), Device(world)
+    try:
+        await _register(device)
+        token = token_from(world.outbox.to("alice@example.io")[-1])
+        await device.client.post("/auth/verify/confirm", json={"token": token})
+        await device.login("alice@example.io", "wrong password")
+        await device.login("alice@example.io")
+        old_refresh = device.refresh_token
+        await device.refresh()
+        device.refresh_token = old_refresh
+        await device.refresh()  # reuse
+        await device.login("alice@example.io")
+        body = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+        await device.call("PATCH", "/users/me/password", json=body)
+        await device.call("POST", "/auth/logout")
+        reset = await _reset_token(world, device, "alice@example.io")
+        await device.client.post(
+            "/auth/password-reset/confirm", json={"token": reset, "new_password": PASSWORD}
+        )
+        for _ in range(5):
+            await other.login("alice@example.io", "wrong again")
+    finally:
+        await device.aclose()
+        await other.aclose()
+    assert set(fired) == set(AccountEvent)
