@@ -264,7 +264,9 @@ async def test_redis_keeps_only_digests(
         await store.aclose()
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(garbage=st.text(max_size=200))
 async def test_arbitrary_input_is_a_clean_refusal(
     tokens: ActionTokens, users: MemoryUserStore, garbage: str
