@@ -13,6 +13,7 @@ from fastapi_secure.accounts.manager import (
     AccountManager,
     CurrentPasswordError,
     InvalidCredentialsError,
+    user_grant_loader,
 )
 from fastapi_secure.accounts.routers import auth_router, sessions_router
 from fastapi_secure.auth.bearer import BearerAuth
@@ -163,7 +164,11 @@ def test_sessions_router_needs_sessions(fake_clock: FakeClock) -> None:
         record_session = None  # type: ignore[assignment]
 
     issuer_without = type(world.issuer)(
-        world.issuer.keys, Plain(clock=fake_clock), issuer=ORIGIN, audience=ORIGIN
+        world.issuer.keys,
+        Plain(clock=fake_clock),
+        issuer=ORIGIN,
+        audience=ORIGIN,
+        grant_loader=user_grant_loader(world.users),
     )
     manager = AccountManager(world.users, issuer_without, world.manager.hasher)
     assert manager.sessions is None

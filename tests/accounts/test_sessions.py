@@ -15,7 +15,7 @@ from fastapi_secure.accounts.sessions import SessionManager
 from fastapi_secure.errors import ConfigurationError, RevokedTokenError
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import TokenPair
-from fastapi_secure.tokens.issuer import TokenIssuer
+from fastapi_secure.tokens.issuer import TokenIssuer, keep_login_grant
 from fastapi_secure.tokens.keys import KeySet
 from fastapi_secure.tokens.stores.base import TokenStore
 from fastapi_secure.tokens.stores.memory import MemoryTokenStore
@@ -33,6 +33,7 @@ def issuer(store: TokenStore, fake_clock: FakeClock) -> TokenIssuer:
         issuer="https://issuer.test",
         audience="https://api.test",
         clock=fake_clock,
+        grant_loader=keep_login_grant,
     )
 
 
@@ -158,6 +159,7 @@ def test_configuration_is_checked(fake_clock: FakeClock) -> None:
         MemoryTokenStore(clock=fake_clock),
         issuer="https://issuer.test",
         audience="https://api.test",
+        grant_loader=keep_login_grant,
     )
     for bad in (0, -1, 10**6, True):
         with pytest.raises(ConfigurationError):
@@ -175,6 +177,7 @@ def test_a_store_without_sessions_is_refused(fake_clock: FakeClock) -> None:
         Plain(clock=fake_clock),
         issuer="https://issuer.test",
         audience="https://api.test",
+        grant_loader=keep_login_grant,
     )
     with pytest.raises(ConfigurationError, match="sessions"):
         SessionManager(issuer)

@@ -14,6 +14,7 @@ from fastapi_secure.accounts.users import (
     normalize_login_name,
     plausible_login_name,
 )
+from fastapi_secure.http_errors import status_of
 from fastapi_secure.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -69,7 +70,7 @@ async def test_email_uniqueness_ignores_case_and_width(user_store: UserStore) ->
     ):
         with pytest.raises(UserExistsError) as caught:
             await user_store.create(email=email, password_hash="h")
-        assert caught.value.http_status == 409
+        assert status_of(caught.value) == 409
 
 
 async def test_username_uniqueness_ignores_case(user_store: UserStore) -> None:

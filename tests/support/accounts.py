@@ -15,7 +15,7 @@ from fastapi_secure.accounts.action_tokens import ActionTokens, ActionTokenStore
 from fastapi_secure.accounts.hooks import AccountHooks
 from fastapi_secure.accounts.lockout import Lockout
 from fastapi_secure.accounts.mail import LinkBuilder, MailMessage, MemoryOutbox
-from fastapi_secure.accounts.manager import AccountManager
+from fastapi_secure.accounts.manager import AccountManager, user_grant_loader
 from fastapi_secure.accounts.routers import account_router, auth_router, sessions_router
 from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserMixin
 from fastapi_secure.accounts.users import MemoryUserStore, UserStore
@@ -94,6 +94,7 @@ def build_accounts_app(
         issuer=ORIGIN,
         audience=ORIGIN,
         clock=clock,
+        grant_loader=user_grant_loader(users),
     )
     transport: BearerAuth | CookieAuth
     if mode == "bearer":

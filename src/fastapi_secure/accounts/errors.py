@@ -4,23 +4,22 @@
 SecurityError
 ├── UserNotFoundError                  no user with that id (Python API only)
 └── RequestRefusedError
-    ├── UserExistsError                the email or login name is taken (HTTP 409)
+    ├── ConflictError
+    │   └── UserExistsError            the email or login name is taken (HTTP 409)
     ├── InvalidActionTokenError        unknown, used, expired, stale or foreign (400)
     └── RateLimitExceededError
         └── AccountLockedError         too many failed logins (429 + Retry-After)
 ```
 
 Messages stay generic; ``reason`` carries the precise cause for debug logs.
-:func:`fastapi_secure.http_errors.status_of` has no conflict class yet, so
-``UserExistsError.http_status`` names its status for the HTTP side.
 """
 
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 from fastapi_secure.errors import (
+    ConflictError,
     ErrorCode,
     RateLimitExceededError,
     RequestRefusedError,
@@ -43,15 +42,13 @@ class UserNotFoundError(SecurityError, LookupError):
         super().__init__("no such user")
 
 
-class UserExistsError(RequestRefusedError):
+class UserExistsError(ConflictError):
     """A user with this email (or login name) already exists (HTTP 409).
 
     Raised by every :class:`~fastapi_secure.accounts.users.UserStore` backend,
     including when the database's unique index refused a concurrent insert.
     """
 
-    http_status: ClassVar[int] = 409
-    default_code = ErrorCode.CONFLICT
     default_message = "an account with this email or name already exists"
 
 

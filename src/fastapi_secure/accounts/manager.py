@@ -44,13 +44,14 @@ from fastapi_secure.tokens.stores.base import SessionStore
 if TYPE_CHECKING:
     from fastapi_secure.passwords.hasher import PasswordHasher
     from fastapi_secure.tokens.claims import RefreshClaims, TokenPair
-    from fastapi_secure.tokens.issuer import TokenIssuer
+    from fastapi_secure.tokens.issuer import GrantLoader, TokenIssuer
 
 __all__ = [
     "AccountManager",
     "CurrentPasswordError",
     "EmailNotVerifiedError",
     "InvalidCredentialsError",
+    "user_grant_loader",
 ]
 
 logger = logging.getLogger("fastapi_secure.accounts")
@@ -77,6 +78,20 @@ class CurrentPasswordError(PermissionDeniedError):
 
     default_code = ErrorCode.INVALID_CREDENTIALS
     default_message = "the current password is not correct"
+
+
+def user_grant_loader(users: UserStore) -> GrantLoader:
+    """A grant loader for :class:`~fastapi_secure.tokens.issuer.TokenIssuer` that
+    reloads the user on each refresh: their current roles, or no new tokens
+    (and the session revoked) once the account is gone or inactive."""
+
+    async def load(claims: RefreshClaims) -> Grant | None:
+        user = await users.get(claims.sub)
+        if user is None or not user.is_active:
+            return None
+        return Grant(roles=user.roles)
+
+    return load
 
 
 class AccountManager:
@@ -251,13 +266,11 @@ class AccountManager:
         ``refresh_reuse_detected``.
         """
         seen: list[RefreshClaims] = []
+        load = user_grant_loader(self.users)
 
         async def grant(claims: RefreshClaims) -> Grant | None:
             seen.append(claims)
-            user = await self.users.get(claims.sub)
-            if user is None or not user.is_active:
-                return None
-            return Grant(roles=user.roles)
+            return await load(claims)
 
         try:
             pair = await self.issuer.rotate(refresh_token, grant_loader=grant)

@@ -95,10 +95,7 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 def _refuse(error: SecurityError) -> NoReturn:
     """Raise ``error`` as its HTTP answer (the one place that maps core errors here)."""
-    answer = http_exception(error)
-    if isinstance(error, UserExistsError):
-        answer.status_code = error.http_status
-    raise answer from None
+    raise http_exception(error) from None
 
 
 @contextmanager
