@@ -50,8 +50,8 @@ def redis_client_from_url(
     require("redis.asyncio", extra="redis", feature="Redis account stores")
     import redis.asyncio
     import redis.asyncio.cluster
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
+
+    from fastapi_secure._redis import stale_connection_retry
 
     for name, value in (
         ("socket_timeout", socket_timeout),
@@ -62,7 +62,8 @@ def redis_client_from_url(
     options: dict[str, Any] = {
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": socket_connect_timeout,
-        "retry": Retry(NoBackoff(), 1),
+        # A stale pooled connection (Redis restarted) is retried once; a timeout is not.
+        "retry": stale_connection_retry(),
         **client_options,
     }
     scheme, sep, rest = url.partition("://")
