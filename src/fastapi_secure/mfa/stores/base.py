@@ -98,5 +98,7 @@ def store_key(purpose: str, *parts: str) -> str:
     A digest, so a client-chosen value (an account name, a challenge) cannot
     reach into another key's space, and a key leaks nothing it was made from.
     """
-    material = "\x00".join((purpose, *parts)).encode("utf-8", "surrogatepass")
-    return f"{purpose}:{hashlib.sha256(material).hexdigest()[:40]}"
+    # Length-prefixed, so ("a\x00b",) and ("a", "b") cannot make the same key.
+    material = "".join(f"{len(part)}:{part}" for part in (purpose, *parts))
+    material_bytes = material.encode("utf-8", "surrogatepass")
+    return f"{purpose}:{hashlib.sha256(material_bytes).hexdigest()[:40]}"
