@@ -55,6 +55,11 @@ _REGISTER = "register"
 _AUTHENTICATE = "authenticate"
 
 
+def _describe(exc: Exception) -> str:
+    # For debug logs only (``reason``): py_webauthn says which check failed.
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -282,7 +287,7 @@ class Passkeys:
                 require_user_verification=self._uv_at_registration,
             )
         except Exception as exc:
-            raise PasskeyError(reason=f"registration refused: {type(exc).__name__}") from None
+            raise PasskeyError(reason=f"registration refused: {_describe(exc)}") from None
         transports = tuple(t.value for t in credential.response.transports or ())
         return PasskeyCredential(
             id=verified.credential_id,
@@ -376,7 +381,7 @@ class Passkeys:
                 require_user_verification=bool(entry.get("uv")),
             )
         except Exception as exc:
-            raise PasskeyError(reason=f"assertion refused: {type(exc).__name__}") from None
+            raise PasskeyError(reason=f"assertion refused: {_describe(exc)}") from None
         presented = verified.new_sign_count
         if (presented > 0 or stored.sign_count > 0) and presented <= stored.sign_count:
             await self._report_regression(stored, presented)
