@@ -1,0 +1,100 @@
+"""A tiny FastAPI app over fastapi_secure.mfa.Passkeys, for the real-browser ceremony test.
+
+One page (``GET /``) with ``register(user)`` and ``login()`` in a script;
+JSON routes for the two ceremonies. Passwordless login; the credential table
+is a dict. Refusals answer 401 with the error's generic message.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from fastapi_secure.mfa import PasskeyCredential, PasskeyError, Passkeys
+
+PAGE = """<!doctype html>
+<meta charset="utf-8">
+<title>passkeys</title>
+<script>
+async function post(path, body) {
+  const answer = await fetch(path, {
+    method: "POST",
+    headers: {"Content-Type": "application/json"},
+    body: JSON.stringify(body),
+  });
+  return {status: answer.status, body: await answer.json()};
+}
+async function register(user) {
+  const options = await post("/register/options", {user});
+  const credential = await navigator.credentials.create(
+    {publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options.body)});
+  return post("/register/verify", {user, credential: credential.toJSON()});
+}
+async function login() {
+  const options = await post("/login/options", {});
+  const credential = await navigator.credentials.get(
+    {publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options.body)});
+  return post("/login/verify", {credential: credential.toJSON()});
+}
+window.ready = true;
+</script>
+<p>passkey test page</p>
+"""
+
+
+class CredentialTable:
+    """The app's passkey table."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[bytes, PasskeyCredential] = {}
+
+    async def find(self, credential_id: bytes) -> PasskeyCredential | None:
+        return self.by_id.get(credential_id)
+
+
+def build_app(passkeys: Passkeys, table: CredentialTable) -> FastAPI:
+    app = FastAPI()
+
+    async def refused(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, PasskeyError)
+        return JSONResponse({"code": exc.code.value, "message": exc.message}, status_code=401)
+
+    app.add_exception_handler(PasskeyError, refused)
+
+    @app.get("/")
+    async def page() -> HTMLResponse:
+        return HTMLResponse(PAGE)
+
+    @app.post("/register/options")
+    async def register_options(user: Annotated[str, Body(embed=True)]) -> dict[str, Any]:
+        existing = [c for c in table.by_id.values() if c.user_id == user]
+        options = await passkeys.registration_options(user, user, existing=existing)
+        return options.public_key
+
+    @app.post("/register/verify")
+    async def register_verify(
+        user: Annotated[str, Body()], credential: Annotated[dict[str, Any], Body()]
+    ) -> dict[str, Any]:
+        record = await passkeys.verify_registration(user, credential)
+        table.by_id[record.id] = record
+        return {"id": record.id_b64, "sign_count": record.sign_count}
+
+    @app.post("/login/options")
+    async def login_options() -> dict[str, Any]:
+        return (await passkeys.authentication_options()).public_key
+
+    @app.post("/login/verify")
+    async def login_verify(
+        credential: Annotated[dict[str, Any], Body(embed=True)],
+    ) -> dict[str, Any]:
+        assertion = await passkeys.verify_authentication(credential, find_credential=table.find)
+        table.by_id[assertion.credential.id] = assertion.credential
+        return {
+            "user_id": assertion.user_id,
+            "sign_count": assertion.credential.sign_count,
+            "user_verified": assertion.user_verified,
+        }
+
+    return app
