@@ -8,6 +8,7 @@ application stores (django-allauth's "authenticator" per user and factor):
 - :mod:`~fastapi_secure.mfa.passkeys`: :class:`Passkeys`, :class:`PasskeyCredential`
 - :mod:`~fastapi_secure.mfa.secretbox`: :class:`SecretBox`
 - :mod:`~fastapi_secure.mfa.attempts`: :class:`AttemptLimit`
+- :mod:`~fastapi_secure.mfa.challenge`: :class:`MFAChallenges` (the MFA step of a login, no HTTP)
 - :mod:`~fastapi_secure.mfa.stores`: store protocols, memory and Redis backends
 
 The optional libraries (``pyotp``, ``segno``, ``webauthn``, ``cryptography``)
@@ -17,6 +18,7 @@ are imported when a factor is constructed; without them it raises
 """
 
 from fastapi_secure.mfa.attempts import AttemptLimit
+from fastapi_secure.mfa.challenge import MFAChallenge, MFAChallenges, MFATokenError, PendingMFA
 from fastapi_secure.mfa.errors import (
     ChallengeError,
     InvalidOTPError,
@@ -41,12 +43,16 @@ __all__ = [
     "AttemptLimit",
     "ChallengeError",
     "InvalidOTPError",
+    "MFAChallenge",
+    "MFAChallenges",
+    "MFATokenError",
     "OTPReplayError",
     "PasskeyAssertion",
     "PasskeyCredential",
     "PasskeyError",
     "PasskeyOptions",
     "Passkeys",
+    "PendingMFA",
     "RecoveryCodes",
     "SecretBox",
     "SecretDecryptionError",
