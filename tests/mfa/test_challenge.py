@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from fastapi_secure import KeySet, MemoryTokenStore, TokenIssuer
 from fastapi_secure.errors import ConfigurationError, InvalidTokenError
+from fastapi_secure.http_errors import status_of
 from fastapi_secure.mfa import (
     TOTP,
     InvalidOTPError,
@@ -51,7 +52,7 @@ async def test_start_and_complete_once(fast_store: Any, fake_clock: FakeClock) -
     assert pending.created_at == fake_clock()
     with pytest.raises(MFATokenError) as caught:
         await challenges.complete(started.token, accept)
-    assert caught.value.status_code == 401
+    assert status_of(caught.value) == 401
 
 
 async def test_expired_token_is_refused(fake_clock: FakeClock) -> None:

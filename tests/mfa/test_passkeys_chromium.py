@@ -133,5 +133,5 @@ def test_register_sign_out_sign_in_and_a_clone_refused(served: Served) -> None:
         )
         cloned = page.evaluate("login()")
         assert cloned["status"] == 401, cloned
-        assert cloned["body"]["message"] == "passkey verification failed"
+        assert cloned["body"]["detail"]["message"] == "passkey verification failed"
         assert served.reports == [("alice", 1)]

@@ -2,17 +2,18 @@
 
 One page (``GET /``) with ``register(user)`` and ``login()`` in a script;
 JSON routes for the two ceremonies. Passwordless login; the credential table
-is a dict. Refusals answer 401 with the error's generic message.
+is a dict. Refusals answer 401 through ``install_error_handlers``.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import Body, FastAPI
+from fastapi.responses import HTMLResponse
 
-from fastapi_secure.mfa import PasskeyCredential, PasskeyError, Passkeys
+from fastapi_secure.http_errors import install_error_handlers
+from fastapi_secure.mfa import PasskeyCredential, Passkeys
 
 PAGE = """<!doctype html>
 <meta charset="utf-8">
@@ -57,11 +58,7 @@ class CredentialTable:
 def build_app(passkeys: Passkeys, table: CredentialTable) -> FastAPI:
     app = FastAPI()
 
-    async def refused(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, PasskeyError)
-        return JSONResponse({"code": exc.code.value, "message": exc.message}, status_code=401)
-
-    app.add_exception_handler(PasskeyError, refused)
+    install_error_handlers(app)  # a refused passkey is a JSON 401, never a 500
 
     @app.get("/")
     async def page() -> HTMLResponse:

@@ -86,9 +86,6 @@ class TooManyAttemptsError(RateLimitExceededError):
     """429: too many failed second-factor attempts for this account; see ``retry_after``."""
 
     def __init__(self, retry_after: float, *, reason: str | None = None) -> None:
-        self.retry_after = max(1, math.ceil(retry_after))
         super().__init__(
-            "too many attempts",
-            headers={"Retry-After": str(self.retry_after)},
-            reason=reason,
+            "too many attempts", reason=reason, retry_after=max(1, math.ceil(retry_after))
         )
