@@ -27,6 +27,7 @@ enrolment = totp.begin_enrolment("user-42", "alice@example.com")
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -213,7 +214,10 @@ class TOTP:
     def _matching_step(self, authenticator: TOTPAuthenticator, code: str) -> int | None:
         secret = self._box.decrypt_text(authenticator.encrypted_secret)
         otp = self._otp(authenticator, secret)
-        current = otp.timecode(self._clock())
+        # An aware datetime: older pyotp releases (2.9) take only datetimes here.
+        current = otp.timecode(
+            datetime.datetime.fromtimestamp(self._clock(), datetime.timezone.utc)
+        )
         matched: int | None = None
         # Every step is computed and compared, whichever matches.
         for step in range(current - self.window, current + self.window + 1):
