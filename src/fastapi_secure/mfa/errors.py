@@ -2,16 +2,21 @@
 
 ```text
 SecurityError
-├── SecretDecryptionError              a stored secret could not be decrypted (server side)
-└── AuthenticationError
-    ├── InvalidOTPError                a TOTP or recovery code was refused (any reason)
-    │   └── OTPReplayError             the code was already used within its window
-    └── PasskeyError                   a WebAuthn ceremony was refused
-        ├── ChallengeError             challenge unknown, expired, used or for another ceremony
-        └── SignCountError             the authenticator's counter went backwards (a clone?)
-RateLimitExceededError
-└── TooManyAttemptsError               too many failed second-factor attempts; Retry-After
+├── SecretDecryptionError              a stored secret could not be decrypted (server side: 500)
+└── RequestRefusedError
+    ├── AuthenticationError            401
+    │   ├── InvalidOTPError            a TOTP or recovery code was refused (any reason)
+    │   │   └── OTPReplayError         the code was already used within its window
+    │   ├── PasskeyError               a WebAuthn ceremony was refused
+    │   │   ├── ChallengeError         challenge unknown, expired, used or for another ceremony
+    │   │   └── SignCountError         the authenticator's counter went backwards (a clone?)
+    │   └── InvalidTokenError
+    │       └── MFATokenError          (in mfa.challenge) the MFA token is not valid
+    └── RateLimitExceededError         429
+        └── TooManyAttemptsError       too many failed second-factor attempts; retry_after
 ```
+
+:mod:`fastapi_secure.http_errors` maps them to HTTP answers.
 
 Messages are generic: a refused code says "invalid code" whatever the cause
 (wrong, replayed, malformed, another account's), so an attacker learns

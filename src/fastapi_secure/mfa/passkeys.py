@@ -275,13 +275,14 @@ class Passkeys:
         from webauthn.helpers import parse_registration_credential_json
 
         credential = self._parse(response, parse_registration_credential_json)
-        entry = await self._take(self._challenge_of(credential), _REGISTER)
+        challenge = self._challenge_of(credential)
+        entry = await self._take(challenge, _REGISTER)
         if entry.get("u") != user_id:
             raise ChallengeError(reason="challenge was made for another account")
         try:
             verified = verify_registration_response(
                 credential=credential,
-                expected_challenge=self._challenge_of(credential),
+                expected_challenge=challenge,
                 expected_rp_id=self.rp_id,
                 expected_origin=list(self.origins),
                 require_user_verification=self._uv_at_registration,
@@ -356,7 +357,8 @@ class Passkeys:
         from webauthn.helpers import parse_authentication_credential_json
 
         credential = self._parse(response, parse_authentication_credential_json)
-        entry = await self._take(self._challenge_of(credential), _AUTHENTICATE)
+        challenge = self._challenge_of(credential)
+        entry = await self._take(challenge, _AUTHENTICATE)
         bound = entry.get("u")
         if bound != user_id:
             raise ChallengeError(reason="challenge was made for another login")
@@ -373,7 +375,7 @@ class Passkeys:
             # signature, so only a genuine assertion can report a clone.
             verified = verify_authentication_response(
                 credential=credential,
-                expected_challenge=self._challenge_of(credential),
+                expected_challenge=challenge,
                 expected_rp_id=self.rp_id,
                 expected_origin=list(self.origins),
                 credential_public_key=stored.public_key,
