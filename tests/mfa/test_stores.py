@@ -13,6 +13,7 @@ from fastapi_secure.mfa.stores import (
     AttemptCounter,
     ChallengeStore,
     MemoryMFAStore,
+    MFAStore,
     RecoveryCodeStore,
     UsedCodeStore,
 )
@@ -37,7 +38,7 @@ async def gather(count: int, make: Any) -> list[Any]:
 
 
 async def test_every_backend_implements_every_protocol(mfa_store: Any) -> None:
-    for protocol in (UsedCodeStore, AttemptCounter, ChallengeStore, RecoveryCodeStore):
+    for protocol in (UsedCodeStore, AttemptCounter, ChallengeStore, RecoveryCodeStore, MFAStore):
         assert isinstance(mfa_store, protocol)
 
 
@@ -288,3 +289,26 @@ async def test_a_client_bug_fails_closed(redis_url: str, redis_prefix: str) -> N
     store = RedisMFAStore(Broken(), prefix=redis_prefix)  # type: ignore[arg-type]
     with pytest.raises(StoreUnavailableError):
         await store.claim("k", 90)
+
+
+async def test_store_chosen_by_url(redis_url: str, redis_prefix: str) -> None:
+    from fastapi_secure.mfa.stores import mfa_store_from_url
+    from fastapi_secure.mfa.stores.redis import RedisMFAStore
+
+    clock = FakeClock()
+    memory = mfa_store_from_url("memory://", clock=clock)
+    assert isinstance(memory, MemoryMFAStore)
+    redis_store = mfa_store_from_url(redis_url, prefix=redis_prefix)
+    try:
+        assert isinstance(redis_store, RedisMFAStore)
+        assert await redis_store.claim("by-url", 60)
+    finally:
+        await redis_store.aclose()
+
+
+@pytest.mark.parametrize("url", ["", "memory", "http://x", "redis+sentinel://h:1/s", "sqlite://"])
+async def test_unknown_store_url_is_refused(url: str) -> None:
+    from fastapi_secure.mfa.stores import mfa_store_from_url
+
+    with pytest.raises(ConfigurationError):
+        mfa_store_from_url(url)

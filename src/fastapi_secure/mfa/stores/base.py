@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 __all__ = [
     "AttemptCounter",
     "ChallengeStore",
+    "MFAStore",
     "RecoveryCodeStore",
     "UsedCodeStore",
     "store_key",
@@ -89,6 +90,15 @@ class RecoveryCodeStore(Protocol):
 
     async def remaining(self, user_key: str) -> int:
         """How many unused codes the account has."""
+        ...
+
+
+@runtime_checkable
+class MFAStore(UsedCodeStore, AttemptCounter, ChallengeStore, RecoveryCodeStore, Protocol):
+    """All four protocols in one backend, as both shipped backends are."""
+
+    async def aclose(self) -> None:
+        """Release the backend's connections."""
         ...
 
 
