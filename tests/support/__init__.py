@@ -1,1 +1,0 @@
-"""Helpers shared by several test modules (never imported from a test module into another)."""
