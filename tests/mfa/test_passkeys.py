@@ -545,3 +545,26 @@ def test_localhost_over_http_is_allowed_for_development() -> None:
         MemoryMFAStore(clock=clock), clock, rp_id="localhost", origins=["http://localhost:8000"]
     )
     assert passkeys.origins == ("http://localhost:8000",)
+
+
+async def test_a_credential_id_registered_before_is_refused(fake_clock: FakeClock) -> None:
+    passkeys = make_passkeys(MemoryMFAStore(clock=fake_clock), fake_clock)
+    device, table = SoftAuthenticator(origin=ORIGIN), Credentials()
+    await register(passkeys, device, table, "alice")
+    options = await passkeys.registration_options("mallory", "mallory")
+    # Mallory replays alice's credential id with a key of her own.
+    thief = SoftAuthenticator(origin=ORIGIN, credential_id=device.credential_id)
+    with pytest.raises(PasskeyError) as caught:
+        await passkeys.verify_registration(
+            "mallory", thief.create(options.public_key), find_credential=table.find
+        )
+    assert caught.value.reason == "credential id already registered"
+
+
+async def test_an_overlong_credential_id_is_refused(fake_clock: FakeClock) -> None:
+    passkeys = make_passkeys(MemoryMFAStore(clock=fake_clock), fake_clock)
+    options = await passkeys.registration_options("alice", "alice")
+    device = SoftAuthenticator(origin=ORIGIN, credential_id=b"x" * 1024)
+    with pytest.raises(PasskeyError) as caught:
+        await passkeys.verify_registration("alice", device.create(options.public_key))
+    assert caught.value.reason == "credential id longer than 1023 bytes"

@@ -74,7 +74,7 @@ def build_app(passkeys: Passkeys, table: CredentialTable) -> FastAPI:
     async def register_verify(
         user: Annotated[str, Body()], credential: Annotated[dict[str, Any], Body()]
     ) -> dict[str, Any]:
-        record = await passkeys.verify_registration(user, credential)
+        record = await passkeys.verify_registration(user, credential, find_credential=table.find)
         table.by_id[record.id] = record
         return {"id": record.id_b64, "sign_count": record.sign_count}
 

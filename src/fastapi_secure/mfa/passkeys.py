@@ -51,6 +51,7 @@ __all__ = [
 logger = logging.getLogger("fastapi_secure.mfa")
 
 _MAX_RESPONSE_BYTES = 64 * 1024
+_MAX_CREDENTIAL_ID = 1023  # WebAuthn Level 3, section 7.1, step 23
 _REGISTER = "register"
 _AUTHENTICATE = "authenticate"
 
@@ -263,9 +264,17 @@ class Passkeys:
         return PasskeyOptions(self._options_dict(options), self.challenge_ttl)
 
     async def verify_registration(
-        self, user_id: str, response: str | Mapping[str, Any]
+        self,
+        user_id: str,
+        response: str | Mapping[str, Any],
+        *,
+        find_credential: CredentialLookup | None = None,
     ) -> PasskeyCredential:
         """Check the browser's ``navigator.credentials.create()`` answer; returns the record.
+
+        ``find_credential``: your lookup by credential id; a credential id
+        that is already registered (to anyone) is refused, as WebAuthn asks
+        (section 7.1, step 26). Keep credential ids unique in your table too.
 
         Raises :class:`~fastapi_secure.mfa.errors.ChallengeError` for a
         challenge that is not a pending registration challenge of ``user_id``,
@@ -289,6 +298,10 @@ class Passkeys:
             )
         except Exception as exc:
             raise PasskeyError(reason=f"registration refused: {_describe(exc)}") from None
+        if len(verified.credential_id) > _MAX_CREDENTIAL_ID:
+            raise PasskeyError(reason="credential id longer than 1023 bytes")
+        if find_credential is not None and await find_credential(verified.credential_id):
+            raise PasskeyError(reason="credential id already registered")
         transports = tuple(t.value for t in credential.response.transports or ())
         return PasskeyCredential(
             id=verified.credential_id,
