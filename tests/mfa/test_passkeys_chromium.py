@@ -118,6 +118,11 @@ def test_register_sign_out_sign_in_and_a_clone_refused(served: Served) -> None:
         second = page.evaluate("login()")
         assert second["status"] == 200, second
         assert second["body"]["sign_count"] > first["body"]["sign_count"]
+        # As the second step after alice's password: only her credentials are allowed.
+        after_password = page.evaluate("login('alice')")
+        assert after_password["status"] == 200, after_password
+        assert after_password["body"]["user_id"] == "alice"
+        assert after_password["body"]["sign_count"] > second["body"]["sign_count"]
 
         # A clone: the same private key on another authenticator, its counter reset.
         credentials = page.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})

@@ -1,8 +1,9 @@
 """A tiny FastAPI app over fastapi_secure.mfa.Passkeys, for the real-browser ceremony test.
 
-One page (``GET /``) with ``register(user)`` and ``login()`` in a script;
-JSON routes for the two ceremonies. Passwordless login; the credential table
-is a dict. Refusals answer 401 through ``install_error_handlers``.
+One page (``GET /``) with ``register(user)`` and ``login([user])`` in a
+script; JSON routes for the two ceremonies. ``login()`` is passwordless,
+``login(user)`` the second step after a password. The credential table is a
+dict. Refusals answer 401 through ``install_error_handlers``.
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ async function register(user) {
     {publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options.body)});
   return post("/register/verify", {user, credential: credential.toJSON()});
 }
-async function login() {
-  const options = await post("/login/options", {});
+async function login(user = null) {
+  const options = await post("/login/options", {user});
   const credential = await navigator.credentials.get(
     {publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options.body)});
-  return post("/login/verify", {credential: credential.toJSON()});
+  return post("/login/verify", {user, credential: credential.toJSON()});
 }
 window.ready = true;
 </script>
@@ -79,14 +80,19 @@ def build_app(passkeys: Passkeys, table: CredentialTable) -> FastAPI:
         return {"id": record.id_b64, "sign_count": record.sign_count}
 
     @app.post("/login/options")
-    async def login_options() -> dict[str, Any]:
-        return (await passkeys.authentication_options()).public_key
+    async def login_options(user: Annotated[str | None, Body(embed=True)] = None) -> dict[str, Any]:
+        # With a user: the second step after a password; without: passwordless.
+        mine = [c for c in table.by_id.values() if c.user_id == user]
+        return (await passkeys.authentication_options(user, mine)).public_key
 
     @app.post("/login/verify")
     async def login_verify(
-        credential: Annotated[dict[str, Any], Body(embed=True)],
+        credential: Annotated[dict[str, Any], Body()],
+        user: Annotated[str | None, Body()] = None,
     ) -> dict[str, Any]:
-        assertion = await passkeys.verify_authentication(credential, find_credential=table.find)
+        assertion = await passkeys.verify_authentication(
+            credential, find_credential=table.find, user_id=user
+        )
         table.by_id[assertion.credential.id] = assertion.credential
         return {
             "user_id": assertion.user_id,
