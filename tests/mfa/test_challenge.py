@@ -24,6 +24,7 @@ from fastapi_secure.mfa import (
 )
 from fastapi_secure.mfa.stores import MemoryMFAStore
 from fastapi_secure.testing import FakeClock
+from fastapi_secure.tokens.issuer import keep_login_grant
 
 pytestmark = pytest.mark.anyio
 
@@ -161,6 +162,7 @@ async def test_an_mfa_token_is_useless_as_an_access_token(fake_clock: FakeClock)
         MemoryTokenStore(),
         issuer="https://auth.example.com",
         audience="https://api.example.com",
+        grant_loader=keep_login_grant,
     )
     started = await MFAChallenges(MemoryMFAStore(clock=fake_clock), clock=fake_clock).start(
         "u", ["totp"]
