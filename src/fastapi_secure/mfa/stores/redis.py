@@ -1,0 +1,214 @@
+"""Redis second-factor store: shared by every worker and host, standalone or cluster.
+
+Every operation touches one key, so each is atomic on a Redis Cluster too:
+``SET NX PX`` for the replay guard, ``SREM`` for recovery codes and small Lua
+scripts where two commands must act as one (take a challenge, count a
+failure, replace a code set). Any Redis failure becomes
+:class:`~fastapi_secure.errors.StoreUnavailableError` (503): a code is never
+accepted because the store could not be asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+
+from fastapi_secure._optional import require
+from fastapi_secure.errors import ConfigurationError, StoreUnavailableError
+
+if TYPE_CHECKING:
+    import redis.asyncio
+    import redis.asyncio.cluster
+
+    RedisClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
+__all__ = ["RedisMFAStore"]
+
+logger = logging.getLogger("fastapi_secure.mfa")
+
+DEFAULT_PREFIX = "fastapi-secure:mfa:"
+T = TypeVar("T")
+
+# KEYS: counter. ARGV: window ms. Returns {count, ms left}.
+_INCREMENT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); left = tonumber(ARGV[1]) end
+return {count, left}
+"""
+
+# KEYS: challenge.
+_TAKE = """
+local value = redis.call('GET', KEYS[1])
+if value then redis.call('DEL', KEYS[1]) end
+return value
+"""
+
+# KEYS: code set. ARGV: digests.
+_REPLACE = """
+redis.call('DEL', KEYS[1])
+if #ARGV > 0 then redis.call('SADD', KEYS[1], unpack(ARGV)) end
+return #ARGV
+"""
+
+
+def _ms(seconds: float) -> int:
+    if not (isinstance(seconds, (int, float)) and seconds > 0):
+        raise ConfigurationError("ttl must be a positive number of seconds")
+    return max(1, math.ceil(seconds * 1000))
+
+
+class RedisMFAStore:
+    """Every MFA store protocol in Redis (``redis.asyncio``, standalone or cluster).
+
+    Give it a client you own or use :meth:`from_url`. ``operation_timeout``
+    bounds each call. Keys live under ``prefix``; recovery-code sets have no
+    TTL (they last until replaced), everything else expires.
+    """
+
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        operation_timeout: float = 2.0,
+        owns_client: bool = False,
+    ) -> None:
+        require("redis.asyncio", extra="redis", feature="RedisMFAStore")
+        import redis.exceptions
+
+        if not (isinstance(operation_timeout, (int, float)) and operation_timeout > 0):
+            raise ConfigurationError("operation_timeout must be a positive number of seconds")
+        self._client = client
+        self._prefix = prefix
+        self._timeout = float(operation_timeout)
+        self._owns_client = owns_client
+        self._ready = False
+        self._warmup_lock = anyio.Lock()
+        self._failures: tuple[type[BaseException], ...] = (
+            redis.exceptions.RedisError,
+            redis.exceptions.RedisClusterException,
+            OSError,
+            TimeoutError,
+        )
+        self._increment = client.register_script(_INCREMENT)
+        self._take = client.register_script(_TAKE)
+        self._replace = client.register_script(_REPLACE)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        socket_timeout: float = 1.0,
+        socket_connect_timeout: float = 1.0,
+        operation_timeout: float = 2.0,
+        **client_options: Any,
+    ) -> RedisMFAStore:
+        """Connect to ``redis://``, ``rediss://``, ``unix://`` or ``redis+cluster://``.
+
+        The store owns this client and closes it in :meth:`aclose`.
+        """
+        require("redis.asyncio", extra="redis", feature="RedisMFAStore")
+        import redis.asyncio
+        import redis.asyncio.cluster
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_connect_timeout,
+            "retry": Retry(NoBackoff(), 1),
+            **client_options,
+        }
+        client: RedisClient
+        scheme, sep, rest = url.partition("://")
+        if sep and scheme in {"redis+cluster", "rediss+cluster"}:
+            client = redis.asyncio.cluster.RedisCluster.from_url(
+                f"{scheme.removesuffix('+cluster')}://{rest}", **options
+            )
+        else:
+            client = redis.asyncio.Redis.from_url(url, **options)
+        return cls(client, prefix=prefix, operation_timeout=operation_timeout, owns_client=True)
+
+    def __repr__(self) -> str:
+        return f"RedisMFAStore(prefix={self._prefix!r})"
+
+    @property
+    def client(self) -> RedisClient:
+        """The underlying ``redis.asyncio`` client."""
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the client if this store created it (:meth:`from_url`)."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    def _key(self, kind: str, key: str) -> str:
+        return f"{self._prefix}{kind}:{key}"
+
+    async def _call(self, operation: Awaitable[T]) -> T:
+        try:
+            with anyio.fail_after(self._timeout):
+                if self._ready:
+                    return await operation
+                # The cluster client discovers its slots on first use, and
+                # concurrent first uses race inside it: the first call goes alone.
+                async with self._warmup_lock:
+                    result = await operation
+                    self._ready = True
+                    return result
+        except self._failures as exc:
+            logger.warning("MFA store unavailable: %s", type(exc).__name__)
+            raise StoreUnavailableError(reason=type(exc).__name__) from None
+        except Exception as exc:
+            logger.error("MFA store client failed unexpectedly: %s", type(exc).__name__)
+            raise StoreUnavailableError(reason=type(exc).__name__) from None
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        ms = _ms(ttl)
+        result = await self._call(self._client.set(self._key("u", key), b"1", nx=True, px=ms))
+        return bool(result)
+
+    async def increment(self, key: str, window: float) -> tuple[int, float]:
+        ms = _ms(window)
+        result = await self._call(self._increment(keys=[self._key("a", key)], args=[ms]))
+        count, left = result
+        return int(count), int(left) / 1000
+
+    async def failures(self, key: str) -> tuple[int, float]:
+        name = self._key("a", key)
+        count = await self._call(self._client.get(name))
+        if count is None:
+            return 0, 0.0
+        left = await self._call(self._client.pttl(name))
+        return int(count), max(0, int(left)) / 1000
+
+    async def reset(self, key: str) -> None:
+        await self._call(self._client.delete(self._key("a", key)))
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        ms = _ms(ttl)
+        await self._call(self._client.set(self._key("c", key), value.encode(), px=ms))
+
+    async def take(self, key: str) -> str | None:
+        value = await self._call(self._take(keys=[self._key("c", key)]))
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    async def replace(self, user_key: str, digests: Sequence[str]) -> None:
+        await self._call(self._replace(keys=[self._key("r", user_key)], args=list(digests)))
+
+    async def consume(self, user_key: str, digest: str) -> bool:
+        removed = await self._call(self._client.srem(self._key("r", user_key), digest))
+        return int(removed) == 1
+
+    async def remaining(self, user_key: str) -> int:
+        return int(await self._call(self._client.scard(self._key("r", user_key))))
