@@ -106,6 +106,12 @@ CORE_MODULES = (
     "fastapi_secure.dpop",
     "fastapi_secure.dpop.proofs",
     "fastapi_secure.dpop.replay",
+    "fastapi_secure.accounts.manager",
+    "fastapi_secure.accounts.users",
+    "fastapi_secure.mfa",
+    "fastapi_secure.mfa.totp",
+    "fastapi_secure.mfa.passkeys",
+    "fastapi_secure.oidc.verifier",
 )
 
 

@@ -15,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from fastapi_secure.accounts.manager import AccountManager
     from fastapi_secure.apikeys.auth import APIKeyAuth
     from fastapi_secure.apikeys.keys import APIKeyManager
     from fastapi_secure.auth.bearer import BearerAuth
@@ -68,6 +69,7 @@ __all__ = [
     "APIKeyAuth",
     "APIKeyManager",
     "AccessClaims",
+    "AccountManager",
     "AuthenticationError",
     "BearerAuth",
     "CORSPolicy",
@@ -121,6 +123,7 @@ __all__ = [
 # Imported on first use (PEP 562): `import fastapi_secure.errors` or `.tokens`
 # must not drag FastAPI into a process that only hashes passwords or checks tokens.
 _HOMES: dict[str, str] = {
+    "AccountManager": "fastapi_secure.accounts.manager",
     "APIKeyAuth": "fastapi_secure.apikeys.auth",
     "APIKeyManager": "fastapi_secure.apikeys.keys",
     "DPoPAuth": "fastapi_secure.dpop.http",
