@@ -80,6 +80,7 @@ class ErrorCode(str, enum.Enum):
     INVALID_CREDENTIALS = "invalid_credentials"
     INVALID_TOKEN = "invalid_token"
     FRESH_TOKEN_REQUIRED = "fresh_token_required"
+    MFA_REQUIRED = "mfa_required"
     PERMISSION_DENIED = "permission_denied"
     INSUFFICIENT_SCOPE = "insufficient_scope"
     CSRF_FAILED = "csrf_failed"
@@ -240,7 +241,8 @@ class StepUpRequiredError(AuthenticationError):
     """The credentials are valid but not recent or strong enough (401, RFC 9470).
 
     ``max_age`` (seconds) is how recent the last authentication must be, when
-    the guard that raised it has a bound.
+    the guard that raised it has a bound; ``description`` says what is missing
+    (a second factor, for :func:`~fastapi_secure.auth.guards.require_mfa`).
     """
 
     default_code = ErrorCode.FRESH_TOKEN_REQUIRED
@@ -254,9 +256,12 @@ class StepUpRequiredError(AuthenticationError):
         code: ErrorCode | None = None,
         reason: str | None = None,
         max_age: int | None = None,
+        description: str | None = None,
     ) -> None:
         super().__init__(message, code=code, reason=reason)
         self.max_age = max_age
+        #: what the client must do, for the challenge's ``error_description``
+        self.description = description
 
 
 class PermissionDeniedError(RequestRefusedError):

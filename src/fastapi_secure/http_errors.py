@@ -120,8 +120,13 @@ def www_authenticate(error: SecurityError) -> str | None:
         if error.challenge_error is None:
             return error.scheme
         challenge = f'{error.scheme} error="{error.challenge_error}"'
-        if isinstance(error, StepUpRequiredError) and error.max_age is not None:
-            challenge += f', max_age="{error.max_age}"'
+        if isinstance(error, StepUpRequiredError):
+            if error.description:
+                # RFC 6750 limits error_description to %x20-21 / %x23-5B / %x5D-7E.
+                text = "".join(c for c in error.description if " " <= c <= "~" and c not in '"\\')
+                challenge += f', error_description="{text}"'
+            if error.max_age is not None:
+                challenge += f', max_age="{error.max_age}"'
         return challenge
     if isinstance(error, InsufficientScopeError):
         challenge = 'Bearer error="insufficient_scope"'

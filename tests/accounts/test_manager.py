@@ -81,6 +81,15 @@ async def test_a_deactivated_user_cannot_refresh(fake_clock: FakeClock) -> None:
         await world.manager.refresh(pair.refresh_token)
 
 
+async def test_a_password_login_says_so_in_amr(fake_clock: FakeClock) -> None:
+    world = build_accounts_app(fake_clock)
+    await world.manager.register("pwd@x.io", PASSWORD)
+    pair = await world.manager.login("pwd@x.io", PASSWORD)
+    claims = await world.manager.issuer.verify_access(pair.access_token)
+    assert claims.amr == ("pwd",)
+    assert claims.fresh
+
+
 async def test_a_wrong_current_password_is_refused(fake_clock: FakeClock) -> None:
     world = build_accounts_app(fake_clock)
     user = await world.manager.register("c@x.io", PASSWORD)

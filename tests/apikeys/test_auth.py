@@ -57,7 +57,7 @@ def app_for(dependency: Any, *, scopes: list[str] | None = None) -> FastAPI:
         return {
             "sub": claims.sub,
             "roles": list(claims.roles),
-            "amr": claims.extra_claims.get("amr"),
+            "amr": list(claims.amr) or None,
         }
 
     return app

@@ -489,7 +489,8 @@ async def test_claims_have_the_access_token_shape(
     assert claims.roles == ("editor",)
     assert claims.scopes == {"read", "write"}
     assert claims.fresh is False
-    assert claims.extra_claims == {"amr": [API_KEY_AMR]}
+    assert claims.amr == (API_KEY_AMR,)
+    assert claims.extra_claims == {}
     assert is_api_key_claims(claims)
     assert created.key.split("_")[2] not in claims.model_dump_json()
 

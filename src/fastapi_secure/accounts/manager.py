@@ -249,7 +249,7 @@ class AccountManager:
     ) -> TokenPair:
         """Authenticate, then start a session: a fresh token pair."""
         user = await self.authenticate(login_name, password, client_address=client_address)
-        pair = await self.issuer.issue(user.id, roles=user.roles, fresh=True)
+        pair = await self.issuer.issue(user.id, roles=user.roles, fresh=True, amr=["pwd"])
         if self.sessions is not None:
             await self.sessions.start(
                 user.id, pair.session_id, user_agent=user_agent, client_address=client_address

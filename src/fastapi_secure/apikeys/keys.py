@@ -138,8 +138,7 @@ with the owner's current roles, or None when the owner is gone or disabled."""
 
 def is_api_key_claims(claims: AccessClaims) -> bool:
     """Whether ``claims`` were made from an API key (``"apikey"`` in ``amr``)."""
-    amr = claims.extra_claims.get("amr")
-    return isinstance(amr, (list, tuple)) and API_KEY_AMR in amr
+    return API_KEY_AMR in claims.amr
 
 
 def _random_text(length: int) -> str:

@@ -14,9 +14,11 @@ from fastapi_secure.auth.cookie import CookieAuth
 from fastapi_secure.auth.guards import (
     ClaimsGuard,
     FreshnessChecker,
+    MFAChecker,
     PermissionChecker,
     RoleChecker,
     require_fresh,
+    require_mfa,
 )
 from fastapi_secure.auth.roles import RoleHierarchy, RolePermissions, permission_matches
 from fastapi_secure.auth.transport import Transport
@@ -28,6 +30,7 @@ __all__ = [
     "ClaimsGuard",
     "CookieAuth",
     "FreshnessChecker",
+    "MFAChecker",
     "PermissionChecker",
     "RoleChecker",
     "RoleHierarchy",
@@ -36,4 +39,5 @@ __all__ = [
     "Transport",
     "permission_matches",
     "require_fresh",
+    "require_mfa",
 ]

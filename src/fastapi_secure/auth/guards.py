@@ -34,6 +34,7 @@ from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.errors import (
     AuthenticationError,
     ConfigurationError,
+    ErrorCode,
     PermissionDeniedError,
     SecurityError,
     StepUpRequiredError,
@@ -43,9 +44,11 @@ from fastapi_secure.tokens.claims import AccessClaims
 __all__ = [
     "ClaimsGuard",
     "FreshnessChecker",
+    "MFAChecker",
     "PermissionChecker",
     "RoleChecker",
     "require_fresh",
+    "require_mfa",
 ]
 
 logger = logging.getLogger("fastapi_secure.auth")
@@ -207,3 +210,58 @@ def require_fresh(
     client to ask for the password again.
     """
     return FreshnessChecker(auth, max_age=max_age, clock=clock)
+
+
+MFA_METHODS: frozenset[str] = frozenset({"mfa"})
+"""``amr`` values (RFC 8176) that :func:`require_mfa` accepts: ``mfa``, which a
+login with a second factor adds to the password's ``pwd`` and the factor's
+``otp``, ``hwk`` or ``swk``."""
+
+
+class MFAChecker(ClaimsGuard):
+    """Dependency made by :func:`require_mfa`: the claims of an MFA login."""
+
+    def __init__(
+        self, auth: ClaimsDependency, *, max_age: float | None, clock: Clock = system_clock
+    ) -> None:
+        super().__init__(auth)
+        if max_age is not None and max_age <= 0:
+            raise ConfigurationError("max_age must be positive seconds")
+        self.max_age = max_age
+        self.clock = clock
+
+    def check(self, claims: AccessClaims) -> None:
+        max_age = None if self.max_age is None else math.ceil(self.max_age)
+        if MFA_METHODS.isdisjoint(claims.amr):
+            raise StepUpRequiredError(
+                "multi-factor authentication required",
+                code=ErrorCode.MFA_REQUIRED,
+                reason=f"amr {list(claims.amr)} has no second factor",
+                max_age=max_age,
+                description="sign in again with a second factor",
+            )
+        if self.max_age is not None and self.clock() - claims.auth_time > self.max_age:
+            raise StepUpRequiredError(
+                "multi-factor authentication required",
+                code=ErrorCode.MFA_REQUIRED,
+                reason="last multi-factor authentication older than max_age",
+                max_age=max_age,
+                description="sign in again with a second factor",
+            )
+
+    def __repr__(self) -> str:
+        return f"MFAChecker(max_age={self.max_age!r})"
+
+
+def require_mfa(
+    auth: ClaimsDependency, *, max_age: float | None = None, clock: Clock = system_clock
+) -> MFAChecker:
+    """A step-up dependency: passes only tokens of a login with a second factor.
+
+    The token's ``amr`` (RFC 8176) must hold ``mfa`` and, with ``max_age``
+    (seconds), its ``auth_time`` be at most that old; rotated tokens keep both
+    from the login. Otherwise ``401 mfa_required`` with the RFC 9470 challenge
+    ``Bearer error="insufficient_user_authentication", error_description=...``
+    (and ``max_age``), telling the client to sign in again with a second factor.
+    """
+    return MFAChecker(auth, max_age=max_age, clock=clock)

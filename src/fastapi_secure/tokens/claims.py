@@ -52,6 +52,7 @@ RESERVED_CLAIMS = frozenset(
         "scopes",
         "fresh",
         "auth_time",
+        "amr",
         "cnf",
         "client_id",
     }
@@ -92,6 +93,9 @@ class _BaseClaims(BaseModel):
     auth_time: int = Field(description="when the user last authenticated with a credential")
     roles: tuple[str, ...] = ()
     scopes: frozenset[str] = Field(default=frozenset(), alias="scope")
+    amr: tuple[str, ...] = Field(
+        default=(), description="how the user authenticated (RFC 8176: pwd, otp, hwk, mfa, ...)"
+    )
     cnf: Confirmation | None = Field(
         default=None, description="the DPoP key the token is bound to; None for bearer tokens"
     )

@@ -67,6 +67,9 @@ MAX_REUSE_GRACE = 60.0
 
 # RFC 6749, section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 
+# An RFC 8176 method name (pwd, otp, hwk, mfa, ...) or an app's own short token.
+_AMR = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
 DEFAULT_MAX_SESSION_AGE: Final = timedelta(days=30)
 """How long a login lasts, however often it is refreshed, unless told otherwise."""
 
@@ -285,6 +288,7 @@ class TokenIssuer:
         fresh: bool = True,
         auth_time: int | None = None,
         dpop_jkt: str | None = None,
+        amr: Sequence[str] = (),
     ) -> TokenPair:
         """Start a token family (a login) for ``subject`` and return its first pair.
 
@@ -293,6 +297,9 @@ class TokenIssuer:
         access token; a reserved claim name raises :class:`ConfigurationError`.
         ``dpop_jkt``, the thumbprint of the key that signed the login's DPoP
         proof, binds the session to that key (``token_type`` ``"DPoP"``).
+        ``amr`` lists how the user authenticated (RFC 8176: ``pwd``, ``otp``,
+        ``hwk``, ``swk``, ``mfa``, ...); both tokens carry it, and so does every
+        pair a rotation makes, with the login's ``auth_time``.
         """
         if not isinstance(subject, str) or not subject:
             raise ValueError("subject must be a non-empty string")
@@ -316,6 +323,7 @@ class TokenIssuer:
             auth_time=auth_time,
             issued_at=issued_at,
             dpop_jkt=dpop_jkt,
+            amr=amr,
         )
         await self._store.create_family(
             subject, family_id, refresh_jti=refresh_jti, ttl=self._refresh_ttl + self._leeway
@@ -335,9 +343,12 @@ class TokenIssuer:
         auth_time: int,
         issued_at: int,
         dpop_jkt: str | None = None,
+        amr: Sequence[str] = (),
     ) -> TokenPair:
         if isinstance(roles, str) or not all(isinstance(r, str) and r for r in roles):
             raise ValueError("roles must be a sequence of non-empty strings")
+        if isinstance(amr, str) or not all(isinstance(m, str) and _AMR.fullmatch(m) for m in amr):
+            raise ValueError("amr must be a sequence of authentication method names")
         if isinstance(scopes, str) or not all(
             isinstance(s, str) and SCOPE_TOKEN.fullmatch(s) for s in scopes
         ):
@@ -356,6 +367,8 @@ class TokenIssuer:
             "sid": family_id,
             "auth_time": auth_time,
         }
+        if amr:
+            common["amr"] = list(dict.fromkeys(amr))
         if dpop_jkt is not None:
             common["cnf"] = {"jkt": dpop_jkt}
         access = {
@@ -520,6 +533,7 @@ class TokenIssuer:
             auth_time=claims.auth_time,
             issued_at=math.floor(now),
             dpop_jkt=claims.cnf.jkt if claims.cnf is not None else dpop_jkt,
+            amr=claims.amr,
         )
         state = await self._store.rotate(
             claims.sub,
