@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import anyio
-from starlette.requests import Request
 
 from fastapi_secure import (
     BearerAuth,
@@ -28,12 +27,15 @@ from fastapi_secure import (
     TokenIssuer,
     token_store_from_url,
 )
-from fastapi_secure.tokens.claims import RefreshClaims
-from fastapi_secure.tokens.issuer import Grant
+from fastapi_secure.accounts.action_tokens import ActionTokens, ActionTokenStore
+from fastapi_secure.accounts.lockout import Lockout, LockoutStore
+from fastapi_secure.accounts.mail import FileOutbox, LinkBuilder, MemoryOutbox
+from fastapi_secure.accounts.manager import AccountManager, user_grant_loader
+from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserStore
 from fastapi_secure.tokens.stores import TokenStore
 
 from .models import User
-from .schemas import CookieSession, TokenOut
+from .schemas import POLICY
 from .settings import AppSettings
 
 __all__ = ["Components", "build_components", "user_id"]
@@ -51,15 +53,16 @@ class Components:
     keys: KeySet
     issuer: TokenIssuer
     limiter: RateLimiter
+    users: SQLAlchemyUserStore[User]
+    manager: AccountManager
+    """The account flows (lockout, action tokens, sessions, mail) over ``users``."""
+    outbox: FileOutbox | MemoryOutbox
+    """Where mail goes: files in ``EMAIL_OUTBOX_DIR``, else a list in memory."""
     transport: BearerAuth | CookieAuth
     """Bearer or cookie (a :class:`~fastapi_secure.auth.transport.Transport`): answers
     login, refresh and logout, and authenticates requests."""
-    token_body: type[TokenOut] | type[CookieSession]
-    """The model of what ``transport.login_response`` returns (for OpenAPI)."""
     transport_refusals: tuple[int, ...]
     """Statuses the transport adds to unsafe routes: 403 for a failed CSRF check."""
-    check_login_origin: Callable[[Request], None]
-    """Refuses a login posted by another site's page, where that could plant a session."""
     redis_ping: Callable[[], Awaitable[bool]] | None = None
 
 
@@ -115,36 +118,24 @@ def _redis_ping(store: TokenStore) -> Callable[[], Awaitable[bool]]:
     return ping
 
 
-def _grant_loader(db: Database) -> Callable[[RefreshClaims], Awaitable[Grant | None]]:
-    async def load_grant(claims: RefreshClaims) -> Grant | None:
-        async with db.transaction() as session:
-            user = await session.get(User, user_id(claims.sub))
-            if user is None or not user.is_active:
-                return None
-            # A login that checked the old password while it was being changed must
-            # not outlive the change: its session started before the new password.
-            if claims.auth_time < int(user.password_changed_at.timestamp()):
-                return None
-            return Grant(roles=user.role_names)
+def _redis_client(store: TokenStore) -> Any:
+    from fastapi_secure.tokens.stores.redis import RedisTokenStore
 
-    return load_grant
+    return cast(RedisTokenStore, store).client
 
 
-def _no_check(request: Request) -> None:
-    """Bearer mode: a login answer sets nothing in the browser, so nothing to plant."""
+def _action_store(store: TokenStore, prefix: str) -> ActionTokenStore:
+    """Single-use tokens in the token store's Redis (shared by workers), else in memory."""
+    from fastapi_secure.accounts.redis import RedisActionTokenStore
+
+    return RedisActionTokenStore(_redis_client(store), prefix=f"{prefix}actions:")
 
 
-def _login_origin_check(cookie_auth: CookieAuth) -> Callable[[Request], None]:
-    def check(request: Request) -> None:
-        # Login CSRF: a page of another site posting the attacker's credentials
-        # would log the victim's browser into the attacker's account. Browsers
-        # send Origin on every POST ("null" from sandboxed pages); a client that
-        # sends neither Origin nor Referer is no browser page, and its cookies
-        # are its own.
-        if "origin" in request.headers or "referer" in request.headers:
-            cookie_auth.check_origin(request)
+def _lockout_store(store: TokenStore, prefix: str) -> LockoutStore:
+    """Lockout counters in the token store's Redis (shared by workers), else in memory."""
+    from fastapi_secure.accounts.redis import RedisLockoutStore
 
-    return check
+    return RedisLockoutStore(_redis_client(store), prefix=f"{prefix}lockout:")
 
 
 def build_components(settings: AppSettings) -> Components:
@@ -158,7 +149,9 @@ def build_components(settings: AppSettings) -> Components:
         settings, strategy="moving-window", key_prefix=f"{prefix}limits"
     )
     keys = _make_keys(settings)
-    issuer = TokenIssuer.from_settings(settings, keys, store, grant_loader=_grant_loader(db))
+    hasher = _make_hasher(settings)
+    users = SQLAlchemyUserStore(User, db.transaction)
+    issuer = TokenIssuer.from_settings(settings, keys, store, grant_loader=user_grant_loader(users))
 
     transport: BearerAuth | CookieAuth
     if settings.auth_transport == "cookie":
@@ -175,24 +168,35 @@ def build_components(settings: AppSettings) -> Components:
             secure=settings.cookie_secure,
         )
         transport = cookie_auth
-        # Tokens stay in HttpOnly cookies: after an XSS a script could otherwise
-        # read the refresh token from a body.
-        token_body: type[TokenOut] | type[CookieSession] = CookieSession
         refusals: tuple[int, ...] = (403,)
-        check_login_origin = _login_origin_check(cookie_auth)
     else:
         transport = BearerAuth(issuer, token_url="/auth/login", refresh_url="/auth/refresh")
-        token_body, refusals, check_login_origin = TokenOut, (), _no_check
+        refusals = ()
+    outbox = FileOutbox(settings.email_outbox_dir) if settings.email_outbox_dir else MemoryOutbox()
+    manager = AccountManager(
+        users,
+        issuer,
+        hasher,
+        policy=POLICY,
+        action_tokens=ActionTokens(
+            users, _action_store(store, prefix) if redis_url else None, clock=issuer.clock
+        ),
+        lockout=Lockout(_lockout_store(store, prefix) if redis_url else None, clock=issuer.clock),
+        mail=outbox,
+        links=LinkBuilder(settings.public_base_url),
+        require_verified_email=settings.require_verified_email,
+    )
     return Components(
         settings=settings,
         db=db,
-        hasher=_make_hasher(settings),
+        hasher=hasher,
         keys=keys,
         issuer=issuer,
         limiter=limiter,
+        users=users,
+        manager=manager,
+        outbox=outbox,
         transport=transport,
-        token_body=token_body,
         transport_refusals=refusals,
-        check_login_origin=check_login_origin,
         redis_ping=_redis_ping(store) if redis_url else None,
     )

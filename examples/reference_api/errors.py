@@ -9,23 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi_secure import AuthenticationError, errors
-from fastapi_secure.errors import ErrorCode
+from fastapi_secure import errors
 
 from .schemas import ErrorOut, ValidationErrorOut
 
-__all__ = ["BadCredentialsError", "ConflictError", "responses"]
+__all__ = ["ConflictError", "responses"]
 
 
 class ConflictError(errors.ConflictError):
-    """409: the request conflicts with what is stored (a taken email or username)."""
+    """409: the request conflicts with what is stored (an admin deactivating themselves)."""
 
     default_message = "email or username already registered"
-
-
-class BadCredentialsError(AuthenticationError):
-    default_code = ErrorCode.INVALID_CREDENTIALS
-    default_message = "incorrect username or password"
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
