@@ -99,10 +99,8 @@ def _settings(database_url: str) -> AppSettings:
         signing_key_pem=SecretStr(Key.generate("EdDSA").private_pem().decode()),
         admin_email="admin@example.com",
         admin_password=SecretStr(ADMIN_PASSWORD),
-        login_limits_per_ip=GENEROUS,
-        login_limits_per_username=GENEROUS,
-        register_limits_per_ip=GENEROUS,
-        refresh_limits_per_ip=GENEROUS,
+        auth_limits_per_ip=GENEROUS,
+        account_limits_per_ip=GENEROUS,
         password_change_limits_per_user=GENEROUS,
     )
 

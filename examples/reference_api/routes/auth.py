@@ -5,18 +5,42 @@
 ``sessions_router`` (``/users/me/sessions``) over the transport chosen in
 ``deps.py``; none of them branches on it. Failed logins are counted by the
 accounts lockout (per account and per client address, shared by workers on
-Redis); a rate limit per client IP sits on top of each router.
+Redis); a rate limit per client IP sits on top of each router, and one per
+account on password changes.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Depends, HTTPException, Request
 
 from examples.reference_api.deps import Components
 from examples.reference_api.errors import responses
+from fastapi_secure import SecurityError
 from fastapi_secure.accounts.routers import account_router, auth_router, sessions_router
 
 __all__ = ["routers"]
+
+
+PASSWORD_PATH = "/users/me/password"
+
+
+def _password_change_key(c: Components) -> Callable[[Request], Awaitable[str | None]]:
+    async def key(request: Request) -> str | None:
+        # Each try of a current password is an argon2 verify, and a stolen fresh token
+        # would otherwise allow unlimited guesses while it stays fresh: count the
+        # password changes per account. Other routes of the router are not counted,
+        # nor is a request without a valid token (the route answers it with 401).
+        if request.method != "PATCH" or request.url.path != PASSWORD_PATH:
+            return None
+        try:
+            claims = await c.transport.authenticate(request)
+        except (HTTPException, SecurityError):
+            return None
+        return None if claims is None else f"user:{claims.sub}"
+
+    return key
 
 
 def routers(c: Components) -> list[APIRouter]:
@@ -28,9 +52,17 @@ def routers(c: Components) -> list[APIRouter]:
     auth.include_router(
         auth_router(c.manager, c.transport, prefix="/auth"), responses=responses(429)
     )
-    account = APIRouter(dependencies=[Depends(account_by_ip)])
+    password_by_user = c.limiter.limit(
+        settings.password_change_limits_per_user, key=_password_change_key(c), name="password-user"
+    )
+    account = APIRouter(dependencies=[Depends(account_by_ip), Depends(password_by_user)])
     account.include_router(
-        account_router(c.manager, c.transport, prefix="/auth", me_prefix="/users/me"),
+        account_router(
+            c.manager,
+            c.transport,
+            prefix="/auth",
+            me_prefix=PASSWORD_PATH.removesuffix("/password"),
+        ),
         responses=responses(429),
     )
     sessions = sessions_router(c.manager, c.transport, prefix="/users/me/sessions")
