@@ -44,9 +44,13 @@ class FieldError(BaseModel):
 
 
 class ValidationErrorDetail(ErrorDetail):
-    """``code`` is ``validation_failed``; a field's value is never echoed back."""
+    """``code`` is ``validation_failed``; a field's value is never echoed back.
 
-    errors: list[FieldError]
+    A malformed field comes in ``errors``; a password the policy refuses (a rule no
+    JSON schema states) in ``problems``."""
+
+    errors: list[FieldError] = Field(default_factory=list)
+    problems: list[str] = Field(default_factory=list)
 
 
 class ValidationErrorOut(BaseModel):

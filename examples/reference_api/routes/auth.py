@@ -50,7 +50,7 @@ def routers(c: Components) -> list[APIRouter]:
     account_by_ip = c.limiter.limit(settings.account_limits_per_ip, name="account-ip")
     auth = APIRouter(dependencies=[Depends(auth_by_ip)])
     auth.include_router(
-        auth_router(c.manager, c.transport, prefix="/auth"), responses=responses(429)
+        auth_router(c.manager, c.transport, prefix="/auth"), responses=responses(413, 429)
     )
     password_by_user = c.limiter.limit(
         settings.password_change_limits_per_user, key=_password_change_key(c), name="password-user"
@@ -63,7 +63,7 @@ def routers(c: Components) -> list[APIRouter]:
             prefix="/auth",
             me_prefix=PASSWORD_PATH.removesuffix("/password"),
         ),
-        responses=responses(429),
+        responses=responses(413, 429),
     )
     sessions = sessions_router(c.manager, c.transport, prefix="/users/me/sessions")
     return [auth, account, sessions]
