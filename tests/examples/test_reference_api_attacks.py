@@ -203,7 +203,7 @@ async def test_password_change_refuses_a_password_based_on_the_account(
             headers=headers,
             json={"current_password": ALICE_PASSWORD, "new_password": "quiet-lantern-meadow-58"},
         )
-        assert fine.status_code == 200, fine.text
+        assert fine.status_code == 204, fine.text
 
 
 # --- Reference API on PostgreSQL: a NUL in the login name -----------------------------------
