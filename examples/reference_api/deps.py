@@ -32,6 +32,10 @@ from fastapi_secure.accounts.lockout import Lockout, LockoutStore
 from fastapi_secure.accounts.mail import FileOutbox, LinkBuilder, MemoryOutbox
 from fastapi_secure.accounts.manager import AccountManager, user_grant_loader
 from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserStore
+from fastapi_secure.accounts.users import UserStore
+from fastapi_secure.apikeys import APIKey, APIKeyManager, api_key_store_from_url
+from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
+from fastapi_secure.tokens.issuer import Grant
 from fastapi_secure.tokens.stores import TokenStore
 
 from .models import User
@@ -61,6 +65,10 @@ class Components:
     transport: BearerAuth | CookieAuth
     """Bearer or cookie (a :class:`~fastapi_secure.auth.transport.Transport`): answers
     login, refresh and logout, and authenticates requests."""
+    api_keys: APIKeyManager
+    """The users' API keys (``/users/me/api-keys``), in Redis or in memory."""
+    token_or_key: FirstOf
+    """The transport's token or an ``X-API-Key``: routes that take either."""
     transport_refusals: tuple[int, ...]
     """Statuses the transport adds to unsafe routes: 403 for a failed CSRF check."""
     redis_ping: Callable[[], Awaitable[bool]] | None = None
@@ -118,6 +126,10 @@ def _redis_ping(store: TokenStore) -> Callable[[], Awaitable[bool]]:
     return ping
 
 
+def _prefixed(redis_url: str | None, prefix: str) -> dict[str, Any]:
+    return {"prefix": prefix} if redis_url else {}
+
+
 def _redis_client(store: TokenStore) -> Any:
     from fastapi_secure.tokens.stores.redis import RedisTokenStore
 
@@ -138,13 +150,23 @@ def _lockout_store(store: TokenStore, prefix: str) -> LockoutStore:
     return RedisLockoutStore(_redis_client(store), prefix=f"{prefix}lockout:")
 
 
+def _owner_grant(users: UserStore) -> Callable[[APIKey], Awaitable[Grant | None]]:
+    async def grant(record: APIKey) -> Grant | None:
+        # A key never outlives its owner's account, nor keeps a role they lost.
+        user = await users.get(record.subject)
+        return Grant(roles=user.roles) if user is not None and user.is_active else None
+
+    return grant
+
+
 def build_components(settings: AppSettings) -> Components:
     """Build every component the settings describe (no I/O: connections open lazily)."""
     db = Database.from_settings(settings)
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     prefix = settings.redis_key_prefix
-    store_options: dict[str, Any] = {"prefix": f"{prefix}tokens:"} if redis_url else {}
-    store = token_store_from_url(redis_url or "memory://", **store_options)
+    store = token_store_from_url(
+        redis_url or "memory://", **_prefixed(redis_url, f"{prefix}tokens:")
+    )
     limiter = RateLimiter.from_settings(
         settings, strategy="moving-window", key_prefix=f"{prefix}limits"
     )
@@ -186,6 +208,16 @@ def build_components(settings: AppSettings) -> Components:
         links=LinkBuilder(settings.public_base_url),
         require_verified_email=settings.require_verified_email,
     )
+    api_keys = APIKeyManager(
+        api_key_store_from_url(
+            redis_url or "memory://", **_prefixed(redis_url, f"{prefix}apikeys:")
+        ),
+        pepper=settings.secret_key.get_secret_value() if settings.secret_key else None,
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+        grant_loader=_owner_grant(users),
+        clock=issuer.clock,
+    )
     return Components(
         settings=settings,
         db=db,
@@ -197,6 +229,8 @@ def build_components(settings: AppSettings) -> Components:
         manager=manager,
         outbox=outbox,
         transport=transport,
+        api_keys=api_keys,
+        token_or_key=FirstOf(transport, APIKeyAuth(api_keys)),
         transport_refusals=refusals,
         redis_ping=_redis_ping(store) if redis_url else None,
     )

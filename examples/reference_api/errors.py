@@ -41,8 +41,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 def document_validation_errors(app: FastAPI) -> None:
     """Give every documented 422 the body ``install_error_handlers`` sends.
 
-    The accounts routers leave their 422 without a model, since the body depends on
-    the application's handlers; this application's is :class:`ValidationErrorOut`.
+    The library's routers leave their 422 without a model or with FastAPI's default
+    list, since the body depends on the application's handlers; this application's
+    is :class:`ValidationErrorOut`, for every route.
     """
     build = app.openapi
 
@@ -54,7 +55,7 @@ def document_validation_errors(app: FastAPI) -> None:
         for operations in document.get("paths", {}).values():
             for operation in operations.values():
                 answer = operation.get("responses", {}).get("422")
-                if answer is not None and "content" not in answer:
+                if answer is not None:
                     answer["content"] = {"application/json": {"schema": reference}}
         return document
 

@@ -59,6 +59,7 @@ def create_app(
             yield
         finally:
             await c.limiter.aclose()
+            await c.api_keys.store.aclose()
             await c.issuer.store.aclose()
             await c.db.dispose()
 

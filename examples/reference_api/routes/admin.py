@@ -48,8 +48,8 @@ def router(c: Components) -> APIRouter:
     """The ``/admin`` routes over the components ``c``."""
     issuer = c.issuer
     Session = Annotated[AsyncSession, c.db.depends()]
-    Claims = Annotated[AccessClaims, Depends(c.transport)]
-    admin_only = RoleChecker(["admin"], auth=c.transport)
+    Claims = Annotated[AccessClaims, Depends(c.token_or_key)]
+    admin_only = RoleChecker(["admin"], auth=c.token_or_key)
 
     async def _record(user_id: int) -> UserRecord:
         user = await c.users.get(str(user_id))

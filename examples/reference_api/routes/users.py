@@ -1,4 +1,4 @@
-"""``GET /users/me``: the signed-in user's account."""
+"""``GET /users/me`` (a token or an ``X-API-Key``) and ``/users/me/api-keys``."""
 
 # No ``from __future__ import annotations``: FastAPI must resolve the Annotated
 # dependency aliases built inside router() at runtime.
@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends
 
 from examples.reference_api.deps import Components
 from examples.reference_api.errors import responses
-from fastapi_secure import AccessClaims, InvalidTokenError
+from fastapi_secure import AccessClaims, InvalidTokenError, require_fresh
 from fastapi_secure.accounts.routers import UserOut
 from fastapi_secure.accounts.users import UserRecord
+from fastapi_secure.apikeys.router import api_keys_router
 
 __all__ = ["router", "user_out"]
 
@@ -28,7 +29,7 @@ def user_out(user: UserRecord) -> UserOut:
 
 def router(c: Components) -> APIRouter:
     """The ``/users`` routes over the components ``c``."""
-    Claims = Annotated[AccessClaims, Depends(c.transport)]
+    Claims = Annotated[AccessClaims, Depends(c.token_or_key)]
     api = APIRouter(prefix="/users", tags=["users"])
 
     @api.get("/me", response_model=UserOut, responses=responses(401, 503))
@@ -38,4 +39,11 @@ def router(c: Components) -> APIRouter:
             raise InvalidTokenError(reason="user gone or inactive")
         return user_out(user)
 
+    # Creating and rotating a key ask for a recent login; a request made with an
+    # API key is refused on all of these routes (a leaked key cannot mint more).
+    fresh = require_fresh(c.transport, max_age=300, clock=c.issuer.clock)
+    api.include_router(
+        api_keys_router(c.api_keys, auth=c.token_or_key, manage_auth=fresh, prefix="/me/api-keys"),
+        responses=responses(400, 413),
+    )
     return api
