@@ -3,40 +3,16 @@ that take a token, on SQLite + memory and on PostgreSQL + Redis."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from tests.conftest import fresh_postgres_database
 from tests.support.reference_api import (
     ADMIN_PASSWORD,
     ALICE_PASSWORD,
     Api,
     bearer,
-    make_settings,
-    serve,
 )
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(
-    params=[
-        "sqlite-memory",
-        pytest.param("postgres-redis", marks=[pytest.mark.postgres, pytest.mark.redis]),
-    ]
-)
-async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
-    if request.param == "sqlite-memory":
-        async for served in serve(make_settings(f"sqlite+aiosqlite:///{tmp_path / 'api.db'}")):
-            yield served
-        return
-    redis_url: str = request.getfixturevalue("redis_url")
-    prefix: str = request.getfixturevalue("redis_prefix")
-    async with fresh_postgres_database() as postgres_url:
-        async for served in serve(make_settings(postgres_url, redis_url, redis_key_prefix=prefix)):
-            yield served
 
 
 async def _create(api: Api, tokens: dict[str, str], name: str) -> dict[str, str]:
