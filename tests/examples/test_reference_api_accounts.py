@@ -158,3 +158,25 @@ async def test_login_can_require_a_verified_email(tmp_path: Path) -> None:
         assert (await api.client.post("/auth/login", data=form)).status_code == 200
         # The admin from the settings counts as verified.
         assert (await api.login("admin", "admin-Passphrase-for-tests-4821"))["access_token"]
+
+
+async def test_a_reset_link_from_an_older_request_or_another_purpose_is_refused(api: Api) -> None:
+    body = {"email": "erin@example.com", "username": "erin", "password": ALICE_PASSWORD}
+    assert (await api.client.post("/auth/register", json=body)).status_code == 201
+    verify = _token_from_outbox(api, "erin@example.com", "/verify-email")
+    request = {"email": "erin@example.com"}
+    assert (await api.client.post("/auth/password-reset/request", json=request)).status_code == 202
+    older = _token_from_outbox(api, "erin@example.com", "/reset-password")
+    assert (await api.client.post("/auth/password-reset/request", json=request)).status_code == 202
+    newer = _token_from_outbox(api, "erin@example.com", "/reset-password")
+    assert newer != older
+    for token in (older, verify, newer[:-1], newer + "A", "a" * 256):
+        refused = await api.client.post(
+            "/auth/password-reset/confirm", json={"token": token, "new_password": NEW_PASSWORD}
+        )
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["detail"]["code"] == "invalid_token"
+    done = await api.client.post(
+        "/auth/password-reset/confirm", json={"token": newer, "new_password": NEW_PASSWORD}
+    )
+    assert done.status_code == 204, done.text
