@@ -35,6 +35,7 @@ from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserStore
 from fastapi_secure.accounts.users import UserStore
 from fastapi_secure.apikeys import APIKey, APIKeyManager, api_key_store_from_url
 from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
+from fastapi_secure.audit import AUDIT_ATTRIBUTE, AuditInfo
 from fastapi_secure.tokens.issuer import Grant
 from fastapi_secure.tokens.stores import TokenStore
 
@@ -159,6 +160,13 @@ def _owner_grant(users: UserStore) -> Callable[[APIKey], Awaitable[Grant | None]
     return grant
 
 
+def _token_or_key(transport: BearerAuth | CookieAuth, api_key: APIKeyAuth) -> FirstOf:
+    either = FirstOf(transport, api_key)
+    # FirstOf has no audit_info() yet: tell fastapi_secure.audit what it authenticates with.
+    setattr(either, AUDIT_ATTRIBUTE, AuditInfo(wraps=(transport, api_key)))
+    return either
+
+
 def build_components(settings: AppSettings) -> Components:
     """Build every component the settings describe (no I/O: connections open lazily)."""
     db = Database.from_settings(settings)
@@ -230,7 +238,7 @@ def build_components(settings: AppSettings) -> Components:
         outbox=outbox,
         transport=transport,
         api_keys=api_keys,
-        token_or_key=FirstOf(transport, APIKeyAuth(api_keys)),
+        token_or_key=_token_or_key(transport, APIKeyAuth(api_keys)),
         transport_refusals=refusals,
         redis_ping=_redis_ping(store) if redis_url else None,
     )

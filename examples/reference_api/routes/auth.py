@@ -14,16 +14,36 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.routing import APIRoute
 
 from examples.reference_api.deps import Components
 from examples.reference_api.errors import responses
 from fastapi_secure import SecurityError
 from fastapi_secure.accounts.routers import account_router, auth_router, sessions_router
+from fastapi_secure.audit import mark_public
 
 __all__ = ["routers"]
 
 
 PASSWORD_PATH = "/users/me/password"
+PUBLIC = {
+    "/auth/login": "login form",
+    "/auth/refresh": "authenticated by the refresh token",
+    "/auth/register": "registration form",
+    "/auth/verify/request": "same answer for every address",
+    "/auth/verify/confirm": "authenticated by the mailed token",
+    "/auth/password-reset/request": "same answer for every address",
+    "/auth/password-reset/confirm": "authenticated by the mailed token",
+}
+"""The account routes that take no access token, and why (for ``fastapi_secure.audit``)."""
+
+
+def _mark_public(router: APIRouter) -> APIRouter:
+    for route in router.routes:
+        reason = PUBLIC.get(getattr(route, "path", ""))
+        if isinstance(route, APIRoute) and reason is not None:
+            mark_public(route.endpoint, reason)
+    return router
 
 
 def _password_change_key(c: Components) -> Callable[[Request], Awaitable[str | None]]:
@@ -50,19 +70,15 @@ def routers(c: Components) -> list[APIRouter]:
     account_by_ip = c.limiter.limit(settings.account_limits_per_ip, name="account-ip")
     auth = APIRouter(dependencies=[Depends(auth_by_ip)])
     auth.include_router(
-        auth_router(c.manager, c.transport, prefix="/auth"), responses=responses(413, 429)
+        _mark_public(auth_router(c.manager, c.transport, prefix="/auth")),
+        responses=responses(413, 429),
     )
     password_by_user = c.limiter.limit(
         settings.password_change_limits_per_user, key=_password_change_key(c), name="password-user"
     )
     account = APIRouter(dependencies=[Depends(account_by_ip), Depends(password_by_user)])
     account.include_router(
-        account_router(
-            c.manager,
-            c.transport,
-            prefix="/auth",
-            me_prefix=PASSWORD_PATH.removesuffix("/password"),
-        ),
+        _mark_public(account_router(c.manager, c.transport, prefix="/auth", me_prefix="/users/me")),
         responses=responses(413, 429),
     )
     sessions = sessions_router(c.manager, c.transport, prefix="/users/me/sessions")
