@@ -358,6 +358,10 @@ def test_the_reference_api_passes_its_own_audit(
         "/auth/register",
         "/auth/login",
         "/auth/refresh",
+        "/auth/verify/request",
+        "/auth/verify/confirm",
+        "/auth/password-reset/request",
+        "/auth/password-reset/confirm",
         "/health",
         "/.well-known/jwks.json",
     }

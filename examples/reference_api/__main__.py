@@ -70,7 +70,7 @@ def create_admin(email: str, username: str) -> None:
             created = await bootstrap_admin(components)
         finally:
             await components.db.dispose()
-        print("admin created" if created else "an admin already exists; nothing changed")
+        print("admin created" if created else "the email or username is taken; nothing changed")
 
     asyncio.run(run())
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import anyio
-from starlette.requests import Request
 
 from fastapi_secure import (
     BearerAuth,
@@ -28,12 +27,20 @@ from fastapi_secure import (
     TokenIssuer,
     token_store_from_url,
 )
-from fastapi_secure.tokens.claims import RefreshClaims
+from fastapi_secure.accounts.action_tokens import ActionTokens, ActionTokenStore
+from fastapi_secure.accounts.lockout import Lockout, LockoutStore
+from fastapi_secure.accounts.mail import FileOutbox, LinkBuilder, MemoryOutbox
+from fastapi_secure.accounts.manager import AccountManager, user_grant_loader
+from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserStore
+from fastapi_secure.accounts.users import UserStore
+from fastapi_secure.apikeys import APIKey, APIKeyManager, api_key_store_from_url
+from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
+from fastapi_secure.audit import AUDIT_ATTRIBUTE, AuditInfo
 from fastapi_secure.tokens.issuer import Grant
 from fastapi_secure.tokens.stores import TokenStore
 
 from .models import User
-from .schemas import CookieSession, TokenOut
+from .schemas import POLICY
 from .settings import AppSettings
 
 __all__ = ["Components", "build_components", "user_id"]
@@ -51,15 +58,20 @@ class Components:
     keys: KeySet
     issuer: TokenIssuer
     limiter: RateLimiter
+    users: SQLAlchemyUserStore[User]
+    manager: AccountManager
+    """The account flows (lockout, action tokens, sessions, mail) over ``users``."""
+    outbox: FileOutbox | MemoryOutbox
+    """Where mail goes: files in ``EMAIL_OUTBOX_DIR``, else a list in memory."""
     transport: BearerAuth | CookieAuth
     """Bearer or cookie (a :class:`~fastapi_secure.auth.transport.Transport`): answers
     login, refresh and logout, and authenticates requests."""
-    token_body: type[TokenOut] | type[CookieSession]
-    """The model of what ``transport.login_response`` returns (for OpenAPI)."""
+    api_keys: APIKeyManager
+    """The users' API keys (``/users/me/api-keys``), in Redis or in memory."""
+    token_or_key: FirstOf
+    """The transport's token or an ``X-API-Key``: routes that take either."""
     transport_refusals: tuple[int, ...]
     """Statuses the transport adds to unsafe routes: 403 for a failed CSRF check."""
-    check_login_origin: Callable[[Request], None]
-    """Refuses a login posted by another site's page, where that could plant a session."""
     redis_ping: Callable[[], Awaitable[bool]] | None = None
 
 
@@ -115,36 +127,44 @@ def _redis_ping(store: TokenStore) -> Callable[[], Awaitable[bool]]:
     return ping
 
 
-def _grant_loader(db: Database) -> Callable[[RefreshClaims], Awaitable[Grant | None]]:
-    async def load_grant(claims: RefreshClaims) -> Grant | None:
-        async with db.transaction() as session:
-            user = await session.get(User, user_id(claims.sub))
-            if user is None or not user.is_active:
-                return None
-            # A login that checked the old password while it was being changed must
-            # not outlive the change: its session started before the new password.
-            if claims.auth_time < int(user.password_changed_at.timestamp()):
-                return None
-            return Grant(roles=user.role_names)
-
-    return load_grant
+def _prefixed(redis_url: str | None, prefix: str) -> dict[str, Any]:
+    return {"prefix": prefix} if redis_url else {}
 
 
-def _no_check(request: Request) -> None:
-    """Bearer mode: a login answer sets nothing in the browser, so nothing to plant."""
+def _redis_client(store: TokenStore) -> Any:
+    from fastapi_secure.tokens.stores.redis import RedisTokenStore
+
+    return cast(RedisTokenStore, store).client
 
 
-def _login_origin_check(cookie_auth: CookieAuth) -> Callable[[Request], None]:
-    def check(request: Request) -> None:
-        # Login CSRF: a page of another site posting the attacker's credentials
-        # would log the victim's browser into the attacker's account. Browsers
-        # send Origin on every POST ("null" from sandboxed pages); a client that
-        # sends neither Origin nor Referer is no browser page, and its cookies
-        # are its own.
-        if "origin" in request.headers or "referer" in request.headers:
-            cookie_auth.check_origin(request)
+def _action_store(store: TokenStore, prefix: str) -> ActionTokenStore:
+    """Single-use tokens in the token store's Redis (shared by workers), else in memory."""
+    from fastapi_secure.accounts.redis import RedisActionTokenStore
 
-    return check
+    return RedisActionTokenStore(_redis_client(store), prefix=f"{prefix}actions:")
+
+
+def _lockout_store(store: TokenStore, prefix: str) -> LockoutStore:
+    """Lockout counters in the token store's Redis (shared by workers), else in memory."""
+    from fastapi_secure.accounts.redis import RedisLockoutStore
+
+    return RedisLockoutStore(_redis_client(store), prefix=f"{prefix}lockout:")
+
+
+def _owner_grant(users: UserStore) -> Callable[[APIKey], Awaitable[Grant | None]]:
+    async def grant(record: APIKey) -> Grant | None:
+        # A key never outlives its owner's account, nor keeps a role they lost.
+        user = await users.get(record.subject)
+        return Grant(roles=user.roles) if user is not None and user.is_active else None
+
+    return grant
+
+
+def _token_or_key(transport: BearerAuth | CookieAuth, api_key: APIKeyAuth) -> FirstOf:
+    either = FirstOf(transport, api_key)
+    # FirstOf has no audit_info() yet: tell fastapi_secure.audit what it authenticates with.
+    setattr(either, AUDIT_ATTRIBUTE, AuditInfo(wraps=(transport, api_key)))
+    return either
 
 
 def build_components(settings: AppSettings) -> Components:
@@ -152,13 +172,16 @@ def build_components(settings: AppSettings) -> Components:
     db = Database.from_settings(settings)
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     prefix = settings.redis_key_prefix
-    store_options: dict[str, Any] = {"prefix": f"{prefix}tokens:"} if redis_url else {}
-    store = token_store_from_url(redis_url or "memory://", **store_options)
+    store = token_store_from_url(
+        redis_url or "memory://", **_prefixed(redis_url, f"{prefix}tokens:")
+    )
     limiter = RateLimiter.from_settings(
         settings, strategy="moving-window", key_prefix=f"{prefix}limits"
     )
     keys = _make_keys(settings)
-    issuer = TokenIssuer.from_settings(settings, keys, store, grant_loader=_grant_loader(db))
+    hasher = _make_hasher(settings)
+    users = SQLAlchemyUserStore(User, db.transaction)
+    issuer = TokenIssuer.from_settings(settings, keys, store, grant_loader=user_grant_loader(users))
 
     transport: BearerAuth | CookieAuth
     if settings.auth_transport == "cookie":
@@ -175,24 +198,47 @@ def build_components(settings: AppSettings) -> Components:
             secure=settings.cookie_secure,
         )
         transport = cookie_auth
-        # Tokens stay in HttpOnly cookies: after an XSS a script could otherwise
-        # read the refresh token from a body.
-        token_body: type[TokenOut] | type[CookieSession] = CookieSession
         refusals: tuple[int, ...] = (403,)
-        check_login_origin = _login_origin_check(cookie_auth)
     else:
         transport = BearerAuth(issuer, token_url="/auth/login", refresh_url="/auth/refresh")
-        token_body, refusals, check_login_origin = TokenOut, (), _no_check
+        refusals = ()
+    outbox = FileOutbox(settings.email_outbox_dir) if settings.email_outbox_dir else MemoryOutbox()
+    manager = AccountManager(
+        users,
+        issuer,
+        hasher,
+        policy=POLICY,
+        action_tokens=ActionTokens(
+            users, _action_store(store, prefix) if redis_url else None, clock=issuer.clock
+        ),
+        lockout=Lockout(_lockout_store(store, prefix) if redis_url else None, clock=issuer.clock),
+        mail=outbox,
+        links=LinkBuilder(settings.public_base_url),
+        require_verified_email=settings.require_verified_email,
+    )
+    api_keys = APIKeyManager(
+        api_key_store_from_url(
+            redis_url or "memory://", **_prefixed(redis_url, f"{prefix}apikeys:")
+        ),
+        pepper=settings.secret_key.get_secret_value() if settings.secret_key else None,
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+        grant_loader=_owner_grant(users),
+        clock=issuer.clock,
+    )
     return Components(
         settings=settings,
         db=db,
-        hasher=_make_hasher(settings),
+        hasher=hasher,
         keys=keys,
         issuer=issuer,
         limiter=limiter,
+        users=users,
+        manager=manager,
+        outbox=outbox,
         transport=transport,
-        token_body=token_body,
+        api_keys=api_keys,
+        token_or_key=_token_or_key(transport, APIKeyAuth(api_keys)),
         transport_refusals=refusals,
-        check_login_origin=check_login_origin,
         redis_ping=_redis_ping(store) if redis_url else None,
     )

@@ -9,23 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi_secure import AuthenticationError, errors
-from fastapi_secure.errors import ErrorCode
+from fastapi import FastAPI
+
+from fastapi_secure import errors
 
 from .schemas import ErrorOut, ValidationErrorOut
 
-__all__ = ["BadCredentialsError", "ConflictError", "responses"]
+__all__ = ["ConflictError", "document_validation_errors", "responses"]
 
 
 class ConflictError(errors.ConflictError):
-    """409: the request conflicts with what is stored (a taken email or username)."""
+    """409: the request conflicts with what is stored (an admin deactivating themselves)."""
 
     default_message = "email or username already registered"
-
-
-class BadCredentialsError(AuthenticationError):
-    default_code = ErrorCode.INVALID_CREDENTIALS
-    default_message = "incorrect username or password"
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -40,6 +36,30 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorOut, "description": "Rate limited; see Retry-After"},
     503: {"model": ErrorOut, "description": "A backing service is unavailable"},
 }
+
+
+def document_validation_errors(app: FastAPI) -> None:
+    """Give every documented 422 the body ``install_error_handlers`` sends.
+
+    The library's routers leave their 422 without a model or with FastAPI's default
+    list, since the body depends on the application's handlers; this application's
+    is :class:`ValidationErrorOut`, for every route.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        reference = {"$ref": "#/components/schemas/ValidationErrorOut"}
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                answer = operation.get("responses", {}).get("422")
+                if answer is not None:
+                    answer["content"] = {"application/json": {"schema": reference}}
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -36,6 +36,7 @@ from fastapi_secure import install_secure_defaults
 
 from .bootstrap import bootstrap_admin
 from .deps import Components, build_components
+from .errors import document_validation_errors
 from .routes import routers
 from .routes.meta import TITLE
 from .settings import AppSettings
@@ -58,6 +59,7 @@ def create_app(
             yield
         finally:
             await c.limiter.aclose()
+            await c.api_keys.store.aclose()
             await c.issuer.store.aclose()
             await c.db.dispose()
 
@@ -73,5 +75,6 @@ def create_app(
     for router in routers(c):
         app.include_router(router)
     install_secure_defaults(app, settings=settings, max_body_bytes=settings.max_body_bytes)
+    document_validation_errors(app)
     app.state.components = c
     return app

@@ -57,6 +57,11 @@ async def _migrate(url: str, action: str, revision: str) -> None:
         await db.dispose()
 
 
+async def amigrate(url: str, action: str, revision: str) -> None:
+    """Run ``alembic upgrade|downgrade <revision>`` (``action``) on the database at ``url``."""
+    await _migrate(url, action, revision)
+
+
 async def aupgrade_to_head(url: str) -> None:
     """Bring the database at ``url`` to the newest revision (idempotent)."""
     await _migrate(url, "upgrade", "head")

@@ -1,92 +1,20 @@
-"""Request and response bodies. None of them ever carries a password hash."""
+"""The example's own bodies (admin, errors); the account routes bring theirs
+(:mod:`fastapi_secure.accounts.routers`). None of them carries a password hash."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from fastapi_secure import PasswordPolicy
 
-if TYPE_CHECKING:
-    from .models import User
-
 POLICY = PasswordPolicy()
 
-Username = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True, min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$"
-    ),
-]
 RoleName = Annotated[
     str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_-]*$")
 ]
 T = TypeVar("T")
-
-
-class RegisterIn(BaseModel):
-    email: EmailStr
-    username: Username
-    password: Annotated[SecretStr, POLICY.with_context_fields("email", "username")]
-
-
-class PasswordChangeIn(BaseModel):
-    # Not the policy: an old password that today's policy refuses must still be usable here.
-    current_password: Annotated[SecretStr, Field(min_length=1, max_length=1024)]
-    new_password: Annotated[SecretStr, POLICY]
-
-
-class UserOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    email: EmailStr
-    username: str
-    is_active: bool
-    roles: list[str]
-    created_at: datetime
-
-    @classmethod
-    def of(cls, user: User) -> UserOut:
-        return cls(
-            id=user.id,
-            email=user.email,
-            username=user.username,
-            is_active=user.is_active,
-            roles=user.role_names,
-            created_at=user.created_at,
-        )
-
-
-class TokenOut(BaseModel):
-    """Bearer mode's answer to login and refresh: the OAuth2 token response
-    (RFC 6749, section 5.1)."""
-
-    access_token: str
-    refresh_token: str
-    token_type: Literal["bearer"] = "bearer"
-    expires_in: int = Field(description="access token lifetime in seconds")
-    refresh_expires_in: int = Field(description="refresh token lifetime in seconds")
-
-
-class CookieSession(BaseModel):
-    """Cookie mode's answer to login and refresh: the tokens travel only in HttpOnly
-    cookies, never in a body that page scripts could read."""
-
-    token_type: Literal["cookie"] = "cookie"
-    csrf_token: str
-    expires_in: int
-    refresh_expires_in: int
-
-
-class RefreshIn(BaseModel):
-    refresh_token: Annotated[str, Field(min_length=1, max_length=8192)]
-
-
-class LogoutIn(BaseModel):
-    refresh_token: Annotated[str | None, Field(default=None, max_length=8192)] = None
 
 
 class RolesIn(BaseModel):
@@ -116,9 +44,13 @@ class FieldError(BaseModel):
 
 
 class ValidationErrorDetail(ErrorDetail):
-    """``code`` is ``validation_failed``; a field's value is never echoed back."""
+    """``code`` is ``validation_failed``; a field's value is never echoed back.
 
-    errors: list[FieldError]
+    A malformed field comes in ``errors``; a password the policy refuses (a rule no
+    JSON schema states) in ``problems``."""
+
+    errors: list[FieldError] = Field(default_factory=list)
+    problems: list[str] = Field(default_factory=list)
 
 
 class ValidationErrorOut(BaseModel):
@@ -129,18 +61,10 @@ class ValidationErrorOut(BaseModel):
 
 __all__ = [
     "POLICY",
-    "CookieSession",
     "ErrorOut",
     "FieldError",
-    "LogoutIn",
     "Page",
-    "PasswordChangeIn",
-    "RefreshIn",
-    "RegisterIn",
     "RolesIn",
-    "TokenOut",
-    "UserOut",
-    "Username",
     "ValidationErrorDetail",
     "ValidationErrorOut",
 ]

@@ -54,10 +54,25 @@ class AppSettings(SecuritySettings):
     )
     auth_transport: Literal["bearer", "cookie"] = "bearer"
     cookie_secure: bool = True
-    login_limits_per_ip: str = "20/minute;200/hour"
-    login_limits_per_username: str = "5/minute;50/hour"
-    register_limits_per_ip: str = "10/minute;100/hour"
-    refresh_limits_per_ip: str = "60/minute"
+    auth_limits_per_ip: str = Field(
+        default="60/minute;600/hour",
+        description="requests per client IP to /auth/login, /refresh, /logout (the lockout "
+        "guards each account on top)",
+    )
+    account_limits_per_ip: str = Field(
+        default="30/minute;300/hour",
+        description="requests per client IP to registration, verification and reset routes",
+    )
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="base of the links in mails; never taken from the request's Host",
+    )
+    email_outbox_dir: str | None = Field(
+        default=None, description="folder where mail is written as JSON files; memory when unset"
+    )
+    require_verified_email: bool = Field(
+        default=False, description="refuse logins (403) until the email address is verified"
+    )
     password_change_limits_per_user: str = "5/minute;20/hour"
     max_body_bytes: int = 64 * 1024
     admin_email: str | None = None

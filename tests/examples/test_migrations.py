@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import anyio
@@ -18,15 +18,18 @@ from alembic.script import ScriptDirectory
 from examples.reference_api.migrate import (
     adowngrade_to_base,
     alembic_config,
+    amigrate,
     aupgrade_to_head,
     upgrade_to_head,
 )
-from examples.reference_api.models import Base, Role, User
+from examples.reference_api.models import Base, User, UTCDateTime
 
+from fastapi_secure.accounts.errors import UserExistsError
+from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserStore
 from fastapi_secure.db import Database
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_TABLES = {"users", "roles", "user_roles"}
+APP_TABLES = {"users"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -61,8 +64,8 @@ async def _version(url: str) -> list[str]:
 
 def test_revisions_form_a_single_line() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0001"]
-    assert [rev.revision for rev in script.walk_revisions()] == ["0001"]
+    assert script.get_heads() == ["0002"]
+    assert [rev.revision for rev in script.walk_revisions()] == ["0002", "0001"]
 
 
 @pytest.mark.anyio
@@ -71,10 +74,10 @@ async def test_upgrade_head_creates_the_tables_and_downgrade_base_drops_them(db_
     # The sync entry point is what the run command calls (outside any event loop).
     await anyio.to_thread.run_sync(upgrade_to_head, db_url)
     assert await _tables(db_url) == APP_TABLES | {"alembic_version"}
-    assert await _version(db_url) == ["0001"]
+    assert await _version(db_url) == ["0002"]
 
     await aupgrade_to_head(db_url)  # a second run changes nothing
-    assert await _version(db_url) == ["0001"]
+    assert await _version(db_url) == ["0002"]
 
     await adowngrade_to_base(db_url)
     assert await _tables(db_url) == {"alembic_version"}
@@ -104,34 +107,63 @@ async def test_models_match_the_migrated_schema(db_url: str) -> None:
 async def test_migrated_schema_enforces_the_model_rules(db_url: str) -> None:
     await aupgrade_to_head(db_url)
     db = Database(db_url)
+    users = SQLAlchemyUserStore(User, db.transaction)
     try:
+        alice = await users.create(
+            email="Alice@Example.com", username="Alice", password_hash="$argon2id$x"
+        )
+        assert alice.roles == ()
+        assert (await users.set_roles(alice.id, ["admin"])).roles == ("admin",)
         async with db.transaction() as session:
-            admin = Role(name="admin")
-            user = User(email="alice@example.com", username="Alice", password_hash="$argon2id$x")
-            user.roles.append(admin)
-            session.add(user)
-        async with db.transaction() as session:
-            loaded = await session.get(User, user.id)
+            loaded = await session.get(User, int(alice.id))
             assert loaded is not None
-            assert loaded.role_names == ["admin"]  # selectin: no lazy load needed
             assert loaded.is_active
+            assert not loaded.email_verified
             assert loaded.created_at.utcoffset() == timedelta(0)
             assert "argon2" not in repr(loaded)
-
-        for duplicate in (
-            User(email="other@example.com", username="alice", password_hash="h"),
-            User(email="alice@example.com", username="bob", password_hash="h"),
-            User(email="Mixed@Example.com", username="carol", password_hash="h"),
+        # The unique normalized keys, whatever the spelling.
+        for email, username in (
+            ("other@example.com", "ALICE"),
+            ("alice@EXAMPLE.com", "bob"),
         ):
-            with pytest.raises(sa.exc.IntegrityError):
-                async with db.transaction() as session:
-                    session.add(duplicate)
+            with pytest.raises(UserExistsError):
+                await users.create(email=email, username=username, password_hash="h")
+    finally:
+        await db.dispose()
 
+
+@pytest.mark.anyio
+async def test_0002_carries_users_and_roles_over_and_back(db_url: str) -> None:
+    await amigrate(db_url, "upgrade", "0001")
+    db = Database(db_url)
+    try:
         async with db.transaction() as session:
-            await session.execute(sa.delete(User).where(User.id == user.id))
+            await session.execute(
+                sa.text(
+                    "INSERT INTO users (id, email, username, password_hash, is_active, "
+                    "created_at, updated_at, password_changed_at) VALUES (7, 'carol@example.com', "
+                    "'Carol', 'h', true, :now, :now, :now)"
+                ).bindparams(sa.bindparam("now", type_=UTCDateTime())),
+                {"now": datetime(2026, 11, 25, 10, tzinfo=timezone.utc)},
+            )
+            await session.execute(sa.text("INSERT INTO roles (id, name) VALUES (1, 'admin')"))
+            await session.execute(
+                sa.text("INSERT INTO user_roles VALUES (7, 1, '2026-11-25 10:00:00+00:00')")
+            )
+        await aupgrade_to_head(db_url)
+        carol = await SQLAlchemyUserStore(User, db.transaction).find_by_login("carol")
+        assert carol is not None
+        assert (carol.id, carol.roles, carol.email_verified) == ("7", ("admin",), True)
+
+        await amigrate(db_url, "downgrade", "0001")
         async with db.transaction() as session:
-            grants = await session.execute(sa.text("SELECT count(*) FROM user_roles"))
-            assert grants.scalar_one() == 0  # ON DELETE CASCADE (foreign keys on in SQLite too)
+            held = await session.execute(
+                sa.text(
+                    "SELECT users.username, roles.name FROM users JOIN user_roles "
+                    "ON user_roles.user_id = users.id JOIN roles ON roles.id = user_roles.role_id"
+                )
+            )
+            assert [tuple(row) for row in held] == [("Carol", "admin")]
     finally:
         await db.dispose()
 
@@ -150,5 +182,5 @@ def test_alembic_command_line_uses_database_url(tmp_path: Path) -> None:
             check=True,
             timeout=60,
         )
-    assert "0001 (head)" in result.stdout
+    assert "0002 (head)" in result.stdout
     assert (tmp_path / "cli.db").exists()

@@ -35,10 +35,10 @@ from examples.reference_api.deps import build_components
 from examples.reference_api.migrate import aupgrade_to_head
 from examples.reference_api.models import User
 from examples.reference_api.settings import AppSettings
-from limits import parse_many
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from fastapi_secure.accounts.lockout import LockoutPolicy
 from fastapi_secure.tokens.keys import Key
 from tests.conftest import fresh_postgres_database
 
@@ -191,19 +191,11 @@ def _register_and_login(client: httpx.Client, worker: Worker, username: str) -> 
     return tokens
 
 
-def _per_minute_login_limit() -> int:
-    """The configured per-username login limit per minute (default ``5/minute;50/hour``)."""
-    configured = AppSettings.model_fields["login_limits_per_username"].default
-    per_minute = [item for item in parse_many(configured) if item.GRANULARITY.name == "minute"]
-    assert len(per_minute) == 1, configured
-    return int(per_minute[0].amount)
-
-
-def test_login_limit_per_username_is_shared_between_workers(
+def test_login_lockout_is_shared_between_workers(
     workers: tuple[Worker, Worker],
 ) -> None:
     a, b = workers
-    allowed = _per_minute_login_limit()
+    allowed = LockoutPolicy().threshold  # the example uses the accounts lockout's defaults
     with httpx.Client(timeout=10.0, trust_env=False) as client:
         created = client.post(
             f"{a.base_url}/auth/register",
@@ -223,12 +215,12 @@ def test_login_limit_per_username_is_shared_between_workers(
         assert {name for name, code in statuses if code == 429} == {"worker-a", "worker-b"}
         assert response.json()["detail"]["code"] == "rate_limited"
         assert int(response.headers["retry-after"]) > 0
-        # Even the right password is refused now, on either worker: the limit counts attempts.
+        # Even the right password is refused now, on either worker: the lock comes first.
         right = client.post(
             f"{b.base_url}/auth/login", data={"username": "hank", "password": USER_PASSWORD}
         )
         assert right.status_code == 429
-        # The limit is per username: another account on the same workers still logs in.
+        # The lock is per name: another account on the same workers still logs in.
         other = _register_and_login(client, b, "ivy")
         assert other["access_token"]
 

@@ -14,7 +14,7 @@ __all__ = ["routers"]
 def routers(c: Components) -> list[APIRouter]:
     """Every router of the API, built over the components ``c``."""
     return [
-        auth.router(c),
+        *auth.routers(c),
         users.router(c),
         admin.router(c),
         meta.router(c),
