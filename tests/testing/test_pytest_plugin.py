@@ -59,6 +59,19 @@ def test_fake_clock(fake_clock) -> None:
     assert fake_clock.advance(5) == start + 5
 
 
+def test_outbox(outbox) -> None:
+    import anyio
+
+    from fastapi_secure.accounts.mail import MailMessage
+    from fastapi_secure.testing import action_token
+
+    link = "https://app.test/reset?token=t0k3n&x=1"
+    anyio.run(outbox.send, MailMessage("Ann@Example.com", "Reset", "text", link))
+    assert action_token(outbox.to("ann@example.com")[-1]) == "t0k3n"
+    with pytest.raises(ValueError, match="no action link"):
+        action_token(MailMessage("ann@example.com", "Hi", "no link"))
+
+
 def test_totp_code(totp_code) -> None:
     pytest.importorskip("pyotp")
     assert totp_code("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", at=59, digits=8) == "94287082"
@@ -69,7 +82,7 @@ def test_fixtures_work_in_a_host_apps_tests(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_host=textwrap.dedent(HOST_TESTS))
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     has_pyotp = importlib.util.find_spec("pyotp") is not None
-    result.assert_outcomes(passed=3 if has_pyotp else 2, skipped=0 if has_pyotp else 1)
+    result.assert_outcomes(passed=4 if has_pyotp else 3, skipped=0 if has_pyotp else 1)
 
 
 def test_the_plugin_is_not_loaded_unless_asked(pytester: pytest.Pytester) -> None:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from fastapi_secure._optional import require
+from fastapi_secure.accounts.mail import MailMessage, MemoryOutbox
 from fastapi_secure.clock import Clock
 
 if TYPE_CHECKING:
@@ -48,7 +49,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CookieCredentials",
     "FakeClock",
+    "MemoryOutbox",
     "TokenFactory",
+    "action_token",
     "reset_limiter",
     "reset_limiter_sync",
     "totp_code",
@@ -244,3 +247,12 @@ def totp_code(
     if moment is None:
         return str(totp.now())
     return str(totp.at(int(moment)))
+
+
+def action_token(message: MailMessage) -> str:
+    """The single-use token in the link of a verification or reset mail."""
+    link = message.link or ""
+    _, found, token = link.partition("token=")
+    if not found or not token:
+        raise ValueError("the mail carries no action link")
+    return token.split("&", 1)[0]

@@ -16,6 +16,9 @@ Fixtures:
 * ``reset_rate_limits``: an async function ``await reset_rate_limits(limiter)``
   (:func:`~fastapi_secure.testing.reset_limiter`).
 * ``totp_code``: :func:`~fastapi_secure.testing.totp_code`.
+* ``outbox``: a fresh :class:`~fastapi_secure.accounts.mail.MemoryOutbox`; give it
+  to ``AccountManager(mail=outbox)`` and read the verification and reset mail,
+  ``action_token(outbox.to(address)[-1])`` giving the token of its link.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from fastapi_secure.accounts.mail import MemoryOutbox
 from fastapi_secure.testing import FakeClock, TokenFactory, reset_limiter, totp_code
 from fastapi_secure.tokens.issuer import TokenIssuer
 
-__all__ = ["fake_clock", "reset_rate_limits", "token_factory", "totp_code_fixture"]
+__all__ = ["fake_clock", "outbox", "reset_rate_limits", "token_factory", "totp_code_fixture"]
 
 
 @pytest.fixture
@@ -52,3 +56,9 @@ def reset_rate_limits() -> Callable[..., Awaitable[None]]:
 def totp_code_fixture() -> Callable[..., str]:
     """``totp_code(secret)``: the current TOTP code of a base32 secret (needs pyotp)."""
     return totp_code
+
+
+@pytest.fixture
+def outbox() -> MemoryOutbox:
+    """An in-memory mail sender, empty: ``outbox.to("ann@example.com")[-1].link``."""
+    return MemoryOutbox()
