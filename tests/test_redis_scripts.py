@@ -8,7 +8,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import AsyncIterator, Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -168,3 +168,36 @@ async def test_a_given_client_stays_open_an_owned_one_is_closed(redis_url: str) 
     assert connection.is_connected
     await _scripts(owned, owns_client=True).aclose()
     assert not connection.is_connected
+
+
+@pytest.mark.parametrize("store", ["mfa", "apikeys", "tokens", "dpop"])
+@pytest.mark.parametrize("option", ["socket_timeout", "socket_connect_timeout"])
+@pytest.mark.parametrize("value", [0, -1.0, "1"])
+def test_every_store_refuses_a_bad_socket_timeout(store: str, option: str, value: object) -> None:
+    from fastapi_secure.apikeys.stores.redis import RedisAPIKeyStore
+    from fastapi_secure.dpop.replay import RedisDPoPReplayCache
+    from fastapi_secure.mfa.stores.redis import RedisMFAStore
+    from fastapi_secure.tokens.stores.redis import RedisTokenStore
+
+    stores: dict[str, Any] = {
+        "mfa": RedisMFAStore,
+        "apikeys": RedisAPIKeyStore,
+        "tokens": RedisTokenStore,
+        "dpop": RedisDPoPReplayCache,
+    }
+    with pytest.raises(ConfigurationError, match=option):
+        stores[store].from_url("redis://127.0.0.1:6379/0", **{option: value})
+
+
+def test_a_cluster_url_makes_a_cluster_client_only_where_clusters_are_allowed() -> None:
+    import redis.asyncio
+    import redis.asyncio.cluster
+
+    from fastapi_secure._redis import client_from_url
+
+    url = "redis+cluster://127.0.0.1:7000/0"
+    assert isinstance(client_from_url(url, feature="TestStore"), redis.asyncio.cluster.RedisCluster)
+    plain = client_from_url("redis://127.0.0.1:6379/0", feature="TestStore", cluster=False)
+    assert isinstance(plain, redis.asyncio.Redis)
+    with pytest.raises(ValueError, match="scheme"):
+        client_from_url(url, feature="TestStore", cluster=False)

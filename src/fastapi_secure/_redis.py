@@ -42,6 +42,44 @@ def stale_connection_retry() -> Retry:
     return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 
+def client_from_url(
+    url: str,
+    *,
+    feature: str,
+    socket_timeout: float = 1.0,
+    socket_connect_timeout: float = 1.0,
+    cluster: bool = True,
+    **client_options: Any,
+) -> RedisClient:
+    """A ``redis.asyncio`` client for ``redis://``, ``rediss://``, ``unix://`` or, with
+    ``cluster``, ``redis+cluster://`` / ``rediss+cluster://`` (any one node), timeouts set.
+
+    ``client_options`` go to the client as they are (``retry`` included: each
+    store chooses its own).
+    """
+    require("redis.asyncio", extra="redis", feature=feature)
+    import redis.asyncio
+    import redis.asyncio.cluster
+
+    for name, value in (
+        ("socket_timeout", socket_timeout),
+        ("socket_connect_timeout", socket_connect_timeout),
+    ):
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise ConfigurationError(f"{name} must be a positive number of seconds")
+    options: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_connect_timeout,
+        **client_options,
+    }
+    scheme, sep, rest = url.partition("://")
+    if cluster and sep and scheme in {"redis+cluster", "rediss+cluster"}:
+        return redis.asyncio.cluster.RedisCluster.from_url(
+            f"{scheme.removesuffix('+cluster')}://{rest}", **options
+        )
+    return redis.asyncio.Redis.from_url(url, **options)
+
+
 class RedisScripts:
     """One store's client, its deadline and its failure mapping.
 

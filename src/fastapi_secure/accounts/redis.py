@@ -14,7 +14,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from fastapi_secure._optional import require
-from fastapi_secure._redis import RedisScripts, stale_connection_retry
+from fastapi_secure._redis import RedisScripts, client_from_url, stale_connection_retry
 from fastapi_secure.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -46,29 +46,14 @@ def redis_client_from_url(
 ) -> RedisClient:
     """A ``redis.asyncio`` client for ``redis://``, ``rediss://``, ``unix://`` or
     ``redis+cluster://`` / ``rediss+cluster://`` (any one node), with timeouts set."""
-    require("redis.asyncio", extra="redis", feature="Redis account stores")
-    import redis.asyncio
-    import redis.asyncio.cluster
-
-    for name, value in (
-        ("socket_timeout", socket_timeout),
-        ("socket_connect_timeout", socket_connect_timeout),
-    ):
-        if not (isinstance(value, (int, float)) and value > 0):
-            raise ConfigurationError(f"{name} must be a positive number of seconds")
-    options: dict[str, Any] = {
-        "socket_timeout": socket_timeout,
-        "socket_connect_timeout": socket_connect_timeout,
+    return client_from_url(
+        url,
+        feature="Redis account stores",
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_connect_timeout,
         # A stale pooled connection (Redis restarted) is retried once; a timeout is not.
-        "retry": stale_connection_retry(),
-        **client_options,
-    }
-    scheme, sep, rest = url.partition("://")
-    if sep and scheme in {"redis+cluster", "rediss+cluster"}:
-        return redis.asyncio.cluster.RedisCluster.from_url(
-            f"{scheme.removesuffix('+cluster')}://{rest}", **options
-        )
-    return redis.asyncio.Redis.from_url(url, **options)
+        **{"retry": stale_connection_retry(), **client_options},
+    )
 
 
 class _RedisAccountStore:

@@ -17,8 +17,7 @@ import math
 import threading
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from fastapi_secure._optional import require
-from fastapi_secure._redis import RedisScripts
+from fastapi_secure._redis import RedisScripts, client_from_url
 from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.errors import ConfigurationError, StoreUnavailableError
 
@@ -146,29 +145,19 @@ class RedisDPoPReplayCache:
         """Connect to ``redis://``, ``rediss://``, ``unix://`` or, for a cluster,
         ``redis+cluster://`` / ``rediss+cluster://``. The cache owns this client
         and closes it in :meth:`aclose`."""
-        require("redis.asyncio", extra="redis", feature="RedisDPoPReplayCache")
-        import redis.asyncio
-        import redis.asyncio.cluster
-
         for name, value in (
             ("socket_timeout", socket_timeout),
             ("socket_connect_timeout", socket_connect_timeout),
         ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            if isinstance(value, bool):
                 raise ConfigurationError(f"{name} must be a positive number of seconds")
-        options: dict[str, Any] = {
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": socket_connect_timeout,
+        client = client_from_url(
+            url,
+            feature="RedisDPoPReplayCache",
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout,
             **client_options,
-        }
-        client: RedisClient
-        scheme, sep, rest = url.partition("://")
-        if sep and scheme in {"redis+cluster", "rediss+cluster"}:
-            client = redis.asyncio.cluster.RedisCluster.from_url(
-                f"{scheme.removesuffix('+cluster')}://{rest}", **options
-            )
-        else:
-            client = redis.asyncio.Redis.from_url(url, **options)
+        )
         return cls(client, prefix=prefix, operation_timeout=operation_timeout, owns_client=True)
 
     def __repr__(self) -> str:

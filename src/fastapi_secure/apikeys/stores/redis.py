@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from fastapi_secure._optional import require
-from fastapi_secure._redis import RedisScripts
+from fastapi_secure._redis import RedisScripts, client_from_url
 from fastapi_secure.apikeys.stores.base import APIKey, StoredAPIKey
 from fastapi_secure.tokens.stores.base import digest
 
@@ -177,14 +176,17 @@ class RedisAPIKeyStore:
         **client_options: Any,
     ) -> RedisAPIKeyStore:
         """Connect to ``redis://``, ``rediss://`` or ``unix://``; the store owns the client."""
-        require("redis.asyncio", extra="redis", feature="RedisAPIKeyStore")
-        import redis.asyncio
-
-        client = redis.asyncio.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_connect_timeout,
-            **client_options,
+        # cluster=False: the URL never names a cluster, so the client is a Redis.
+        client = cast(
+            "redis.asyncio.Redis",
+            client_from_url(
+                url,
+                feature="RedisAPIKeyStore",
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_connect_timeout,
+                cluster=False,
+                **client_options,
+            ),
         )
         return cls(client, prefix=prefix, operation_timeout=operation_timeout, owns_client=True)
 

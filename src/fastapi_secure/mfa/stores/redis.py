@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastapi_secure._optional import require
-from fastapi_secure._redis import RedisScripts
+from fastapi_secure._redis import RedisScripts, client_from_url
 from fastapi_secure.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -106,25 +106,16 @@ class RedisMFAStore:
         The store owns this client and closes it in :meth:`aclose`.
         """
         require("redis.asyncio", extra="redis", feature="RedisMFAStore")
-        import redis.asyncio
-        import redis.asyncio.cluster
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        options: dict[str, Any] = {
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": socket_connect_timeout,
-            "retry": Retry(NoBackoff(), 1),
-            **client_options,
-        }
-        client: RedisClient
-        scheme, sep, rest = url.partition("://")
-        if sep and scheme in {"redis+cluster", "rediss+cluster"}:
-            client = redis.asyncio.cluster.RedisCluster.from_url(
-                f"{scheme.removesuffix('+cluster')}://{rest}", **options
-            )
-        else:
-            client = redis.asyncio.Redis.from_url(url, **options)
+        client = client_from_url(
+            url,
+            feature="RedisMFAStore",
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout,
+            **{"retry": Retry(NoBackoff(), 1), **client_options},
+        )
         return cls(client, prefix=prefix, operation_timeout=operation_timeout, owns_client=True)
 
     def __repr__(self) -> str:

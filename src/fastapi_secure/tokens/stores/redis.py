@@ -14,8 +14,7 @@ import math
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from fastapi_secure._optional import require
-from fastapi_secure._redis import RedisScripts
+from fastapi_secure._redis import RedisScripts, client_from_url, stale_connection_retry
 from fastapi_secure.errors import ConfigurationError, StoreUnavailableError
 from fastapi_secure.tokens.stores.base import (
     SessionInfo,
@@ -298,32 +297,13 @@ class RedisTokenStore:
         restarted) is retried once, immediately, on a fresh connection; a
         timeout is not retried, so a hung Redis answers within the timeouts.
         """
-        require("redis.asyncio", extra="redis", feature="RedisTokenStore")
-        import redis.asyncio
-        import redis.asyncio.cluster
-
-        from fastapi_secure._redis import stale_connection_retry
-
-        for name, value in (
-            ("socket_timeout", socket_timeout),
-            ("socket_connect_timeout", socket_connect_timeout),
-        ):
-            if not (isinstance(value, (int, float)) and value > 0):
-                raise ConfigurationError(f"{name} must be a positive number of seconds")
-        options: dict[str, Any] = {
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": socket_connect_timeout,
-            "retry": stale_connection_retry(),
-            **client_options,
-        }
-        client: RedisClient
-        scheme, sep, rest = url.partition("://")
-        if sep and scheme in {"redis+cluster", "rediss+cluster"}:
-            client = redis.asyncio.cluster.RedisCluster.from_url(
-                f"{scheme.removesuffix('+cluster')}://{rest}", **options
-            )
-        else:
-            client = redis.asyncio.Redis.from_url(url, **options)
+        client = client_from_url(
+            url,
+            feature="RedisTokenStore",
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout,
+            **{"retry": stale_connection_retry(), **client_options},
+        )
         return cls(client, prefix=prefix, operation_timeout=operation_timeout, owns_client=True)
 
     @property
