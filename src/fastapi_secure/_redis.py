@@ -1,10 +1,30 @@
-"""Redis client settings shared by the Redis-backed stores (import only with redis present)."""
+"""What the Redis-backed stores share: client settings and guarded script calls.
+
+Importing this module does not import redis (the core packages import their
+Redis stores' modules); redis is imported when a function or class here is used.
+"""
 
 from __future__ import annotations
 
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+
+from fastapi_secure._optional import require
+from fastapi_secure.errors import ConfigurationError, StoreUnavailableError
+
+if TYPE_CHECKING:
+    import redis.asyncio
+    import redis.asyncio.cluster
+    from redis.asyncio.retry import Retry
+    from redis.commands.core import AsyncScript
+
+    RedisClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
+T = TypeVar("T")
 
 
 def stale_connection_retry() -> Retry:
@@ -15,4 +35,141 @@ def stale_connection_retry() -> Retry:
     not retried: that would multiply the wait on a hung server, which the
     callers' own deadline then turns into their failure policy.
     """
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
     return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+
+
+def client_from_url(
+    url: str,
+    *,
+    feature: str,
+    socket_timeout: float = 1.0,
+    socket_connect_timeout: float = 1.0,
+    cluster: bool = True,
+    **client_options: Any,
+) -> RedisClient:
+    """A ``redis.asyncio`` client for ``redis://``, ``rediss://``, ``unix://`` or, with
+    ``cluster``, ``redis+cluster://`` / ``rediss+cluster://`` (any one node), timeouts set.
+
+    ``client_options`` go to the client as they are (``retry`` included: each
+    store chooses its own).
+    """
+    require("redis.asyncio", extra="redis", feature=feature)
+    import redis.asyncio
+    import redis.asyncio.cluster
+
+    for name, value in (
+        ("socket_timeout", socket_timeout),
+        ("socket_connect_timeout", socket_connect_timeout),
+    ):
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise ConfigurationError(f"{name} must be a positive number of seconds")
+    options: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_connect_timeout,
+        **client_options,
+    }
+    scheme, sep, rest = url.partition("://")
+    if cluster and sep and scheme in {"redis+cluster", "rediss+cluster"}:
+        return redis.asyncio.cluster.RedisCluster.from_url(
+            f"{scheme.removesuffix('+cluster')}://{rest}", **options
+        )
+    return redis.asyncio.Redis.from_url(url, **options)
+
+
+class RedisScripts:
+    """One store's client, its deadline and its failure mapping.
+
+    Every call runs under ``operation_timeout`` (on top of the client's socket
+    timeouts, so even a client set up without them cannot hang a request), and
+    any failure becomes :class:`~fastapi_secure.errors.StoreUnavailableError`
+    whose ``reason`` is the exception's type name: never its text, which may
+    hold a host or a key. Each store holds one and keeps its own reply checks.
+    """
+
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        feature: str,
+        label: str,
+        logger: logging.Logger,
+        operation_timeout: float,
+        owns_client: bool,
+        warm_up: bool = True,
+        fail_closed_on_any_error: bool = True,
+    ) -> None:
+        """``feature`` names the store in the missing-extra error, ``label`` in logs.
+
+        ``warm_up`` serializes the first call (cluster clients need it); with
+        ``fail_closed_on_any_error`` an unexpected exception from the client
+        is an outage too, not a 500.
+        """
+        require("redis.asyncio", extra="redis", feature=feature)
+        import redis.exceptions
+
+        if not (isinstance(operation_timeout, (int, float)) and operation_timeout > 0):
+            raise ConfigurationError("operation_timeout must be a positive number of seconds")
+        self.client = client
+        self._label = label
+        self._logger = logger
+        self._timeout = float(operation_timeout)
+        self._owns_client = owns_client
+        self._ready = not warm_up
+        self._warmup_lock = anyio.Lock()
+        self._fail_closed_on_any_error = fail_closed_on_any_error
+        self._failures: tuple[type[BaseException], ...] = (
+            redis.exceptions.RedisError,
+            # Not a RedisError: what the cluster client raises when no node answers.
+            redis.exceptions.RedisClusterException,
+            OSError,
+            TimeoutError,
+        )
+
+    def register(self, source: str) -> AsyncScript:
+        """Register a Lua script (run by digest, loaded again when Redis lost it)."""
+        return self.client.register_script(source)
+
+    async def run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run ``script`` on ``keys`` and ``args``; its raw reply."""
+        return await self._guard(lambda: script(keys=keys, args=args))
+
+    async def call(self, operation: Awaitable[T]) -> T:
+        """Await one client command, e.g. ``call(client.get(name))``."""
+        try:
+            return await self._guard(lambda: operation)
+        finally:
+            # Cut off (the deadline passed waiting for the warm-up lock), the
+            # command was never awaited: close it rather than leave a warning.
+            if inspect.iscoroutine(operation):
+                operation.close()
+
+    async def aclose(self) -> None:
+        """Close the client if the store created it (its ``from_url``)."""
+        if self._owns_client:
+            await self.client.aclose()
+
+    async def _guard(self, operation: Callable[[], Awaitable[T]]) -> T:
+        try:
+            with anyio.fail_after(self._timeout):
+                if self._ready:
+                    return await operation()
+                # redis-py's async cluster client discovers its slots on first
+                # use, and concurrent first uses race inside it (AttributeError
+                # on a closed writer): the first call goes alone.
+                async with self._warmup_lock:
+                    result = await operation()
+                    self._ready = True
+                    return result
+        except self._failures as exc:
+            self._logger.warning("%s unavailable: %s", self._label, type(exc).__name__)
+            raise StoreUnavailableError(reason=type(exc).__name__) from None
+        except Exception as exc:
+            if not self._fail_closed_on_any_error:
+                raise
+            # A client's own bug must fail closed as an outage, never as a 500.
+            self._logger.error("%s client failed unexpectedly: %s", self._label, type(exc).__name__)
+            raise StoreUnavailableError(reason=type(exc).__name__) from None

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -330,3 +331,13 @@ async def test_a_client_given_by_the_app_stays_open(redis_url: str, redis_prefix
         await client.aclose()
     with pytest.raises(ConfigurationError):
         RedisDPoPReplayCache(client, prefix=7)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "option", ["operation_timeout", "socket_timeout", "socket_connect_timeout"]
+)
+def test_redis_cache_refuses_a_bool_for_a_timeout(option: str) -> None:
+    # True is an int to Python: without this check it would mean one second.
+    options: dict[str, Any] = {option: True}
+    with pytest.raises(ConfigurationError, match=option):
+        RedisDPoPReplayCache.from_url("redis://127.0.0.1:6379/0", **options)

@@ -13,10 +13,9 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from fastapi_secure._optional import require
-from fastapi_secure.errors import ConfigurationError, StoreUnavailableError
+from fastapi_secure._redis import RedisScripts, client_from_url, stale_connection_retry
+from fastapi_secure.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -47,35 +46,18 @@ def redis_client_from_url(
 ) -> RedisClient:
     """A ``redis.asyncio`` client for ``redis://``, ``rediss://``, ``unix://`` or
     ``redis+cluster://`` / ``rediss+cluster://`` (any one node), with timeouts set."""
-    require("redis.asyncio", extra="redis", feature="Redis account stores")
-    import redis.asyncio
-    import redis.asyncio.cluster
-
-    from fastapi_secure._redis import stale_connection_retry
-
-    for name, value in (
-        ("socket_timeout", socket_timeout),
-        ("socket_connect_timeout", socket_connect_timeout),
-    ):
-        if not (isinstance(value, (int, float)) and value > 0):
-            raise ConfigurationError(f"{name} must be a positive number of seconds")
-    options: dict[str, Any] = {
-        "socket_timeout": socket_timeout,
-        "socket_connect_timeout": socket_connect_timeout,
+    return client_from_url(
+        url,
+        feature="Redis account stores",
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_connect_timeout,
         # A stale pooled connection (Redis restarted) is retried once; a timeout is not.
-        "retry": stale_connection_retry(),
-        **client_options,
-    }
-    scheme, sep, rest = url.partition("://")
-    if sep and scheme in {"redis+cluster", "rediss+cluster"}:
-        return redis.asyncio.cluster.RedisCluster.from_url(
-            f"{scheme.removesuffix('+cluster')}://{rest}", **options
-        )
-    return redis.asyncio.Redis.from_url(url, **options)
+        **{"retry": stale_connection_retry(), **client_options},
+    )
 
 
-class _RedisScripts:
-    """Client ownership, timeouts and failure mapping shared by the backends."""
+class _RedisAccountStore:
+    """Prefix, ``from_url`` and the guarded client shared by the backends."""
 
     default_prefix = "fastapi-secure:accounts:"
     feature = "Redis account store"
@@ -89,27 +71,20 @@ class _RedisScripts:
         owns_client: bool = False,
     ) -> None:
         require("redis.asyncio", extra="redis", feature=self.feature)
-        import redis.exceptions
-
         prefix = self.default_prefix if prefix is None else prefix
         if "{" in prefix or "}" in prefix:
             raise ConfigurationError(
                 "prefix may not contain '{' or '}': they would change the Redis Cluster hash tag"
             )
-        if not (isinstance(operation_timeout, (int, float)) and operation_timeout > 0):
-            raise ConfigurationError("operation_timeout must be a positive number of seconds")
-        self._client = client
-        self._prefix = prefix
-        self._timeout = float(operation_timeout)
-        self._owns_client = owns_client
-        self._ready = False
-        self._warmup_lock = anyio.Lock()
-        self._failures: tuple[type[BaseException], ...] = (
-            redis.exceptions.RedisError,
-            redis.exceptions.RedisClusterException,
-            OSError,
-            TimeoutError,
+        self._redis = RedisScripts(
+            client,
+            feature=self.feature,
+            label=self.feature,
+            logger=logger,
+            operation_timeout=operation_timeout,
+            owns_client=owns_client,
         )
+        self._prefix = prefix
 
     @classmethod
     def from_url(
@@ -126,30 +101,14 @@ class _RedisScripts:
 
     @property
     def client(self) -> RedisClient:
-        return self._client
+        return self._redis.client
 
     async def aclose(self) -> None:
         """Close the client if this store created it (:meth:`from_url`)."""
-        if self._owns_client:
-            await self._client.aclose()
+        await self._redis.aclose()
 
     async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            with anyio.fail_after(self._timeout):
-                if self._ready:
-                    return await script(keys=keys, args=args)
-                # The async cluster client discovers its slots on first use and
-                # concurrent first uses race inside it: the first call goes alone.
-                async with self._warmup_lock:
-                    result = await script(keys=keys, args=args)
-                    self._ready = True
-                    return result
-        except self._failures as exc:
-            logger.warning("%s unavailable: %s", self.feature, type(exc).__name__)
-            raise StoreUnavailableError(reason=type(exc).__name__) from None
-        except Exception as exc:
-            logger.error("%s client failed unexpectedly: %s", self.feature, type(exc).__name__)
-            raise StoreUnavailableError(reason=type(exc).__name__) from None
+        return await self._redis.run(script, keys, args)
 
 
 # KEYS: entry, latest. ARGV: value, ttl ms, entry key prefix, entry digest.
@@ -172,7 +131,7 @@ return value
 """
 
 
-class RedisActionTokenStore(_RedisScripts):
+class RedisActionTokenStore(_RedisAccountStore):
     """An :class:`~fastapi_secure.accounts.action_tokens.ActionTokenStore` in Redis.
 
     Every key of one account carries its hash tag, so ``put`` (drop the
@@ -194,8 +153,8 @@ class RedisActionTokenStore(_RedisScripts):
         super().__init__(
             client, prefix=prefix, operation_timeout=operation_timeout, owns_client=owns_client
         )
-        self._put = client.register_script(_PUT)
-        self._take = client.register_script(_TAKE)
+        self._put = self._redis.register(_PUT)
+        self._take = self._redis.register(_TAKE)
 
     def _entry_prefix(self, tag: str) -> str:
         return f"{self._prefix}{{{tag}}}:t:"
@@ -268,7 +227,7 @@ return 1
 """
 
 
-class RedisLockoutStore(_RedisScripts):
+class RedisLockoutStore(_RedisAccountStore):
     """A :class:`~fastapi_secure.accounts.lockout.LockoutStore` in Redis.
 
     One hash per key; counting a failure and starting a lock is one script,
@@ -289,9 +248,9 @@ class RedisLockoutStore(_RedisScripts):
         super().__init__(
             client, prefix=prefix, operation_timeout=operation_timeout, owns_client=owns_client
         )
-        self._locked_for = client.register_script(_LOCKED_FOR)
-        self._failure = client.register_script(_FAILURE)
-        self._clear = client.register_script(_CLEAR)
+        self._locked_for = self._redis.register(_LOCKED_FOR)
+        self._failure = self._redis.register(_FAILURE)
+        self._clear = self._redis.register(_CLEAR)
 
     def _key(self, key: str) -> str:
         return f"{self._prefix}{key}"

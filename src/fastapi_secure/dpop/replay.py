@@ -17,9 +17,7 @@ import math
 import threading
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import anyio
-
-from fastapi_secure._optional import require
+from fastapi_secure._redis import RedisScripts, client_from_url
 from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.errors import ConfigurationError, StoreUnavailableError
 
@@ -119,29 +117,19 @@ class RedisDPoPReplayCache:
         operation_timeout: float = 2.0,
         owns_client: bool = False,
     ) -> None:
-        require("redis.asyncio", extra="redis", feature="RedisDPoPReplayCache")
-        import redis.exceptions
-
+        if isinstance(operation_timeout, bool):
+            raise ConfigurationError("operation_timeout must be a positive number of seconds")
+        self._redis = RedisScripts(
+            client,
+            feature="RedisDPoPReplayCache",
+            label="DPoP replay cache",
+            logger=logger,
+            operation_timeout=operation_timeout,
+            owns_client=owns_client,
+        )
         if not isinstance(prefix, str):
             raise ConfigurationError("prefix must be a string")
-        if (
-            isinstance(operation_timeout, bool)
-            or not isinstance(operation_timeout, (int, float))
-            or operation_timeout <= 0
-        ):
-            raise ConfigurationError("operation_timeout must be a positive number of seconds")
-        self._client = client
         self._prefix = prefix
-        self._timeout = float(operation_timeout)
-        self._owns_client = owns_client
-        self._ready = False
-        self._warmup_lock = anyio.Lock()
-        self._failures: tuple[type[BaseException], ...] = (
-            redis.exceptions.RedisError,
-            redis.exceptions.RedisClusterException,
-            OSError,
-            TimeoutError,
-        )
 
     @classmethod
     def from_url(
@@ -157,29 +145,19 @@ class RedisDPoPReplayCache:
         """Connect to ``redis://``, ``rediss://``, ``unix://`` or, for a cluster,
         ``redis+cluster://`` / ``rediss+cluster://``. The cache owns this client
         and closes it in :meth:`aclose`."""
-        require("redis.asyncio", extra="redis", feature="RedisDPoPReplayCache")
-        import redis.asyncio
-        import redis.asyncio.cluster
-
         for name, value in (
             ("socket_timeout", socket_timeout),
             ("socket_connect_timeout", socket_connect_timeout),
         ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            if isinstance(value, bool):
                 raise ConfigurationError(f"{name} must be a positive number of seconds")
-        options: dict[str, Any] = {
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": socket_connect_timeout,
+        client = client_from_url(
+            url,
+            feature="RedisDPoPReplayCache",
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout,
             **client_options,
-        }
-        client: RedisClient
-        scheme, sep, rest = url.partition("://")
-        if sep and scheme in {"redis+cluster", "rediss+cluster"}:
-            client = redis.asyncio.cluster.RedisCluster.from_url(
-                f"{scheme.removesuffix('+cluster')}://{rest}", **options
-            )
-        else:
-            client = redis.asyncio.Redis.from_url(url, **options)
+        )
         return cls(client, prefix=prefix, operation_timeout=operation_timeout, owns_client=True)
 
     def __repr__(self) -> str:
@@ -188,34 +166,17 @@ class RedisDPoPReplayCache:
 
     @property
     def client(self) -> RedisClient:
-        return self._client
+        return self._redis.client
 
     async def aclose(self) -> None:
         """Close the client if this cache created it (:meth:`from_url`)."""
-        if self._owns_client:
-            await self._client.aclose()
+        await self._redis.aclose()
 
     async def remember(self, key: str, ttl: float) -> bool:
         _check(key, ttl)
-        try:
-            with anyio.fail_after(self._timeout):
-                if self._ready:
-                    stored = await self._set(key, ttl)
-                else:
-                    # redis-py's async cluster client discovers its slots on first
-                    # use, and concurrent first uses race inside it: the first goes alone.
-                    async with self._warmup_lock:
-                        stored = await self._set(key, ttl)
-                        self._ready = True
-        except self._failures as exc:
-            logger.warning("DPoP replay cache unavailable: %s", type(exc).__name__)
-            raise StoreUnavailableError(reason=type(exc).__name__) from None
-        except Exception as exc:
-            logger.error("DPoP replay cache client failed unexpectedly: %s", type(exc).__name__)
-            raise StoreUnavailableError(reason=type(exc).__name__) from None
-        return bool(stored)
-
-    async def _set(self, key: str, ttl: float) -> Any:
-        return await self._client.set(
-            f"{self._prefix}{key}", b"1", nx=True, px=max(1, math.ceil(ttl * 1000))
+        stored = await self._redis.call(
+            self._redis.client.set(
+                f"{self._prefix}{key}", b"1", nx=True, px=max(1, math.ceil(ttl * 1000))
+            )
         )
+        return bool(stored)

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-import anyio
-
-from fastapi_secure._optional import require
+from fastapi_secure._redis import RedisScripts, client_from_url
 from fastapi_secure.apikeys.stores.base import APIKey, StoredAPIKey
-from fastapi_secure.errors import ConfigurationError, StoreUnavailableError
 from fastapi_secure.tokens.stores.base import digest
 
 if TYPE_CHECKING:
@@ -149,24 +146,23 @@ class RedisAPIKeyStore:
         operation_timeout: float = 2.0,
         owns_client: bool = False,
     ) -> None:
-        require("redis.asyncio", extra="redis", feature="RedisAPIKeyStore")
-        import redis.exceptions
-
-        if not (isinstance(operation_timeout, (int, float)) and operation_timeout > 0):
-            raise ConfigurationError("operation_timeout must be a positive number of seconds")
+        self._redis = RedisScripts(
+            client,
+            feature="RedisAPIKeyStore",
+            label="API key store",
+            logger=logger,
+            operation_timeout=operation_timeout,
+            owns_client=owns_client,
+            # Standalone and Sentinel only (see the module): no cluster to warm up.
+            warm_up=False,
+            fail_closed_on_any_error=False,
+        )
         self._client = client
         self._prefix = prefix
-        self._timeout = float(operation_timeout)
-        self._owns_client = owns_client
-        self._failures: tuple[type[BaseException], ...] = (
-            redis.exceptions.RedisError,
-            OSError,
-            TimeoutError,
-        )
-        self._add = client.register_script(_ADD)
-        self._revoke = client.register_script(_REVOKE)
-        self._rotate = client.register_script(_ROTATE)
-        self._touch = client.register_script(_TOUCH)
+        self._add = self._redis.register(_ADD)
+        self._revoke = self._redis.register(_REVOKE)
+        self._rotate = self._redis.register(_ROTATE)
+        self._touch = self._redis.register(_TOUCH)
 
     @classmethod
     def from_url(
@@ -180,14 +176,17 @@ class RedisAPIKeyStore:
         **client_options: Any,
     ) -> RedisAPIKeyStore:
         """Connect to ``redis://``, ``rediss://`` or ``unix://``; the store owns the client."""
-        require("redis.asyncio", extra="redis", feature="RedisAPIKeyStore")
-        import redis.asyncio
-
-        client = redis.asyncio.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_connect_timeout,
-            **client_options,
+        # cluster=False: the URL never names a cluster, so the client is a Redis.
+        client = cast(
+            "redis.asyncio.Redis",
+            client_from_url(
+                url,
+                feature="RedisAPIKeyStore",
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_connect_timeout,
+                cluster=False,
+                **client_options,
+            ),
         )
         return cls(client, prefix=prefix, operation_timeout=operation_timeout, owns_client=True)
 
@@ -198,8 +197,7 @@ class RedisAPIKeyStore:
 
     async def aclose(self) -> None:
         """Close the client if this store created it (:meth:`from_url`)."""
-        if self._owns_client:
-            await self._client.aclose()
+        await self._redis.aclose()
 
     def _key(self, key_id: str) -> str:
         return f"{self._prefix}k:{key_id}"
@@ -207,16 +205,8 @@ class RedisAPIKeyStore:
     def _subject_key(self, subject: str) -> str:
         return f"{self._prefix}s:{digest('sub', subject)}"
 
-    async def _call(self, operation: Any) -> Any:
-        try:
-            with anyio.fail_after(self._timeout):
-                return await operation
-        except self._failures as exc:
-            logger.warning("API key store unavailable: %s", type(exc).__name__)
-            raise StoreUnavailableError(reason=type(exc).__name__) from None
-
     async def _script(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> bool:
-        result = await self._call(script(keys=keys, args=args))
+        result = await self._redis.run(script, keys, args)
         return int(result) == 1
 
     async def add(self, key: StoredAPIKey) -> bool:
@@ -227,14 +217,15 @@ class RedisAPIKeyStore:
         )
 
     async def get(self, key_id: str) -> StoredAPIKey | None:
-        values = await self._call(self._client.hmget(self._key(key_id), list(_FIELDS)))
+        values = await self._redis.call(self._client.hmget(self._key(key_id), list(_FIELDS)))
         if values[0] is None:
             return None
         return _decode(key_id, values)
 
     async def list_for(self, subject: str) -> list[StoredAPIKey]:
         ids = sorted(
-            _text(i) for i in await self._call(self._client.smembers(self._subject_key(subject)))
+            _text(i)
+            for i in await self._redis.call(self._client.smembers(self._subject_key(subject)))
         )
         found = []
         for key_id in ids:

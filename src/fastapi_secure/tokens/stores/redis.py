@@ -14,9 +14,7 @@ import math
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from fastapi_secure._optional import require
+from fastapi_secure._redis import RedisScripts, client_from_url, stale_connection_retry
 from fastapi_secure.errors import ConfigurationError, StoreUnavailableError
 from fastapi_secure.tokens.stores.base import (
     SessionInfo,
@@ -258,36 +256,27 @@ class RedisTokenStore:
         operation_timeout: float = 2.0,
         owns_client: bool = False,
     ) -> None:
-        require("redis.asyncio", extra="redis", feature="RedisTokenStore")
-        import redis.exceptions
-
+        self._redis = RedisScripts(
+            client,
+            feature="RedisTokenStore",
+            label="token store",
+            logger=logger,
+            operation_timeout=operation_timeout,
+            owns_client=owns_client,
+        )
         if "{" in prefix or "}" in prefix:
             raise ConfigurationError(
                 "RedisTokenStore prefix may not contain '{' or '}': they would change "
                 "the Redis Cluster hash tag"
             )
-        if not (isinstance(operation_timeout, (int, float)) and operation_timeout > 0):
-            raise ConfigurationError("operation_timeout must be a positive number of seconds")
-        self._client = client
         self._prefix = prefix
-        self._timeout = float(operation_timeout)
-        self._owns_client = owns_client
-        self._ready = False
-        self._warmup_lock = anyio.Lock()
-        self._failures: tuple[type[BaseException], ...] = (
-            redis.exceptions.RedisError,
-            # Not a RedisError: what the cluster client raises when no node answers.
-            redis.exceptions.RedisClusterException,
-            OSError,
-            TimeoutError,
-        )
-        self._create = client.register_script(_CREATE)
-        self._check_access = client.register_script(_CHECK_ACCESS)
-        self._check_refresh = client.register_script(_CHECK_REFRESH)
-        self._rotate = client.register_script(_ROTATE)
-        self._revoke_family = client.register_script(_REVOKE_FAMILY)
-        self._revoke_subject = client.register_script(_REVOKE_SUBJECT)
-        self._deny = client.register_script(_DENY)
+        self._create = self._redis.register(_CREATE)
+        self._check_access = self._redis.register(_CHECK_ACCESS)
+        self._check_refresh = self._redis.register(_CHECK_REFRESH)
+        self._rotate = self._redis.register(_ROTATE)
+        self._revoke_family = self._redis.register(_REVOKE_FAMILY)
+        self._revoke_subject = self._redis.register(_REVOKE_SUBJECT)
+        self._deny = self._redis.register(_DENY)
 
     @classmethod
     def from_url(
@@ -308,43 +297,23 @@ class RedisTokenStore:
         restarted) is retried once, immediately, on a fresh connection; a
         timeout is not retried, so a hung Redis answers within the timeouts.
         """
-        require("redis.asyncio", extra="redis", feature="RedisTokenStore")
-        import redis.asyncio
-        import redis.asyncio.cluster
-
-        from fastapi_secure._redis import stale_connection_retry
-
-        for name, value in (
-            ("socket_timeout", socket_timeout),
-            ("socket_connect_timeout", socket_connect_timeout),
-        ):
-            if not (isinstance(value, (int, float)) and value > 0):
-                raise ConfigurationError(f"{name} must be a positive number of seconds")
-        options: dict[str, Any] = {
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": socket_connect_timeout,
-            "retry": stale_connection_retry(),
-            **client_options,
-        }
-        client: RedisClient
-        scheme, sep, rest = url.partition("://")
-        if sep and scheme in {"redis+cluster", "rediss+cluster"}:
-            client = redis.asyncio.cluster.RedisCluster.from_url(
-                f"{scheme.removesuffix('+cluster')}://{rest}", **options
-            )
-        else:
-            client = redis.asyncio.Redis.from_url(url, **options)
+        client = client_from_url(
+            url,
+            feature="RedisTokenStore",
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout,
+            **{"retry": stale_connection_retry(), **client_options},
+        )
         return cls(client, prefix=prefix, operation_timeout=operation_timeout, owns_client=True)
 
     @property
     def client(self) -> RedisClient:
         """The underlying ``redis.asyncio`` client."""
-        return self._client
+        return self._redis.client
 
     async def aclose(self) -> None:
         """Close the client if this store created it (:meth:`from_url`)."""
-        if self._owns_client:
-            await self._client.aclose()
+        await self._redis.aclose()
 
     def _subject_key(self, subject: str) -> str:
         return f"{self._prefix}{{{subject_tag(subject)}}}:s:{digest('sub', subject)}"
@@ -358,25 +327,7 @@ class RedisTokenStore:
         return f"{self._prefix}{{{tag}}}:j:{digest('jti', scoped)}"
 
     async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> str:
-        try:
-            with anyio.fail_after(self._timeout):
-                if self._ready:
-                    result = await script(keys=keys, args=args)
-                else:
-                    # redis-py's async cluster client discovers its slots on first
-                    # use, and concurrent first uses race inside it (AttributeError
-                    # on a closed writer): the first call goes alone.
-                    async with self._warmup_lock:
-                        result = await script(keys=keys, args=args)
-                        self._ready = True
-        except self._failures as exc:
-            logger.warning("token store unavailable: %s", type(exc).__name__)
-            raise StoreUnavailableError(reason=type(exc).__name__) from None
-        except Exception as exc:
-            # A client's own bug must fail closed as an outage, never as a 500.
-            logger.error("token store client failed unexpectedly: %s", type(exc).__name__)
-            raise StoreUnavailableError(reason=type(exc).__name__) from None
-        return result.decode() if isinstance(result, bytes) else str(result)
+        return _text(await self._redis.run(script, keys, args))
 
     async def _state(
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
@@ -471,7 +422,7 @@ class RedisTokenStore:
     @cached_property
     def _session_scripts(self) -> dict[str, AsyncScript]:
         return {
-            name: self._client.register_script(source)
+            name: self._redis.register(source)
             for name, source in (
                 ("record", _RECORD_SESSION),
                 ("touch", _TOUCH_SESSION),
@@ -490,21 +441,7 @@ class RedisTokenStore:
 
     async def _session_call(self, name: str, subject: str, *args: Any) -> Any:
         keys, base_args = self._session_keys(subject)
-        script = self._session_scripts[name]
-        try:
-            with anyio.fail_after(self._timeout):
-                if self._ready:
-                    return await script(keys=keys, args=[*base_args, *args])
-                async with self._warmup_lock:  # see _run: the cluster client's first use
-                    result = await script(keys=keys, args=[*base_args, *args])
-                    self._ready = True
-                    return result
-        except self._failures as exc:
-            logger.warning("token store unavailable: %s", type(exc).__name__)
-            raise StoreUnavailableError(reason=type(exc).__name__) from None
-        except Exception as exc:
-            logger.error("token store client failed unexpectedly: %s", type(exc).__name__)
-            raise StoreUnavailableError(reason=type(exc).__name__) from None
+        return await self._redis.run(self._session_scripts[name], keys, [*base_args, *args])
 
     async def record_session(
         self,

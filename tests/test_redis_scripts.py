@@ -1,0 +1,203 @@
+"""The guarded Redis client every Redis-backed store holds (fastapi_secure._redis)."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import subprocess
+import sys
+import warnings
+from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+
+from fastapi_secure.errors import ConfigurationError, StoreUnavailableError
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+    from fastapi_secure._redis import RedisScripts
+
+pytestmark = pytest.mark.anyio
+
+logger = logging.getLogger("fastapi_secure.test")
+
+
+async def _broken_client_call() -> None:
+    # What a client's own bug looks like (the cluster warm-up race raised this).
+    raise AttributeError("'NoneType' object has no attribute 'write' at secret-host:6379")
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def _scripts(client: redis.asyncio.Redis, **options: object) -> RedisScripts:
+    from fastapi_secure._redis import RedisScripts
+
+    settings: dict[str, object] = {
+        "feature": "TestStore",
+        "label": "test store",
+        "logger": logger,
+        "operation_timeout": 2.0,
+        "owns_client": False,
+        **options,
+    }
+    return RedisScripts(client, **settings)  # type: ignore[arg-type]
+
+
+def test_importing_the_module_does_not_import_redis() -> None:
+    code = "import fastapi_secure._redis, sys; print('redis' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "2", None])
+def test_a_bad_operation_timeout_is_refused(timeout: object) -> None:
+    import redis.asyncio
+
+    with pytest.raises(ConfigurationError, match="operation_timeout"):
+        _scripts(redis.asyncio.Redis(), operation_timeout=timeout)
+
+
+@pytest.mark.redis
+async def test_scripts_and_commands_run_on_real_redis(
+    client: redis.asyncio.Redis, redis_prefix: str
+) -> None:
+    from fastapi_secure._redis import RedisScripts
+
+    scripts = _scripts(client)
+    assert isinstance(scripts, RedisScripts)
+    echo = scripts.register("return {KEYS[1], ARGV[1]}")
+    assert await scripts.run(echo, [f"{redis_prefix}k"], ["v"]) == [
+        f"{redis_prefix}k".encode(),
+        b"v",
+    ]
+    assert await scripts.call(scripts.client.set(f"{redis_prefix}x", b"1", nx=True)) is True
+    assert await scripts.call(scripts.client.set(f"{redis_prefix}x", b"1", nx=True)) is None
+
+
+@pytest.mark.redis
+async def test_a_client_bug_fails_closed_without_its_text(
+    client: redis.asyncio.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    scripts = _scripts(client)
+    with pytest.raises(StoreUnavailableError) as caught:
+        await scripts.call(_broken_client_call())
+    assert caught.value.reason == "AttributeError"
+    assert "secret-host" not in str(caught.value) + repr(caught.value) + caplog.text
+    assert "test store client failed unexpectedly: AttributeError" in caplog.text
+
+
+@pytest.mark.redis
+async def test_a_client_bug_propagates_when_asked(client: redis.asyncio.Redis) -> None:
+    scripts = _scripts(client, fail_closed_on_any_error=False)
+    with pytest.raises(AttributeError):
+        await scripts.call(_broken_client_call())
+
+
+async def test_an_outage_is_store_unavailable_named_by_type(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import redis.asyncio
+
+    unreachable = redis.asyncio.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    scripts = _scripts(unreachable, owns_client=True)
+    try:
+        with pytest.raises(StoreUnavailableError) as caught:
+            await scripts.call(unreachable.get("k"))
+        assert caught.value.reason == "ConnectionError"
+        assert "127.0.0.1" not in str(caught.value)
+        assert "test store unavailable: ConnectionError" in caplog.text
+    finally:
+        await scripts.aclose()
+
+
+@pytest.mark.redis
+async def test_the_first_call_goes_alone_and_a_cut_off_command_is_closed(
+    client: redis.asyncio.Redis, redis_prefix: str
+) -> None:
+    scripts = _scripts(client, operation_timeout=0.2)
+    first_started = anyio.Event()
+    never = anyio.Event()
+
+    async def hold_the_warm_up() -> None:
+        first_started.set()
+        await never.wait()
+
+    outcomes: list[str] = []
+
+    async def attempt(operation: Awaitable[object]) -> None:
+        try:
+            await scripts.call(operation)
+        except StoreUnavailableError as exc:
+            outcomes.append(exc.reason or "")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(attempt, hold_the_warm_up())
+            await first_started.wait()
+            # Queued behind the warm-up lock until the deadline: never awaited.
+            tg.start_soon(attempt, scripts.client.get(f"{redis_prefix}k"))
+        gc.collect()
+    assert outcomes == ["TimeoutError", "TimeoutError"]
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+@pytest.mark.redis
+async def test_a_given_client_stays_open_an_owned_one_is_closed(redis_url: str) -> None:
+    import redis.asyncio
+
+    given = redis.asyncio.Redis.from_url(redis_url)
+    await _scripts(given).aclose()
+    assert await given.ping() is True
+    await given.aclose()
+
+    owned = redis.asyncio.Redis.from_url(redis_url)
+    await owned.ping()
+    connection = await owned.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+    await owned.connection_pool.release(connection)
+    assert connection.is_connected
+    await _scripts(owned, owns_client=True).aclose()
+    assert not connection.is_connected
+
+
+@pytest.mark.parametrize("store", ["mfa", "apikeys", "tokens", "dpop"])
+@pytest.mark.parametrize("option", ["socket_timeout", "socket_connect_timeout"])
+@pytest.mark.parametrize("value", [0, -1.0, "1"])
+def test_every_store_refuses_a_bad_socket_timeout(store: str, option: str, value: object) -> None:
+    from fastapi_secure.apikeys.stores.redis import RedisAPIKeyStore
+    from fastapi_secure.dpop.replay import RedisDPoPReplayCache
+    from fastapi_secure.mfa.stores.redis import RedisMFAStore
+    from fastapi_secure.tokens.stores.redis import RedisTokenStore
+
+    stores: dict[str, Any] = {
+        "mfa": RedisMFAStore,
+        "apikeys": RedisAPIKeyStore,
+        "tokens": RedisTokenStore,
+        "dpop": RedisDPoPReplayCache,
+    }
+    with pytest.raises(ConfigurationError, match=option):
+        stores[store].from_url("redis://127.0.0.1:6379/0", **{option: value})
+
+
+def test_a_cluster_url_makes_a_cluster_client_only_where_clusters_are_allowed() -> None:
+    import redis.asyncio
+    import redis.asyncio.cluster
+
+    from fastapi_secure._redis import client_from_url
+
+    url = "redis+cluster://127.0.0.1:7000/0"
+    assert isinstance(client_from_url(url, feature="TestStore"), redis.asyncio.cluster.RedisCluster)
+    plain = client_from_url("redis://127.0.0.1:6379/0", feature="TestStore", cluster=False)
+    assert isinstance(plain, redis.asyncio.Redis)
+    with pytest.raises(ValueError, match="scheme"):
+        client_from_url(url, feature="TestStore", cluster=False)
