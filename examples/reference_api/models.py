@@ -11,36 +11,13 @@ by ``create_all`` in the running app.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserMixin
+from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserMixin, UTCDateTime
 
 __all__ = ["Base", "UTCDateTime", "User"]
-
-
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """An aware UTC datetime on every backend (kept for migration 0001)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are ambiguous; pass an aware datetime")
-        return value.astimezone(timezone.utc)
-
-    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        moment: datetime = value
-        if moment.tzinfo is None:
-            return moment.replace(tzinfo=timezone.utc)
-        return moment.astimezone(timezone.utc)
 
 
 def utcnow() -> datetime:
