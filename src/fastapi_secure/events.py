@@ -40,7 +40,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
 import anyio
 
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EVENTS_LOGGER",
+    "SECRET_FIELD_MARKERS",
     "ClientAddressMode",
     "EventHook",
     "EventSink",
@@ -223,7 +224,7 @@ async def emit_event(
 
 REDACTED = "[redacted]"
 
-_SECRET_KEY_MARKERS = (
+SECRET_FIELD_MARKERS: Final = (
     "password",
     "passwd",
     "passphrase",
@@ -236,10 +237,11 @@ _SECRET_KEY_MARKERS = (
     "credential",
     "private_key",
     "otp",
-    "code_verifier",
-    "recovery_code",
-    "signature",
 )
+"""Field names holding one of these hold a secret: an event redacts their values, and a
+422 answer (:mod:`fastapi_secure.http_errors`) never repeats their messages."""
+
+_SECRET_KEY_MARKERS = (*SECRET_FIELD_MARKERS, "code_verifier", "recovery_code", "signature")
 # Names that contain a marker but hold an identifier, not the secret itself.
 _SAFE_KEY_SUFFIXES = ("_id", "_prefix", "_kid", "_type", "_kind", "_count", "_name")
 

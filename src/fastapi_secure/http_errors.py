@@ -64,6 +64,7 @@ from fastapi_secure.errors import (
     StepUpRequiredError,
     WeakPasswordError,
 )
+from fastapi_secure.events import SECRET_FIELD_MARKERS
 from fastapi_secure.headers import apply_secure_headers
 from fastapi_secure.tokens.claims import SCOPE_TOKEN
 
@@ -79,21 +80,6 @@ __all__ = [
 
 logger = logging.getLogger("fastapi_secure.http_errors")
 
-SECRET_FIELD_MARKERS: Final = (
-    "password",
-    "passwd",
-    "passphrase",
-    "secret",
-    "token",
-    "api_key",
-    "apikey",
-    "authorization",
-    "cookie",
-    "credential",
-    "private_key",
-    "otp",
-)
-"""A 422 answer never repeats the message of a field whose name contains one of these."""
 
 _STATUS: Final[tuple[tuple[type[SecurityError], int], ...]] = (
     (AuthenticationError, 401),
