@@ -153,3 +153,9 @@ def test_every_top_level_name_resolves_to_its_home_module() -> None:
             continue
         home = getattr(value, "__module__", "")
         assert home.startswith("fastapi_secure."), (name, home)
+
+
+def test_the_whole_error_tree_is_at_the_top_level() -> None:
+    from fastapi_secure import errors
+
+    assert set(errors.__all__) <= set(fastapi_secure.__all__)

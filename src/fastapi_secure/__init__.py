@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from fastapi_secure.errors import (
         AuthenticationError,
         ConfigurationError,
+        ConflictError,
         CSRFError,
         DatabaseUnavailableError,
         ErrorCode,
@@ -75,6 +76,7 @@ __all__ = [
     "CORSPolicy",
     "CSRFError",
     "ConfigurationError",
+    "ConflictError",
     "CookieAuth",
     "DPoPAuth",
     "Database",
@@ -133,6 +135,7 @@ _HOMES: dict[str, str] = {
     "CORSPolicy": "fastapi_secure.cors",
     "CSRFError": "fastapi_secure.errors",
     "ConfigurationError": "fastapi_secure.errors",
+    "ConflictError": "fastapi_secure.errors",
     "CookieAuth": "fastapi_secure.auth.cookie",
     "Database": "fastapi_secure.db",
     "DatabaseUnavailableError": "fastapi_secure.errors",
