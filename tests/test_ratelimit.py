@@ -838,3 +838,16 @@ def test_mistyped_storage_uri_keeps_its_password_out_of_the_traceback() -> None:
     printed = "".join(traceback.format_exception(raised.value))
     assert "redis+clustr" in printed
     assert secret not in printed
+
+
+def test_parse_limit_checks_the_rates_and_the_name() -> None:
+    from fastapi_secure.ratelimit import parse_limit
+
+    assert [str(item) for item in parse_limit("5/minute;100/hour", "login")] == [
+        "5 per 1 minute",
+        "100 per 1 hour",
+    ]
+    with pytest.raises(ConfigurationError):
+        parse_limit("5/fortnight")
+    with pytest.raises(ConfigurationError, match="name"):
+        parse_limit("5/minute", "no spaces allowed")

@@ -78,6 +78,7 @@ __all__ = [
     "Strategy",
     "by_form_field",
     "by_subject",
+    "parse_limit",
 ]
 
 logger = logging.getLogger("fastapi_secure.ratelimit")
@@ -482,9 +483,7 @@ class RateLimiter:
                 route has its own counter; routes sharing one ``name`` share
                 one counter.
         """
-        items = _parse_rates(rates)
-        if name is not None and not _NAME.fullmatch(name):
-            raise ConfigurationError("name must be 1-64 letters, digits, '.', '_' or '-'")
+        items = parse_limit(rates, name)
         if callable(cost):
             cost_function: CostCallable | None = cost
             fixed_cost = 1
@@ -669,9 +668,7 @@ class RateLimiter:
         allows (``"open"``) or counts in memory (``"memory"``). ``scope``, when
         given, goes into the ``rate_limited`` event.
         """
-        items = _parse_rates(rates)
-        if not _NAME.fullmatch(name):
-            raise ConfigurationError("name must be 1-64 letters, digits, '.', '_' or '-'")
+        items = parse_limit(rates, name)
         spent = _check_cost(cost)
         policies = [
             (_policy_id(name, item, len(items)), item, int(item.get_expiry())) for item in items
@@ -860,6 +857,15 @@ class RateLimitHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def parse_limit(rates: str, name: str | None = None) -> list[limits.RateLimitItem]:
+    """The rate items of ``rates`` (``"5/minute;100/hour"``), with ``name`` (a limit's
+    counter name, when given) checked too; :class:`ConfigurationError` otherwise."""
+    items = _parse_rates(rates)
+    if name is not None and not _NAME.fullmatch(name):
+        raise ConfigurationError("name must be 1-64 letters, digits, '.', '_' or '-'")
+    return items
 
 
 def _parse_rates(rates: str) -> list[limits.RateLimitItem]:

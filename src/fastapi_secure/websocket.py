@@ -274,11 +274,9 @@ class MessageLimit:
         self.key_name = key_name
         self.on_limit: OnLimit = on_limit
         # Fail at construction, not at the first message.
-        from fastapi_secure.ratelimit import _NAME, _parse_rates
+        from fastapi_secure.ratelimit import parse_limit
 
-        _parse_rates(rates)
-        if not _NAME.fullmatch(name):
-            raise ConfigurationError("name must be 1-64 letters, digits, '.', '_' or '-'")
+        parse_limit(rates, name)
 
     def __repr__(self) -> str:
         return f"MessageLimit({self.rates!r}, name={self.name!r}, on_limit={self.on_limit!r})"
