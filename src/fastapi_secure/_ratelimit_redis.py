@@ -1,5 +1,8 @@
 """Every rate of one request, and its window statistics, in one Redis round trip.
 
+(With the token store's revocation read riding along when both share a Redis:
+see ``PiggybackRead`` in ``fastapi_secure._redis``.)
+
 ``limits`` sends one command per call: a hit, then a second round trip for the
 statistics the ``RateLimit`` headers need, per rate. Here one script does it
 all: it is built from ``limits``' own Lua scripts (the hit and the window read
@@ -19,7 +22,8 @@ keeps the call-by-call path.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from limits import RateLimitItem
 from limits.aio.storage import (
@@ -32,6 +36,9 @@ from limits.aio.storage import (
 from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import STRATEGIES
 from limits.util import WindowStats
+
+if TYPE_CHECKING:
+    from fastapi_secure._redis import PiggybackRead
 
 __all__ = ["RedisBatch"]
 
@@ -133,13 +140,33 @@ end
 local function read(KEYS, ARGV)
 {read}
 end
--- ARGV[1]: '1' to read the window of admitted rates too; then each rate's arguments.
+local riders = {{}}
+{riders}
+-- ARGV[1]: '1' to read the window of admitted rates too; ARGV[2]: the number of
+-- rates; ARGV[3]: the number of riders, then per rider its key and argument
+-- counts; then each rate's arguments, then each rider's.
 local stats = ARGV[1] == '1'
+local rates = tonumber(ARGV[2])
+local count = tonumber(ARGV[3])
 local out = {{}}
-for i = 1, (#ARGV - 1) / {args} do
+local kpos, apos = rates * {keys}, 3 + 2 * count + rates * {args}
+for r = 1, count do
+  local k, a = {{}}, {{}}
+  for j = 1, tonumber(ARGV[2 + 2 * r]) do kpos = kpos + 1; k[j] = KEYS[kpos] end
+  for j = 1, tonumber(ARGV[3 + 2 * r]) do apos = apos + 1; a[j] = ARGV[apos] end
+  -- A rider's failure is its own: the rates are counted all the same.
+  local ok, reply = pcall(riders[r], k, a)
+  if ok and (type(reply) == 'string' or type(reply) == 'number') then
+    out[r] = reply
+  else
+    out[r] = 0
+  end
+end
+local base = 3 + 2 * count
+for i = 1, rates do
   local k, a = {{}}, {{}}
   for j = 1, {keys} do k[j] = KEYS[(i - 1) * {keys} + j] end
-  for j = 1, {args} do a[j] = ARGV[1 + (i - 1) * {args} + j] end
+  for j = 1, {args} do a[j] = ARGV[base + (i - 1) * {args} + j] end
   local r = {call_hit}
   local admitted = {admitted}
   if r == true then r = 1 elseif not r then r = 0 end
@@ -153,8 +180,9 @@ return out
 """
 
 
-def driver_script(strategy: str) -> str:
-    """The Lua source hitting every rate of one request with ``limits``' scripts."""
+def driver_script(strategy: str, riders: tuple[str, ...] = ()) -> str:
+    """The Lua source hitting every rate of one request with ``limits``' scripts,
+    after running the read-only ``riders`` scripts (each on its own keys)."""
     plan = _PLANS[strategy]
 
     def source(name: str | int) -> str:
@@ -169,6 +197,10 @@ def driver_script(strategy: str) -> str:
         call_hit=plan["call_hit"],
         call_read=plan["call_read"],
         admitted=plan["admitted"],
+        riders="\n".join(
+            f"riders[{index}] = function(KEYS, ARGV)\n{source}\nend"
+            for index, source in enumerate(riders, start=1)
+        ),
     )
 
 
@@ -180,8 +212,12 @@ class RedisBatch:
         self._strategy = strategy
         self._stats_class: Any = STRATEGIES[strategy]
         client: Any = self._bridge.get_connection()
+        self.client = client
         # redis-py sends EVALSHA, and loads the script once when Redis lacks it.
-        self._script = client.register_script(driver_script(strategy))
+        # One script per set of riders (a handful: one per kind of store read).
+        self._scripts: dict[tuple[str, ...], Any] = {
+            (): client.register_script(driver_script(strategy))
+        }
 
     @staticmethod
     def supports(storage: Storage) -> bool:
@@ -205,6 +241,14 @@ class RedisBatch:
             return [now, item.amount, expiry, cost]
         return [expiry, cost, item.amount]
 
+    def _script(self, sources: tuple[str, ...]) -> Any:
+        script = self._scripts.get(sources)
+        if script is None:
+            script = self._scripts[sources] = self.client.register_script(
+                driver_script(self._strategy, sources)
+            )
+        return script
+
     async def hit(
         self,
         rates: list[RateLimitItem],
@@ -212,16 +256,26 @@ class RedisBatch:
         identifier: str,
         cost: int,
         stats: bool,
-    ) -> list[tuple[bool, WindowStats | None]]:
+        riders: Sequence[PiggybackRead] = (),
+    ) -> tuple[list[tuple[bool, WindowStats | None]], list[Any]]:
         """Per rate hit, in order until one refuses: admitted, and its window
-        statistics (always for the refusing rate, for the others when ``stats``)."""
+        statistics (always for the refusing rate, for the others when ``stats``);
+        and each rider's raw reply (0 when it failed)."""
         now = time.time()
         keys: list[str] = []
-        args: list[Any] = ["1" if stats else "0"]
+        args: list[Any] = ["1" if stats else "0", len(rates), len(riders)]
+        for rider in riders:
+            args += [len(rider.keys), len(rider.args)]
         for item in rates:
             keys += self._keys(item.key_for(prefix, identifier))
             args += self._args(item, cost, now)
-        replies: list[Any] = await self._script(keys=keys, args=args)
+        for rider in riders:
+            keys += rider.keys
+            args += rider.args
+        script = self._script(tuple(rider.source for rider in riders))
+        replies: list[Any] = await script(keys=keys, args=args)
+        rider_replies = replies[: len(riders)]
+        replies = replies[len(riders) :]
         outcome: list[tuple[bool, WindowStats | None]] = []
         position = 0
         for item in rates:
@@ -239,7 +293,7 @@ class RedisBatch:
                 position += 1
                 window = await self._stats_class(storage).get_window_stats(item, prefix, identifier)
             outcome.append((admitted, window))
-        return outcome
+        return outcome, rider_replies
 
     def _window(self, reply: Any, hit_reply: Any, now: float) -> Any:
         """The window read as the ``limits`` bridge returns it from the same reply."""

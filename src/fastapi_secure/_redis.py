@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -25,6 +26,56 @@ if TYPE_CHECKING:
     RedisClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 T = TypeVar("T")
+
+
+READ_AHEAD_SCOPE_KEY = "fastapi_secure.read_ahead"
+"""Where a request's ASGI scope keeps the answers of :class:`PiggybackRead` reads
+(a dict from each read's ``key`` to its parsed answer)."""
+
+
+@dataclass(frozen=True)
+class PiggybackRead:
+    """A read-only Lua script a store would run, offered to ride in another call.
+
+    The rate limiter runs a request's rates in one script; a token store's
+    revocation check on the same Redis can travel in that same call instead
+    of its own round trip. ``source`` is a whole script that reads its own
+    ``KEYS`` and ``ARGV`` (``keys``, ``args``) and writes nothing; ``parse``
+    turns its raw reply into the answer the store would have given (None when
+    the reply is not one), kept under ``key`` for the store to find. A read
+    that fails, or whose reply does not parse, is simply not delivered: the
+    store then asks Redis itself, with its own failure policy.
+    """
+
+    client: Any
+    source: str
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+    key: Hashable
+    parse: Callable[[Any], Any]
+
+
+def _server_identity(client: Any) -> tuple[Any, ...] | None:
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if not isinstance(kwargs, dict):
+        return None  # a cluster client, or something else: no common server to prove
+    from redis.asyncio.connection import SSLConnection
+
+    return (
+        issubclass(pool.connection_class, SSLConnection),  # type: ignore[union-attr]
+        *(kwargs.get(name) for name in ("host", "port", "path", "db", "username", "password")),
+        id(kwargs.get("credential_provider")) if kwargs.get("credential_provider") else None,
+    )
+
+
+def same_server(first: Any, second: Any) -> bool:
+    """Whether two ``redis.asyncio.Redis`` clients talk to the same server,
+    database and user (cluster clients never are: their keys may live apart)."""
+    if first is second:
+        return True
+    one, other = _server_identity(first), _server_identity(second)
+    return one is not None and one == other
 
 
 def stale_connection_retry() -> Retry:

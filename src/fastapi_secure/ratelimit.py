@@ -54,6 +54,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastapi_secure._optional import require
+from fastapi_secure._redis import READ_AHEAD_SCOPE_KEY, PiggybackRead, same_server
 from fastapi_secure.audit import AUDIT_ATTRIBUTE, AuditInfo
 from fastapi_secure.clientip import IPAddress, TrustedProxies
 from fastapi_secure.errors import (
@@ -405,6 +406,11 @@ class RateLimiter:
 
             if RedisBatch.supports(self.storage):
                 self._batch = RedisBatch(cast("Any", self.storage), strategy)
+        # Per route: the dependencies offering store reads (see _store_reads); per
+        # client of theirs: whether it talks to our Redis. Both hold the object
+        # they are keyed by id of, so an id is never reused while cached.
+        self._route_readers: dict[int, tuple[object, tuple[Any, ...]]] = {}
+        self._shared_clients: dict[int, tuple[object, bool]] = {}
         self._storage_ready = False
         self._warmup_lock = anyio.Lock()
 
@@ -576,13 +582,16 @@ class RateLimiter:
         identifier: str,
         cost: int,
     ) -> None:
+        reads = self._store_reads(request) if self._batch is not None else []
         try:
-            counted = await self._count(policies, identifier, cost)
+            counted = await self._count(policies, identifier, cost, reads)
         except StoreUnavailableError as exc:
             raise http_exception(exc) from None
         if counted is None:
             return
         outcome = counted
+        if outcome.answers:
+            request.scope.setdefault(READ_AHEAD_SCOPE_KEY, {}).update(outcome.answers)
         quotas = _request_quotas(request.scope)
         if quotas is None and self.headers:
             quotas = _RequestQuotas()
@@ -617,11 +626,43 @@ class RateLimiter:
                 RateLimitExceededError(retry_after=outcome.refused_for), headers=headers
             )
 
+    def _store_reads(self, request: Request) -> list[PiggybackRead]:
+        """The store reads later dependencies of this route offer to run ahead
+        (a bearer's revocation check) that our Redis can answer in the call
+        counting the request: one round trip for both."""
+        route = request.scope.get("route")
+        if route is None:
+            return []
+        entry = self._route_readers.get(id(route))
+        if entry is None or entry[0] is not route:
+            if len(self._route_readers) >= _PEER_CACHE_SIZE:
+                self._route_readers.clear()
+            entry = self._route_readers[id(route)] = (route, _store_readers(route))
+        reads: list[PiggybackRead] = []
+        for reader in entry[1]:
+            for read in reader.store_reads(request):
+                if self._shares_client(read.client):
+                    reads.append(read)
+        return reads
+
+    def _shares_client(self, client: object) -> bool:
+        entry = self._shared_clients.get(id(client))
+        if entry is None or entry[0] is not client:
+            assert self._batch is not None
+            if len(self._shared_clients) >= _PEER_CACHE_SIZE:
+                self._shared_clients.clear()
+            entry = self._shared_clients[id(client)] = (
+                client,
+                same_server(client, self._batch.client),
+            )
+        return entry[1]
+
     async def _count(
         self,
         policies: list[tuple[str, limits.RateLimitItem, int]],
         identifier: str,
         cost: int,
+        reads: list[PiggybackRead] | None = None,
     ) -> _Outcome | None:
         """Hit every policy; None when the storage failed and the policy is to fail open.
 
@@ -636,8 +677,8 @@ class RateLimiter:
                 return await self._hit(self._strategy, policies, identifier, cost)
             with anyio.fail_after(self.storage_timeout):
                 if self._storage_ready:
-                    return await self._hit(self._strategy, policies, identifier, cost)
-                return await self._first_hit(policies, identifier, cost)
+                    return await self._hit(self._strategy, policies, identifier, cost, reads)
+                return await self._first_hit(policies, identifier, cost, reads)
         # Any exception, not only the storage's base_exceptions: a client's own
         # bug (redis-py's cluster client raised AttributeError under concurrent
         # first use) must meet the failure policy too, never a 500.
@@ -694,12 +735,13 @@ class RateLimiter:
         policies: list[tuple[str, limits.RateLimitItem, int]],
         identifier: str,
         cost: int,
+        reads: list[PiggybackRead] | None = None,
     ) -> _Outcome:
         # redis-py's async cluster client discovers its slots on first use, and
         # concurrent first uses race (seen as AttributeError on a closed writer):
         # the first request at the storage goes alone.
         async with self._warmup_lock:
-            outcome = await self._hit(self._strategy, policies, identifier, cost)
+            outcome = await self._hit(self._strategy, policies, identifier, cost, reads)
             self._storage_ready = True
             return outcome
 
@@ -752,9 +794,10 @@ class RateLimiter:
         policies: list[tuple[str, limits.RateLimitItem, int]],
         identifier: str,
         cost: int,
+        reads: list[PiggybackRead] | None = None,
     ) -> _Outcome:
         if self._batch is not None and strategy is self._strategy:
-            return await self._batch_hit(policies, identifier, cost)
+            return await self._batch_hit(policies, identifier, cost, reads or [])
         outcome = _Outcome()
         want_stats = self.headers
         for policy_id, item, window in policies:
@@ -771,13 +814,24 @@ class RateLimiter:
         policies: list[tuple[str, limits.RateLimitItem, int]],
         identifier: str,
         cost: int,
+        reads: list[PiggybackRead],
     ) -> _Outcome:
-        # Every rate and its statistics in one round trip (see _ratelimit_redis).
+        # Every rate and its statistics in one round trip (see _ratelimit_redis),
+        # with the store reads of later dependencies riding along.
         assert self._batch is not None
         outcome = _Outcome()
-        results = await self._batch.hit(
-            [item for _, item, _ in policies], self.key_prefix, identifier, cost, self.headers
+        results, replies = await self._batch.hit(
+            [item for _, item, _ in policies],
+            self.key_prefix,
+            identifier,
+            cost,
+            self.headers,
+            reads,
         )
+        for read, reply in zip(reads, replies, strict=False):
+            answer = read.parse(reply)
+            if answer is not None:
+                outcome.answers[read.key] = answer
         # Rates after a refusal were not hit: zip stops with the results.
         for (policy_id, item, window), (allowed, stats) in zip(policies, results, strict=False):
             # A refusing rate always comes with its window (Retry-After needs it).
@@ -825,6 +879,31 @@ class LimitDecision:
 class _Outcome:
     quotas: list[tuple[str, _Quota]] = field(default_factory=list)
     refused_for: int | None = None
+    # Answers of the store reads that rode along, by their key.
+    answers: dict[Any, Any] = field(default_factory=dict)
+
+
+def _store_readers(route: object) -> tuple[Any, ...]:
+    """The objects among ``route``'s dependencies (and the auths guards wrap)
+    that offer store reads (``store_reads(request)``), each once."""
+    found: list[Any] = []
+    dependant = getattr(route, "dependant", None)
+    pending = [dependant] if dependant is not None else []
+    seen = 0
+    while pending and seen < 1000:
+        current = pending.pop()
+        seen += 1
+        candidate = getattr(current, "call", None)
+        for _ in range(16):  # guards wrap auths: RoleChecker(auth=require_fresh(bearer))
+            if candidate is None:
+                break
+            if callable(getattr(candidate, "store_reads", None)) and not any(
+                candidate is known for known in found
+            ):
+                found.append(candidate)
+            candidate = getattr(candidate, "auth", None)
+        pending.extend(getattr(current, "dependencies", ()))
+    return tuple(found)
 
 
 class RateLimitHeadersMiddleware:

@@ -38,6 +38,7 @@ from fastapi.security.oauth2 import SecurityScopes
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
+from fastapi_secure._redis import READ_AHEAD_SCOPE_KEY, PiggybackRead
 from fastapi_secure.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -47,6 +48,7 @@ from fastapi_secure.errors import (
 )
 from fastapi_secure.http_errors import http_exception
 from fastapi_secure.tokens.claims import AccessClaims
+from fastapi_secure.tokens.issuer import read_ahead
 
 __all__ = [
     "ACCESS_TOKEN_SCOPE_KEY",
@@ -165,6 +167,31 @@ class TokenAuth(SecurityBase):
             refuse(AuthenticationError(reason=reason))
         return None
 
+    def peek_token(self, request: HTTPConnection) -> str | None:
+        """The token this dependency would verify for ``request``, without
+        refusing anything (None when there is none, or none well-formed)."""
+        return None
+
+    def store_reads(self, request: HTTPConnection) -> list[PiggybackRead]:
+        """The token store reads verifying ``request`` will need, offered to run
+        ahead in another Redis call on the same server.
+
+        The rate limiter runs them in the script that counts the request, so the
+        revocation check costs no round trip of its own; the answers wait in the
+        request's scope until :meth:`_verify` needs them. Nothing is offered for
+        a token already verified in this request, nor when the issuer has no
+        such read (a memory store, ``check_revocation=False``, another verifier).
+        """
+        token = self.peek_token(request)
+        if token is None:
+            return []
+        cache = request.scope.get(_CLAIMS_CACHE_KEY)
+        if cache is not None and (id(self.issuer), token) in cache:
+            return []
+        offer = getattr(self.issuer, "access_check_read", None)
+        read = offer(token) if offer is not None else None
+        return [read] if isinstance(read, PiggybackRead) else []
+
     async def _verify(self, request: HTTPConnection, token: str) -> AccessClaims:
         # Several dependencies of one request (a router-level RoleChecker and the
         # endpoint's own auth) verify the same token once, not once each.
@@ -174,7 +201,13 @@ class TokenAuth(SecurityBase):
         if cached is not None:
             return cached
         try:
-            claims = await self.issuer.verify_access(token)
+            answers = request.scope.get(READ_AHEAD_SCOPE_KEY)
+            if answers:
+                # The store's answers read ahead in the rate limiter's Redis call.
+                with read_ahead(answers):
+                    claims = await self.issuer.verify_access(token)
+            else:
+                claims = await self.issuer.verify_access(token)
         except SecurityError as exc:
             logger.debug(
                 "access token refused: %s (%s)", type(exc).__name__, getattr(exc, "reason", None)

@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.openapi.models import OAuthFlowPassword, OAuthFlows
+from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
@@ -175,6 +176,14 @@ class BearerAuth(TokenAuth):
         claims = await self._verify(request, token)
         self._check_scopes(claims, scopes)
         return claims
+
+    def peek_token(self, request: HTTPConnection) -> str | None:
+        if is_websocket(request):
+            return None
+        try:
+            return bearer_token(request.headers.getlist("authorization"), self.max_token_length)
+        except HTTPException:
+            return None  # refused when the dependency itself runs
 
     def _websocket_token(self, websocket: HTTPConnection) -> str | None:
         # Browsers cannot set headers on a WebSocket handshake: the subprotocol

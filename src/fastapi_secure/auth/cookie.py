@@ -130,6 +130,12 @@ class CookieAuth(TokenAuth):
 
     # --- request side -------------------------------------------------------
 
+    def peek_token(self, request: HTTPConnection) -> str | None:
+        token = request.cookies.get(self.access_cookie)
+        if not token or _cookie_count(request, self.access_cookie) > 1:
+            return None
+        return None if token_syntax_problem(token, self.max_token_length) else token
+
     async def authenticate(
         self, request: HTTPConnection, scopes: Sequence[str] = ()
     ) -> AccessClaims | None:

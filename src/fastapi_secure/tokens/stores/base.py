@@ -32,6 +32,7 @@ __all__ = [
     "SessionStore",
     "TokenState",
     "TokenStore",
+    "access_state_key",
     "belongs_to",
     "clean_user_agent",
     "digest",
@@ -39,6 +40,13 @@ __all__ = [
     "new_family_id",
     "subject_tag",
 ]
+
+
+def access_state_key(store: object, subject: str, family_id: str, jti: str) -> tuple[object, ...]:
+    """Where ``store``'s answer to ``check_access(subject, family_id, jti=jti)``
+    is kept when it was read ahead, in the same Redis call as the request's
+    rate limits (see ``RedisTokenStore.check_access_read``)."""
+    return ("access", id(store), subject, family_id, jti)
 
 
 class TokenState(str, enum.Enum):

@@ -14,11 +14,17 @@ import math
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from fastapi_secure._redis import RedisScripts, client_from_url, stale_connection_retry
+from fastapi_secure._redis import (
+    PiggybackRead,
+    RedisScripts,
+    client_from_url,
+    stale_connection_retry,
+)
 from fastapi_secure.errors import ConfigurationError, StoreUnavailableError
 from fastapi_secure.tokens.stores.base import (
     SessionInfo,
     TokenState,
+    access_state_key,
     belongs_to,
     clean_user_agent,
     digest,
@@ -364,6 +370,26 @@ class RedisTokenStore:
             [digest("sub", subject)],
         )
 
+    def check_access_read(self, subject: str, family_id: str, *, jti: str) -> PiggybackRead | None:
+        """:meth:`check_access` as a read another Redis call may carry (see
+        :class:`~fastapi_secure._redis.PiggybackRead`); None when it needs no
+        Redis. Its answer is kept under :func:`access_state_key`."""
+        tag = family_tag(family_id)
+        if tag is None or not belongs_to(subject, family_id):
+            return None
+        return PiggybackRead(
+            client=self._redis.client,
+            source=_CHECK_ACCESS,
+            keys=(
+                self._family_key(tag, family_id),
+                self._subject_key(subject),
+                self._jti_key(tag, family_id, jti),
+            ),
+            args=(digest("sub", subject),),
+            key=access_state_key(self, subject, family_id, jti),
+            parse=_token_state,
+        )
+
     async def check_refresh(self, subject: str, family_id: str, *, jti: str) -> TokenState:
         tag = family_tag(family_id)
         if tag is None or not belongs_to(subject, family_id):
@@ -503,3 +529,12 @@ class RedisTokenStore:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _token_state(reply: Any) -> TokenState | None:
+    if not isinstance(reply, (bytes, str)):
+        return None
+    try:
+        return TokenState(_text(reply))
+    except ValueError:
+        return None
