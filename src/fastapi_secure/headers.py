@@ -139,7 +139,15 @@ def route_path(scope: Scope) -> str:
 class _Profile:
     """The headers of one kind of path, encoded once."""
 
-    __slots__ = ("names", "nonce_policies", "static", "strip", "touched", "untouched")
+    __slots__ = (
+        "names",
+        "nonce_policies",
+        "scope_entry",
+        "static",
+        "strip",
+        "touched",
+        "untouched",
+    )
 
     def __init__(
         self,
@@ -164,6 +172,8 @@ class _Profile:
         # Header names, as the app sends them, known to need nothing from _merge:
         # most responses carry only these, and then merging is one concatenation.
         self.untouched: set[bytes] = set()
+        # What the scope keeps for apply_secure_headers when nothing varies per request.
+        self.scope_entry = (static, self)
 
 
 # Bounds the names remembered per profile (apps send a handful of distinct names).
@@ -173,14 +183,14 @@ _UNTOUCHED_LIMIT = 256
 def _merge(
     existing: Iterable[tuple[bytes, bytes]], ours: _Headers, profile: _Profile
 ) -> list[tuple[bytes, bytes]]:
-    merged = list(existing)
+    merged = existing if type(existing) is list else list(existing)
     untouched = profile.untouched
     for pair in merged:
         if pair[0] not in untouched:
             break
     else:
-        merged += ours
-        return merged
+        return [*merged, *ours]  # a new list: the app's own may be shared
+    merged = list(merged)
     present = {pair[0].lower() for pair in merged}
     if len(untouched) < _UNTOUCHED_LIMIT:
         untouched.update(pair[0] for pair in merged if pair[0].lower() not in profile.touched)
@@ -333,6 +343,8 @@ class SecureHeadersMiddleware:
             (prefix.rstrip("/"), profile(csp, True, value)) for prefix, value in prefixes
         ]
         self._proxies = trusted_proxies
+        # No path prefix has its own profile: only the docs paths differ.
+        self._plain = not self._cache_paths
 
     def _profile_for(self, scope: Scope) -> _Profile:
         path = route_path(scope)
@@ -352,12 +364,17 @@ class SecureHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        profile = self._profile_for(scope)
+        if self._plain and not scope.get("root_path") and scope["path"] not in self._docs_paths:
+            profile = self._default  # the common case, without route_path's work
+        else:
+            profile = self._profile_for(scope)
         headers = profile.static
         https = self._hsts is not None and (
             (self._proxies.scheme(scope) if self._proxies else scope.get("scheme")) == "https"
         )
-        if profile.nonce_policies or https:
+        if not (profile.nonce_policies or https):
+            scope[HEADERS_SCOPE_KEY] = profile.scope_entry
+        else:
             headers = list(headers)
             if profile.nonce_policies:
                 nonce = secrets.token_urlsafe(NONCE_BYTES)
@@ -366,7 +383,7 @@ class SecureHeadersMiddleware:
                     headers.append((name, policy._render(nonce)))
             if https and self._hsts is not None:
                 headers.append(self._hsts)
-        scope[HEADERS_SCOPE_KEY] = (headers, profile)
+            scope[HEADERS_SCOPE_KEY] = (headers, profile)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
