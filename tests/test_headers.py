@@ -585,3 +585,17 @@ async def test_merging_stays_exact_after_plain_answers_warmed_it_up() -> None:
     # The app's own X-Frame-Options is kept (no override), not doubled.
     assert ("x-frame-options", "SAMEORIGIN") in answers[3]
     assert ("x-frame-options", "DENY") in answers[4]
+
+
+@pytest.mark.anyio
+async def test_a_docs_page_behind_a_root_path_gets_the_docs_policy() -> None:
+    """The common path skips route_path only when there is no root_path to strip."""
+    middleware = SecureHeadersMiddleware(_ok)
+
+    async def csp(path: str, root_path: str = "") -> str:
+        messages = await call(middleware, http_scope(root_path + path, root_path=root_path))
+        return dict(response_headers(messages))["content-security-policy"]
+
+    assert await csp("/docs", root_path="/api") == await csp("/docs")
+    assert await csp("/docs", root_path="/api") != await csp("/items", root_path="/api")
+    assert await csp("/items", root_path="/api") == await csp("/items")
