@@ -25,7 +25,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request, Response
 
 from fastapi_secure.headers import SecureHeadersMiddleware
-from fastapi_secure.ratelimit import RateLimiter
+from fastapi_secure.ratelimit import RateLimiter, RateLimitHeadersMiddleware
 from fastapi_secure.tokens.claims import AccessClaims
 from fastapi_secure.tokens.issuer import TokenIssuer, keep_login_grant
 from fastapi_secure.tokens.keys import KeySet
@@ -123,6 +123,13 @@ async def limiter_memory(redis_url: str) -> Built:
     return _limited(RateLimiter("memory://"))
 
 
+async def limiter_memory_plain(redis_url: str) -> Built:
+    """A plain limit dependency (no ``yield``); the middleware puts the headers on errors."""
+    built = _limited(RateLimiter("memory://", headers_on_errors=False))
+    built.app.add_middleware(RateLimitHeadersMiddleware)
+    return built
+
+
 async def limiter_redis(redis_url: str) -> Built:
     return _limited(RateLimiter(redis_url, key_prefix=REDIS_PREFIX.rstrip(":")))
 
@@ -204,6 +211,8 @@ async def _full(store: Any, limiter: RateLimiter) -> Built:
     bearer = BearerAuth(issuer)
     users = RoleChecker(["user"], auth=bearer)
     app = _app()
+    if not limiter.headers_on_errors:
+        app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(SecureHeadersMiddleware)
 
     @app.get("/", dependencies=[Depends(limiter.limit(RATE))])
@@ -222,6 +231,15 @@ async def full_redis(redis_url: str) -> Built:
     return await _full(
         _redis_store(redis_url), RateLimiter(redis_url, key_prefix=REDIS_PREFIX.rstrip(":"))
     )
+
+
+async def full_memory_plain(redis_url: str) -> Built:
+    return await _full(MemoryTokenStore(), RateLimiter("memory://", headers_on_errors=False))
+
+
+async def full_redis_plain(redis_url: str) -> Built:
+    limiter = RateLimiter(redis_url, key_prefix=REDIS_PREFIX.rstrip(":"), headers_on_errors=False)
+    return await _full(_redis_store(redis_url), limiter)
 
 
 # -- anchors ---------------------------------------------------------------------
@@ -360,12 +378,15 @@ BUILDERS: dict[str, Callable[[str], Awaitable[Built]]] = {
     "floor: empty middleware": floor_middleware,
     "floor: yield dependency": floor_yield_dependency,
     "RateLimiter memory": limiter_memory,
+    "RateLimiter memory, plain + middleware": limiter_memory_plain,
     "RateLimiter redis": limiter_redis,
     "one limits hit (redis)": limits_hit_redis,
     "BearerAuth memory": bearer_memory,
     "BearerAuth redis": bearer_redis,
     "full stack memory": full_memory,
     "full stack redis": full_redis,
+    "full stack memory, plain limit": full_memory_plain,
+    "full stack redis, plain limit": full_redis_plain,
     "anchor: secure": secure_anchor,
     "anchor: slowapi": slowapi_memory,
     "anchor: slowapi + headers": slowapi_memory_headers,

@@ -324,8 +324,10 @@ def main() -> None:
 
 GOALS = [
     ("full stack memory", "in process", 3.0),
+    ("full stack memory, plain limit", "in process", 3.0),
     ("full stack memory", "HTTP", 2.0),
     ("full stack redis", "in process", 5.0),
+    ("full stack redis, plain limit", "in process", 5.0),
     ("full stack redis", "HTTP", 3.0),
     ("BearerAuth redis", "in process", 4.5),
     ("secure headers", "in process", 1.05),
@@ -351,6 +353,11 @@ def goals(
     pairs = [
         ("RateLimiter memory", "anchor: slowapi + headers", "<= slowapi (headers on)"),
         ("RateLimiter memory", "anchor: slowapi", "<= slowapi (headers off)"),
+        (
+            "RateLimiter memory, plain + middleware",
+            "anchor: slowapi + headers",
+            "<= slowapi (headers on)",
+        ),
         ("RateLimiter redis", "one limits hit (redis)", "<= one limits hit"),
     ]
     for ours, theirs, label in pairs:

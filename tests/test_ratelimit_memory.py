@@ -91,3 +91,32 @@ async def test_many_keys_space_the_passes_out(clock: FakeClock) -> None:
     assert not storage.expiry_due()
     clock.advance(1.0)
     assert storage.expiry_due()
+
+
+def test_the_paced_storage_calls_limits_memory_methods_without_error_wrappers() -> None:
+    """limits wraps each storage method once per subclass; with wrap_exceptions off
+    (ours) a wrapper only re-raises, so the paced storage calls the methods bare."""
+    names = ("incr", "get", "acquire_sliding_window_entry", "get_sliding_window", "acquire_entry")
+    stock = limits.aio.storage.MemoryStorage
+    assert all(fastapi_secure._ratelimit_memory._is_error_wrapper(getattr(stock, n)) for n in names)
+    assert not any(
+        fastapi_secure._ratelimit_memory._is_error_wrapper(getattr(PacedMemoryStorage, n))
+        for n in names
+    )
+    assert PacedMemoryStorage().wrap_exceptions is False
+
+
+@pytest.mark.parametrize("strategy", ["sliding-window-counter", "fixed-window", "moving-window"])
+async def test_the_paced_storage_answers_as_limits_own(clock: FakeClock, strategy: str) -> None:
+    strategy_class: Any = limits.aio.strategies.STRATEGIES[strategy]
+    ours = strategy_class(PacedMemoryStorage())
+    theirs = strategy_class(limits.aio.storage.MemoryStorage())
+    item = limits.parse("3/second")
+    answers: list[list[Any]] = [[], []]
+    for step in range(12):
+        for index, limiter in enumerate((ours, theirs)):
+            allowed = await limiter.hit(item, "p", "one", cost=1 + step % 2)
+            stats = await limiter.get_window_stats(item, "p", "one")
+            answers[index].append((allowed, stats.remaining, round(stats.reset_time, 3)))
+        clock.advance(0.3)
+    assert answers[0] == answers[1]

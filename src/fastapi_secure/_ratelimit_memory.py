@@ -9,12 +9,19 @@ ignored when read (``limits`` checks expiry on access), so the pass only gives
 memory back; this subclass runs it at most once per ``interval`` seconds, or
 less often for very many keys, which keeps the per-request cost flat and the
 memory bounded by what one interval's traffic can add.
+
+It also calls ``limits``' memory methods without their error-translation
+wrappers: ``limits`` wraps them once per class in the hierarchy (so twice for
+a subclass, ten wrapper coroutines per sliding-window hit), and with
+``wrap_exceptions=False`` (ours) a wrapper only re-raises what it caught.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
+import limits.aio.storage.base as _limits_base
 from limits.aio.storage import MemoryStorage
 
 __all__ = ["PacedMemoryStorage"]
@@ -27,7 +34,7 @@ class PacedMemoryStorage(MemoryStorage):
     KEYS_PER_SECOND = 100_000
 
     def __init__(self, interval: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(wrap_exceptions=False)
         self._interval = interval
         self._next_pass = 0.0
 
@@ -44,3 +51,41 @@ class PacedMemoryStorage(MemoryStorage):
         keys = len(self.expirations) + len(self.events)
         self._next_pass = now + max(self._interval, keys / self.KEYS_PER_SECOND)
         await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+
+
+def _unwrapped(function: Any) -> Any:
+    """``function`` without ``limits``' ``_wrap_errors`` layers (and nothing else)."""
+    # functools.wraps copied the wrapped method's names onto the wrapper: its code tells.
+    while _is_error_wrapper(function):
+        function = function.__wrapped__
+    return function
+
+
+def _is_error_wrapper(function: Any) -> bool:
+    code = getattr(function, "__code__", None)
+    return (
+        code is not None
+        and code.co_name == "inner"
+        and code.co_filename == _WRAPPER_FILE
+        and hasattr(function, "__wrapped__")
+    )
+
+
+_WRAPPER_FILE = _limits_base.__file__
+
+
+# limits' __init_subclass__ wrapped these again when PacedMemoryStorage was defined.
+for _name in (
+    "incr",
+    "get",
+    "get_expiry",
+    "check",
+    "reset",
+    "clear",
+    "acquire_entry",
+    "get_moving_window",
+    "acquire_sliding_window_entry",
+    "get_sliding_window",
+    "clear_sliding_window",
+):
+    setattr(PacedMemoryStorage, _name, _unwrapped(getattr(PacedMemoryStorage, _name)))

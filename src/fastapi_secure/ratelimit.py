@@ -315,6 +315,12 @@ class RateLimiter:
         headers: send ``RateLimit-Policy`` / ``RateLimit`` (IETF draft 10).
         legacy_headers: also send ``X-RateLimit-Limit/Remaining/Reset``
             (reset as a Unix time) for the tightest limit.
+        headers_on_errors: the limit dependency wraps the rest of the request
+            (a ``yield``) to put its headers on an ``HTTPException`` raised
+            after it (a 401, a 404). False makes it a plain dependency, cheaper
+            by what FastAPI spends on a ``yield`` dependency (about a bare
+            route's cost): then add :class:`RateLimitHeadersMiddleware`, which
+            puts the headers on every answer, errors included.
         key_prefix: prefix of every storage key (the Redis key prefix).
         ipv6_prefix: IPv6 clients are counted per network of this length
             (default /64: one subscriber usually owns a whole /64).
@@ -334,6 +340,7 @@ class RateLimiter:
         storage_options: Mapping[str, Any] | None = None,
         headers: bool = True,
         legacy_headers: bool = False,
+        headers_on_errors: bool = True,
         key_prefix: str = "fastapi-secure",
         ipv6_prefix: int = 64,
         events: EventSink | None = None,
@@ -376,6 +383,7 @@ class RateLimiter:
         self._storage_down_until = 0.0
         self.headers = headers
         self.legacy_headers = legacy_headers
+        self.headers_on_errors = bool(headers_on_errors)
         self.key_prefix = key_prefix
         self.ipv6_prefix = ipv6_prefix
         self.events = events
@@ -470,7 +478,7 @@ class RateLimiter:
         key: RateLimitKey | KeyCallable | None = None,
         cost: int | CostCallable = 1,
         name: str | None = None,
-    ) -> Callable[..., AsyncIterator[None]]:
+    ) -> Callable[..., Any]:
         """A dependency enforcing ``rates`` (``"5/minute;100/hour"``) per key.
 
         Use it as ``Depends(limiter.limit(...))`` on a route, in a router's or
@@ -540,33 +548,9 @@ class RateLimiter:
                 spent = _check_cost(await value if inspect.isawaitable(value) else value)
             await self._enforce(request, response, policies, counter_id(request, key_value), spent)
 
-        if key_dependency is None:
-
-            async def rate_limit(request: Request, response: Response) -> AsyncIterator[None]:
-                await enforce(request, response, self.client_key(request))
-                try:
-                    yield
-                except HTTPException as exc:
-                    with_quotas = _error_with_quotas(request, exc)
-                    if with_quotas is None:
-                        raise
-                    raise with_quotas from exc
-
-        else:
-
-            async def rate_limit(  # type: ignore[misc]
-                request: Request,
-                response: Response,
-                key_value: str | None = Depends(key_dependency),
-            ) -> AsyncIterator[None]:
-                await enforce(request, response, key_value)
-                try:
-                    yield
-                except HTTPException as exc:
-                    with_quotas = _error_with_quotas(request, exc)
-                    if with_quotas is None:
-                        raise
-                    raise with_quotas from exc
+        rate_limit = _dependency(
+            enforce, self.client_key, key_dependency, self.headers and self.headers_on_errors
+        )
 
         # What fastapi_secure.audit reports for the routes this limit guards.
         key_label = key_name.rsplit(".", 1)[-1].removeprefix("callable:")
@@ -881,6 +865,62 @@ class _Outcome:
     refused_for: int | None = None
     # Answers of the store reads that rode along, by their key.
     answers: dict[Any, Any] = field(default_factory=dict)
+
+
+def _dependency(
+    enforce: Callable[[Request, Response, str | None], Awaitable[None]],
+    client_key: Callable[[HTTPConnection], str],
+    key_dependency: Callable[..., Awaitable[str | None]] | None,
+    wraps_errors: bool,
+) -> Callable[..., Any]:
+    """The function FastAPI calls for one limit: with a ``yield`` when it puts its
+    headers on errors raised after it, else a plain (cheaper) dependency."""
+    if key_dependency is None:
+        if not wraps_errors:
+
+            async def limit_by_ip(request: Request, response: Response) -> None:
+                await enforce(request, response, client_key(request))
+
+            return limit_by_ip
+
+        async def rate_limit(request: Request, response: Response) -> AsyncIterator[None]:
+            await enforce(request, response, client_key(request))
+            try:
+                yield
+            except HTTPException as exc:
+                with_quotas = _error_with_quotas(request, exc)
+                if with_quotas is None:
+                    raise
+                raise with_quotas from exc
+
+        return rate_limit
+
+    if not wraps_errors:
+
+        async def limit_by_key(
+            request: Request,
+            response: Response,
+            key_value: str | None = Depends(key_dependency),
+        ) -> None:
+            await enforce(request, response, key_value)
+
+        return limit_by_key
+
+    async def rate_limit_by_key(
+        request: Request,
+        response: Response,
+        key_value: str | None = Depends(key_dependency),
+    ) -> AsyncIterator[None]:
+        await enforce(request, response, key_value)
+        try:
+            yield
+        except HTTPException as exc:
+            with_quotas = _error_with_quotas(request, exc)
+            if with_quotas is None:
+                raise
+            raise with_quotas from exc
+
+    return rate_limit_by_key
 
 
 def _store_readers(route: object) -> tuple[Any, ...]:
