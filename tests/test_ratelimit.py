@@ -39,6 +39,7 @@ from fastapi_secure.ratelimit import (
 )
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import AccessClaims
+from tests.support.ratelimit import MID_WINDOW, freeze_memory_windows
 
 STRATEGIES: list[Strategy] = ["sliding-window-counter", "fixed-window", "moving-window"]
 POLICY = re.compile(r'^"[A-Za-z0-9._-]+";q=\d+;w=\d+(, "[A-Za-z0-9._-]+";q=\d+;w=\d+)*$')
@@ -83,6 +84,16 @@ def limits_clock(fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Fake
     for module in (limits.aio.storage.memory, limits.aio.strategies, fastapi_secure.ratelimit):
         monkeypatch.setattr(module, "time", fake_time)
     return fake_clock
+
+
+@pytest.fixture(autouse=True)
+def _windows_frozen_mid_way(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exact counts: the memory windows frozen mid-way, unless a test drives the
+    clock itself (``limits_clock``). See ``freeze_memory_windows``."""
+    if "limits_clock" not in request.fixturenames:
+        freeze_memory_windows(monkeypatch)
 
 
 # --- configuration -------------------------------------------------------------------
@@ -200,6 +211,33 @@ async def test_several_limits_use_the_list_form() -> None:
 async def test_the_tighter_limit_refuses_and_the_looser_one_still_counts() -> None:
     app = limited_app(RateLimiter(), "5/hour;2/minute")
     assert await statuses(app, 3) == [200, 200, 429]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("strategy", "third"),
+    [("sliding-window-counter", 200), ("moving-window", 429), ("fixed-window", 429)],
+)
+async def test_the_sliding_window_counter_admits_one_more_across_a_boundary(
+    limits_clock: FakeClock, strategy: Strategy, third: int
+) -> None:
+    """Why the test above was flaky on the real clock: limits' own arithmetic.
+
+    Two hits just before a minute boundary, the third 4 ms after it. The sliding
+    window counter weighs the previous window's 2 hits by 59.996/60 and floors the
+    sum (1), so 1 + 1 <= 2 admits it. The moving window (exact) refuses, and so
+    does limits' fixed window, which runs from its first hit, not from the
+    clock's minute. Neither the memory storage's pacing nor the client-IP key
+    cache plays a part: one key, and nothing expired.
+    """
+    limits_clock.set(MID_WINDOW - 30.5 + 60 - 0.002)  # 2 ms before a minute boundary
+    app = limited_app(RateLimiter(strategy=strategy), "5/hour;2/minute")
+    async with client(app) as http:
+        first = [(await http.get("/limited")).status_code for _ in range(2)]
+        limits_clock.advance(0.004)
+        after = (await http.get("/limited")).status_code
+    assert first == [200, 200]
+    assert after == third
 
 
 @pytest.mark.anyio

@@ -14,8 +14,18 @@ from fastapi_secure.errors import ConfigurationError
 from fastapi_secure.events import SecurityEvent
 from fastapi_secure.ratelimit import RateLimiter
 from tests.support.auth import client
+from tests.support.ratelimit import freeze_memory_windows
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def _windows_frozen_mid_way(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exact counts on the memory storage (see ``freeze_memory_windows``)."""
+    if "redis_url" not in request.fixturenames:
+        freeze_memory_windows(monkeypatch)
 
 
 class Collected:

@@ -14,8 +14,15 @@ from fastapi import Depends, FastAPI, HTTPException
 
 from fastapi_secure.ratelimit import RateLimiter, RateLimitHeadersMiddleware, by_subject
 from fastapi_secure.tokens.claims import AccessClaims
+from tests.support.ratelimit import freeze_memory_windows
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def _windows_frozen_mid_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exact counts on the memory storage (see ``freeze_memory_windows``)."""
+    freeze_memory_windows(monkeypatch)
 
 
 def app_with(limiter: RateLimiter, *, middleware: bool) -> FastAPI:
