@@ -937,3 +937,39 @@ def test_a_jwk_alg_that_is_not_a_string_is_refused(alg: object) -> None:
     jwk = {**_PROPERTY_KEYS["ES256"].signing_key.to_private_jwk(), "alg": alg}
     with pytest.raises(ConfigurationError, match="alg must be a string"):
         Key.from_jwk(jwk)
+
+
+# --- the verified-header memo -------------------------------------------------------
+
+
+def test_a_remembered_header_still_needs_its_key(hs_keys: KeySet) -> None:
+    """Headers of verified tokens are remembered; the kid's key is looked up anew."""
+    old = hs_keys.sign({"sub": "a"}, typ="at+jwt")
+    hs_keys.verify(old)
+    hs_keys.rotate(Key.from_secret(SECRET[::-1], kid="hs-2"))
+    hs_keys.verify(old)  # hs-1 still verifies
+    hs_keys.retire("hs-1")
+    assert reason_of(hs_keys, old) == "unknown kid"
+
+
+def test_a_forged_token_leaves_no_header_behind(hs_keys: KeySet) -> None:
+    token = hs_keys.sign({"sub": "a"}, typ="at+jwt")
+    header, payload, signature = token.split(".")
+    forged = f"{header}.{payload}.{'A' * len(signature)}"
+    with pytest.raises(InvalidTokenError):
+        hs_keys.verify(forged)
+    assert hs_keys._headers == {}
+    hs_keys.verify(token)
+    assert list(hs_keys._headers) == [header]
+
+
+def test_a_caller_changing_the_header_changes_nothing_remembered(hs_keys: KeySet) -> None:
+    token = hs_keys.sign({"sub": "a"}, typ="at+jwt")
+    hs_keys.verify(token).header["typ"] = "JWT"
+    assert hs_keys.verify(token).header["typ"] == "at+jwt"
+
+
+def test_the_header_memo_is_bounded(hs_keys: KeySet) -> None:
+    for index in range(200):
+        hs_keys.verify(hs_keys.sign({"sub": "a"}, typ=f"t{index}+jwt"))
+    assert 1 <= len(hs_keys._headers) <= 64

@@ -156,6 +156,9 @@ def _has_roca_fingerprint(modulus: int) -> bool:
     return all(modulus % prime in members for prime, members in _roca_subgroups())
 
 
+_HEADER_CACHE_SIZE = 64
+
+
 def _b64encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -625,6 +628,11 @@ class KeySet:
         self._max_token_bytes = max_token_bytes
         self._lock = threading.Lock()
         self._state = _State(signing_key, by_kid)
+        # Headers of tokens that verified, by their base64url segment: a service sees
+        # a handful (one per key and type), and parsing strict JSON is the costly part
+        # of checking one. Filled only after a valid signature, so forged tokens
+        # cannot churn it; which key a kid names is still looked up every time.
+        self._headers: dict[str, dict[str, Any]] = {}
 
     @staticmethod
     def _check_addition(keys: Mapping[str, Key], key: Key) -> None:
@@ -853,7 +861,8 @@ class KeySet:
         ):
             raise _invalid("non-canonical base64url")
 
-        header = _parse_json_object(_b64decode(header_segment))
+        known = self._headers.get(header_segment)
+        header = known if known is not None else _parse_json_object(_b64decode(header_segment))
         if header is None:
             raise _invalid("header is not a JSON object")
         kid = header.get("kid")
@@ -864,12 +873,13 @@ class KeySet:
             raise _invalid("unknown kid")
         if header.get("alg") != key._algorithm:
             raise _invalid("algorithm not allowed for this key")
-        if not _KEY_REFERENCE_HEADERS.isdisjoint(header):
-            raise _invalid("token references or embeds a key")
-        if "crit" in header:
-            raise _invalid("unsupported critical header")
-        if "b64" in header:
-            raise _invalid("unencoded payload (b64) not supported")
+        if known is None:
+            if not _KEY_REFERENCE_HEADERS.isdisjoint(header):
+                raise _invalid("token references or embeds a key")
+            if "crit" in header:
+                raise _invalid("unsupported critical header")
+            if "b64" in header:
+                raise _invalid("unencoded payload (b64) not supported")
 
         signing_input = token[: match.end(2)].encode("ascii")
         signature = _b64decode(signature_segment)
@@ -879,4 +889,9 @@ class KeySet:
             valid = False
         if not valid:
             raise _invalid("signature check failed")
-        return VerifiedJWS(header=header, payload=_b64decode(payload_segment), key=key)
+        if known is None:
+            if len(self._headers) >= _HEADER_CACHE_SIZE:
+                self._headers.clear()
+            self._headers[header_segment] = header
+        # A copy: the remembered header must not change with what a caller does.
+        return VerifiedJWS(header=dict(header), payload=_b64decode(payload_segment), key=key)
