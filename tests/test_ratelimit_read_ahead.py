@@ -297,3 +297,55 @@ def test_ids_are_read_only_when_all_three_are_non_empty_strings() -> None:
     assert _unverified_ids(token({"sub": "", "sid": "b", "jti": "c"})) is None
     assert _unverified_ids(token(["sub", "sid", "jti"])) is None
     assert _unverified_ids("only.two") is None
+
+
+@pytest.mark.redis
+async def test_riders_replies_come_back_as_sent_or_as_a_failure(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """What a rider may answer through the limiter's flat reply: a plain string
+    or a number as it is; a failure, a table, or text that would break the
+    framing as a value no store parses."""
+    import limits
+
+    from fastapi_secure._redis import PiggybackRead
+
+    limiter = RateLimiter(redis_url, key_prefix=redis_prefix.rstrip(":"))
+    assert limiter._batch is not None
+
+    def rider(source: str) -> PiggybackRead:
+        return PiggybackRead(
+            client=None,
+            source=source,
+            keys=(f"{redis_prefix}rider",),
+            args=("x",),
+            key=source,
+            parse=lambda reply: reply,
+        )
+
+    sources = [
+        "return 'active'",
+        "return ARGV[1] .. ',' .. KEYS[1]",
+        "return 'two\\nlines'",
+        "return 7",
+        "return {1, 2}",
+        "return redis.call('HGET', KEYS[1], 'f')",  # the key holds a string: WRONGTYPE
+    ]
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        await raw.set(f"{redis_prefix}rider", "a string")
+        results, replies = await limiter._batch.hit(
+            [limits.parse("5/minute")],
+            redis_prefix.rstrip(":"),
+            "who",
+            1,
+            True,
+            [rider(source) for source in sources],
+        )
+    finally:
+        await raw.aclose()
+        await limiter.aclose()
+    assert replies == ["active", "?", "?", 7, 0, 0]  # 0: failed, or not a string nor a number
+    assert [(allowed, stats.remaining if stats else None) for allowed, stats in results] == [
+        (True, 4)
+    ]

@@ -176,8 +176,52 @@ for i = 1, rates do
   end
   if not admitted then break end
 end
-return out
+-- One flat string, one line per reply: redis-py parses a nested array reply
+-- element by element, which costs more than the whole script. Numbers as Redis
+-- would send them (integers), false as nothing, a table as [a,b,...].
+local function scalar(v)
+  local t = type(v)
+  if t == 'number' then return string.format('%d', v) end
+  if t == 'boolean' then if v then return '1' end return '' end
+  if t == 'string' and not string.find(v, '[,\\n%[%]]') then return v end
+  return '?'
+end
+local lines = {{}}
+for i = 1, #out do
+  local v = out[i]
+  if type(v) == 'table' then
+    local parts = {{}}
+    for j = 1, #v do parts[j] = scalar(v[j]) end
+    lines[i] = '[' .. table.concat(parts, ',') .. ']'
+  else
+    lines[i] = scalar(v)
+  end
+end
+return table.concat(lines, '\\n')
 """
+
+
+def _scalar(text: str) -> Any:
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _decode(reply: Any) -> list[Any]:
+    """The driver's flat reply as the nested one Redis would have sent (integers as
+    int, strings as str, nil as None), one item per line."""
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    items: list[Any] = []
+    for line in text.split("\n"):
+        if line.startswith("["):
+            inner = line[1:-1]
+            items.append([_scalar(part) for part in inner.split(",")] if inner else [])
+        else:
+            items.append(_scalar(line))
+    return items
 
 
 def driver_script(strategy: str, riders: tuple[str, ...] = ()) -> str:
@@ -273,7 +317,7 @@ class RedisBatch:
             keys += rider.keys
             args += rider.args
         script = self._script(tuple(rider.source for rider in riders))
-        replies: list[Any] = await script(keys=keys, args=args)
+        replies = _decode(await script(keys=keys, args=args))
         rider_replies = replies[: len(riders)]
         replies = replies[len(riders) :]
         outcome: list[tuple[bool, WindowStats | None]] = []

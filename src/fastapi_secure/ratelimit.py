@@ -41,7 +41,12 @@ import anyio
 import limits
 import limits.errors
 from fastapi import Depends, Request, Response
-from limits.aio.storage import MemoryStorage
+from limits.aio.storage import (
+    MemoryStorage,
+    RedisClusterStorage,
+    RedisSentinelStorage,
+    RedisStorage,
+)
 from limits.aio.storage import Storage as AsyncStorage
 from limits.aio.strategies import STRATEGIES
 from limits.aio.strategies import RateLimiter as LimitsStrategy
@@ -54,7 +59,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastapi_secure._optional import require
-from fastapi_secure._redis import READ_AHEAD_SCOPE_KEY, PiggybackRead, same_server
+from fastapi_secure._redis import READ_AHEAD_SCOPE_KEY, PiggybackRead, deadline, same_server
 from fastapi_secure.audit import AUDIT_ATTRIBUTE, AuditInfo
 from fastapi_secure.clientip import IPAddress, TrustedProxies
 from fastapi_secure.errors import (
@@ -404,6 +409,11 @@ class RateLimiter:
 
         self._fallback = _strategy_class(strategy)(PacedMemoryStorage())
         self._in_process = isinstance(self.storage, MemoryStorage)
+        # limits' Redis storages run on redis.asyncio, hence on asyncio: its own
+        # deadline is the cheaper one. Other storages keep anyio's.
+        self._on_asyncio = isinstance(
+            self.storage, (RedisStorage, RedisClusterStorage, RedisSentinelStorage)
+        )
         proxies = self.trusted_proxies
         self._peer_keys: dict[str, str] | None = (
             None if proxies.networks or proxies.trust_unix_socket else {}
@@ -659,6 +669,11 @@ class RateLimiter:
             if self._in_process:
                 # Nothing to wait for in process memory: no deadline to arm.
                 return await self._hit(self._strategy, policies, identifier, cost)
+            if self._on_asyncio:
+                async with deadline(self.storage_timeout):
+                    if self._storage_ready:
+                        return await self._hit(self._strategy, policies, identifier, cost, reads)
+                    return await self._first_hit(policies, identifier, cost, reads)
             with anyio.fail_after(self.storage_timeout):
                 if self._storage_ready:
                     return await self._hit(self._strategy, policies, identifier, cost, reads)
