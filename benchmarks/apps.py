@@ -134,6 +134,14 @@ async def limiter_redis(redis_url: str) -> Built:
     return _limited(RateLimiter(redis_url, key_prefix=REDIS_PREFIX.rstrip(":")))
 
 
+async def limiter_redis_plain(redis_url: str) -> Built:
+    """A plain limit dependency on Redis; the middleware puts the headers on errors."""
+    limiter = RateLimiter(redis_url, key_prefix=REDIS_PREFIX.rstrip(":"), headers_on_errors=False)
+    built = _limited(limiter)
+    built.app.add_middleware(RateLimitHeadersMiddleware)
+    return built
+
+
 async def limits_hit_redis(redis_url: str) -> Built:
     """The floor of a Redis limit: one ``limits`` fixed-window hit, nothing else."""
     import limits
@@ -380,6 +388,7 @@ BUILDERS: dict[str, Callable[[str], Awaitable[Built]]] = {
     "RateLimiter memory": limiter_memory,
     "RateLimiter memory, plain + middleware": limiter_memory_plain,
     "RateLimiter redis": limiter_redis,
+    "RateLimiter redis, plain + middleware": limiter_redis_plain,
     "one limits hit (redis)": limits_hit_redis,
     "BearerAuth memory": bearer_memory,
     "BearerAuth redis": bearer_redis,
