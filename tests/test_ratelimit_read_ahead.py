@@ -349,3 +349,33 @@ async def test_riders_replies_come_back_as_sent_or_as_a_failure(
     assert [(allowed, stats.remaining if stats else None) for allowed, stats in results] == [
         (True, 4)
     ]
+
+
+@pytest.mark.redis
+async def test_a_cookie_auth_behind_a_limit_costs_one_round_trip_too(
+    counted: tuple[RateLimiter, Any],
+) -> None:
+    from fastapi_secure.auth.cookie import CookieAuth
+
+    limiter, store = counted
+    issuer = issuer_on(store)
+    cookie = CookieAuth(issuer, csrf_secret=SECRET, allowed_origins=["https://app.example.test"])
+    pair = await issuer.issue("alice", roles=["user"])
+    app = FastAPI()
+
+    @app.get("/", dependencies=[Depends(limiter.limit("100/minute", name="t"))])
+    async def index(claims: AccessClaims = Depends(cookie)) -> dict[str, Any]:  # noqa: B008
+        return {"sub": claims.sub}
+
+    jar = {"Cookie": f"{cookie.access_cookie}={pair.access_token}"}
+    async with client(app) as http:
+        assert (await http.get("/", headers=jar)).status_code == 200
+        before = CountingConnection.writes
+        answers = [await http.get("/", headers=jar) for _ in range(5)]
+        writes = CountingConnection.writes - before
+        await issuer.revoke(pair.access_token)
+        refused = await http.get("/", headers=jar)
+        malformed = await http.get("/", headers={"Cookie": f"{cookie.access_cookie}=not.a"})
+    assert [a.status_code for a in answers] == [200] * 5
+    assert writes == 5
+    assert (refused.status_code, malformed.status_code) == (401, 401)
