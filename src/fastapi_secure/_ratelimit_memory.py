@@ -10,6 +10,12 @@ memory back; this subclass runs it at most once per ``interval`` seconds, or
 less often for very many keys, which keeps the per-request cost flat and the
 memory bounded by what one interval's traffic can add.
 
+The pass itself is sliced: ``limits`` walks its counters without awaiting, so
+with a million keys it held the event loop for about a second; here each
+counter goes through ``limits``' own ``get`` (which forgets it when expired),
+a few thousand per turn of the loop. Moving-window entries are left to
+``limits``' own pass, which awaits per key already.
+
 It also calls ``limits``' memory methods without their error-translation
 wrappers: ``limits`` wraps them once per class in the hierarchy (so twice for
 a subclass, ten wrapper coroutines per sliding-window hit), and with
@@ -18,6 +24,7 @@ a subclass, ten wrapper coroutines per sliding-window hit), and with
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -32,6 +39,8 @@ class PacedMemoryStorage(MemoryStorage):
 
     # Keys one pass may visit per second of interval: a 1M-key pass then runs every 10 s.
     KEYS_PER_SECOND = 100_000
+    # Counters checked per turn of the event loop during a pass (a few milliseconds).
+    SLICE = 5_000
 
     def __init__(self, interval: float = 1.0) -> None:
         super().__init__(wrap_exceptions=False)
@@ -50,7 +59,17 @@ class PacedMemoryStorage(MemoryStorage):
             return
         keys = len(self.expirations) + len(self.events)
         self._next_pass = now + max(self._interval, keys / self.KEYS_PER_SECOND)
-        await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+        if self.timer is None or self.timer.done():
+            self.timer = asyncio.create_task(self._expire_in_slices())
+
+    async def _expire_in_slices(self) -> None:
+        counters = list(self.expirations)
+        for start in range(0, len(counters), self.SLICE):
+            for key in counters[start : start + self.SLICE]:
+                await self.get(key)  # limits' own check: an expired counter goes
+            await asyncio.sleep(0)
+        if self.events:
+            await self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
 
 
 def _unwrapped(function: Any) -> Any:
