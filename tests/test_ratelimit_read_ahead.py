@@ -379,3 +379,28 @@ async def test_a_cookie_auth_behind_a_limit_costs_one_round_trip_too(
     assert [a.status_code for a in answers] == [200] * 5
     assert writes == 5
     assert (refused.status_code, malformed.status_code) == (401, 401)
+
+
+async def test_same_server_is_proved_only_for_one_named_server() -> None:
+    """A read rides along only when both clients reach one server, database and
+    user: a Sentinel pool names no host (two services would look alike)."""
+    import redis.asyncio.sentinel
+
+    sentinels: Any = redis.asyncio.sentinel.Sentinel  # untyped in redis-py
+
+    def plain(url: str) -> redis.asyncio.Redis:
+        return redis.asyncio.Redis.from_url(url)
+
+    base = "redis://127.0.0.1:6379/0"
+    assert same_server(plain(base), plain(base))
+    assert not same_server(plain(base), plain("redis://127.0.0.1:6379/1"))
+    assert not same_server(plain(base), plain("redis://127.0.0.1:6380/0"))
+    assert not same_server(plain(base), plain("redis://other:secret@127.0.0.1:6379/0"))
+    assert not same_server(plain(base), plain("rediss://127.0.0.1:6379/0"))
+    assert same_server(plain("unix:///tmp/r.sock?db=2"), plain("unix:///tmp/r.sock?db=2"))
+    sentinel = sentinels([("127.0.0.1", 1)])
+    one, two = sentinel.master_for("one"), sentinel.master_for("two")
+    assert not same_server(one, two)
+    assert not same_server(one, sentinel.master_for("one"))
+    assert same_server(one, one)  # the very same client
+    assert not same_server(object(), object())

@@ -76,11 +76,20 @@ class PiggybackRead:
 
 
 def _server_identity(client: Any) -> tuple[Any, ...] | None:
+    """Where ``client`` connects, when its pool names one server; else None.
+
+    A Sentinel pool finds its server at run time (its arguments name no host:
+    two services would look alike), a cluster client has no one server, and
+    anything else is not known well enough to prove it is the same.
+    """
+    from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool, SSLConnection
+
     pool = getattr(client, "connection_pool", None)
+    if type(pool) not in (ConnectionPool, BlockingConnectionPool):
+        return None
     kwargs = getattr(pool, "connection_kwargs", None)
-    if not isinstance(kwargs, dict):
-        return None  # a cluster client, or something else: no common server to prove
-    from redis.asyncio.connection import SSLConnection
+    if not isinstance(kwargs, dict) or not (kwargs.get("host") or kwargs.get("path")):
+        return None
 
     return (
         issubclass(pool.connection_class, SSLConnection),  # type: ignore[union-attr]
