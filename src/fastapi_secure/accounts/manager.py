@@ -254,10 +254,35 @@ class AccountManager:
             await self.sessions.start(
                 user.id, pair.session_id, user_agent=user_agent, client_address=client_address
             )
+        await self._end_if_changed_meanwhile(user, pair.session_id)
         await self.hooks.emit(
             AccountEvent.LOGIN_SUCCEEDED, subject=user.id, session_id=pair.session_id
         )
         return pair
+
+    async def _end_if_changed_meanwhile(self, user: UserRecord, session_id: str) -> None:
+        """Refuse a login whose password check raced a password change or reset.
+
+        The login read the account, verified the old password and stored its
+        session; the change may have run anywhere in between. Read the account
+        again now that the session is stored: if the stamp moved, the change
+        came first and this session must not live. If it did not move, the
+        change has not reached its revocation step yet, which will find this
+        session (``revoke_others`` lists it; ``revoke_subject`` covers it).
+        """
+        current = await self.users.get(user.id)
+        if (
+            current is not None
+            and current.is_active
+            and current.security_stamp == user.security_stamp
+        ):
+            return
+        if self.sessions is not None:
+            await self.sessions.revoke(
+                user.id, session_id, reason="password changed while logging in"
+            )
+        await self.issuer.revoke_family(session_id)
+        raise InvalidCredentialsError(reason="account changed while logging in")
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Rotate ``refresh_token``; the user's current roles go into the new pair.
