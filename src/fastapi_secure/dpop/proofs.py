@@ -102,6 +102,9 @@ _MAX_JTI_LENGTH = 256
 _MAX_URI_LENGTH = 2048
 _MIN_RSA_BITS = 2048
 _MIN_NONCE_SECRET_BYTES = 32
+# Largest |iat| taken as a time: the integers JSON carries exactly (RFC 7493,
+# section 2.2). Comparing with it never converts a huge integer to a float.
+_MAX_TIME = 2**53
 
 # Per algorithm: the JWK key type and the curves it accepts (None: not a curve key).
 _KEY_FOR_ALG: dict[str, tuple[str, frozenset[str] | None]] = {
@@ -339,7 +342,8 @@ class DPoPNonces:
 
     def is_current(self, nonce: object) -> bool:
         """Whether ``nonce`` is the current one or the one just before it."""
-        if not isinstance(nonce, str) or len(nonce) > 64:
+        if not isinstance(nonce, str) or len(nonce) > 64 or not nonce.isascii():
+            # compare_digest refuses non-ASCII text (TypeError): no nonce of ours has any.
             return False
         window = self._window()
         # Both compared, always: the answer takes the same time whichever matches.
@@ -568,7 +572,11 @@ class DPoPVerifier:
             if not isinstance(claims.get(name), str):
                 raise _refuse(f"{name} missing or not a string")
         iat = claims.get("iat")
-        if isinstance(iat, bool) or not isinstance(iat, (int, float)) or not math.isfinite(iat):
+        if (
+            isinstance(iat, bool)
+            or not isinstance(iat, (int, float))
+            or not -_MAX_TIME <= iat <= _MAX_TIME  # NaN fails too; no float(huge int)
+        ):
             raise _refuse("iat missing or not a number")
         for name in ("nonce", "ath"):
             if name in claims and not isinstance(claims[name], str):
