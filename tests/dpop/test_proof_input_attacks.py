@@ -5,11 +5,14 @@ The attacker signs the proof with a key of their own, so every claim of it is
 theirs to pick; the answer must still be a 401 with the DPoP challenge.
 """
 
+import math
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import httpx
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import Depends, FastAPI, Request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -150,3 +153,55 @@ async def test_any_number_as_iat_is_checked_or_refused_with_a_typed_error(
         with pytest.raises(InvalidDPoPProofError) as caught:
             await verifier.verify(proof, method="GET", uri=URL)
         assert not isinstance(caught.value, DPoPNonceError)
+
+
+def rsa_key_with_exponent(e: int) -> rsa.RSAPrivateKey:
+    """A genuine 2048-bit RSA private key whose public exponent is ``e``."""
+    while True:
+        base = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        numbers = base.private_numbers()
+        p, q = numbers.p, numbers.q
+        totient = math.lcm(p - 1, q - 1)
+        if math.gcd(e, totient) == 1:
+            break
+    d = pow(e, -1, totient)
+    private = rsa.RSAPrivateNumbers(
+        p=p,
+        q=q,
+        d=d,
+        dmp1=rsa.rsa_crt_dmp1(d, p),
+        dmq1=rsa.rsa_crt_dmq1(d, q),
+        iqmp=rsa.rsa_crt_iqmp(p, q),
+        public_numbers=rsa.RSAPublicNumbers(e, p * q),
+    )
+    return private.private_key()
+
+
+@pytest.mark.parametrize(
+    "exponent",
+    [3, 65535 - 2, 2**256 + 1, (1 << 2000) + 1],  # below FIPS 186-5, and an expensive one
+    ids=["3", "below-2^16", "just-over-2^256", "2000-bits"],
+)
+async def test_a_genuine_proof_from_an_rsa_key_with_an_odd_exponent_is_refused(
+    fake_clock: FakeClock, exponent: int
+) -> None:
+    # A 2000-bit exponent makes each check ~30 times dearer than e = 65537, and the
+    # login runs the proof check before any credential: refused before verifying.
+    client = DPoPClient("RS256")
+    client.private_key = rsa_key_with_exponent(exponent)
+    client.public_jwk = dict(
+        jwt.get_algorithm_by_name("RS256").to_jwk(client.private_key.public_key(), as_dict=True)
+    )
+    verifier = DPoPVerifier(clock=fake_clock)
+    proof = client.proof("GET", URL, iat=fake_clock())
+    with pytest.raises(InvalidDPoPProofError) as caught:
+        await verifier.verify(proof, method="GET", uri=URL)
+    assert caught.value.reason == "RSA public exponent outside (2**16, 2**256)"
+
+
+async def test_an_rsa_key_with_the_usual_exponent_still_verifies(fake_clock: FakeClock) -> None:
+    client = DPoPClient("RS256")
+    checked = await DPoPVerifier(clock=fake_clock).verify(
+        client.proof("GET", URL, iat=fake_clock()), method="GET", uri=URL
+    )
+    assert checked.jkt == client.jkt

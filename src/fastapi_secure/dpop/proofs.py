@@ -101,6 +101,10 @@ MAX_NONCE_LIFETIME = 3600.0
 _MAX_JTI_LENGTH = 256
 _MAX_URI_LENGTH = 2048
 _MIN_RSA_BITS = 2048
+# FIPS 186-5, section 5.4: 2**16 < e < 2**256. A client picks its own key; an
+# exponent of thousands of bits makes each signature check some 30 times dearer
+# (before any credential is checked, at a login that takes a proof).
+_RSA_EXPONENTS = (2**16, 2**256)
 _MIN_NONCE_SECRET_BYTES = 32
 # Largest |iat| taken as a time: the integers JSON carries exactly (RFC 7493,
 # section 2.2). Comparing with it never converts a huge integer to a float.
@@ -539,8 +543,11 @@ class DPoPVerifier:
     def _claims(self, proof: str, jwk: dict[str, Any], algorithm: str) -> dict[str, Any]:
         try:
             key = jwt.PyJWK(jwk, algorithm=algorithm)
-            if isinstance(key.key, rsa.RSAPublicKey) and key.key.key_size < _MIN_RSA_BITS:
-                raise _refuse("RSA key shorter than 2048 bits")
+            if isinstance(key.key, rsa.RSAPublicKey):
+                if key.key.key_size < _MIN_RSA_BITS:
+                    raise _refuse("RSA key shorter than 2048 bits")
+                if not _RSA_EXPONENTS[0] < key.key.public_numbers().e < _RSA_EXPONENTS[1]:
+                    raise _refuse("RSA public exponent outside (2**16, 2**256)")
             claims = jwt.decode(
                 proof,
                 key=key,
