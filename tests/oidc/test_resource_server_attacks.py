@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from fastapi_secure.errors import InvalidTokenError
 from fastapi_secure.http_errors import status_of
@@ -216,3 +218,49 @@ async def test_a_subject_that_is_not_a_string_is_refused(
     with pytest.raises(InvalidTokenError) as caught:
         await verifier.verify_access(provider.sign(claims_of(provider, sub=sub)))
     assert caught.value.reason == "missing sub claim"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"jwk": "ATTACKER_JWK"},
+        {"jku": "https://attacker.invalid/jwks"},
+        {"x5u": "https://attacker.invalid/cert.pem"},
+        {"x5c": ["MIIB"]},
+        {"crit": ["exp"], "exp": 1},
+        {"b64": False, "crit": ["b64"]},
+    ],
+    ids=["jwk", "jku", "x5u", "x5c", "crit", "b64"],
+)
+async def test_a_token_that_brings_its_own_key_is_refused(
+    provider: CraftedProvider, fake_clock: FakeClock, extra: dict[str, Any]
+) -> None:
+    # Signed with the attacker's key, named like the provider's ("good-1"), with a
+    # header pointing at the attacker's key: the provider's keys alone decide.
+    fake_clock.set(NOW)
+    attacker = ec.generate_private_key(ec.SECP256R1())
+    headers: dict[str, Any] = {"kid": "good-1", "typ": "at+jwt", **extra}
+    if headers.get("jwk") == "ATTACKER_JWK":
+        headers["jwk"] = jwt.get_algorithm_by_name("ES256").to_jwk(
+            attacker.public_key(), as_dict=True
+        )
+    token = jwt.encode(claims_of(provider), attacker, algorithm="ES256", headers=headers)
+    verifier = verifier_for(provider, fake_clock)
+    with pytest.raises(InvalidTokenError):
+        await verifier.verify_access(token)
+    # The same header members on a token the provider really signed are refused too:
+    # we issue none of them and implement no extension.
+    genuine = jwt.encode(
+        claims_of(provider),
+        provider.signing.signing_key._signing,
+        algorithm="ES256",
+        headers=headers,
+    )
+    with pytest.raises(InvalidTokenError) as caught:
+        await verifier.verify_access(genuine)
+    assert caught.value.reason in (
+        "not a JWT",  # PyJWT's own parse, which picks the issuer, refuses crit and b64
+        "token references or embeds a key",
+        "unsupported critical header",
+        "unencoded payload (b64) not supported",
+    )
