@@ -12,7 +12,8 @@ What a proof must be, in the order it is checked (RFC 9449, section 4.3):
 3. ``alg`` in the verifier's allow-list of asymmetric algorithms (never
    ``none``, never HMAC: anyone who can verify an HMAC could forge it);
 4. a ``jwk`` header that is a public key only (no ``d``, ``p``, ``k``...),
-   of the key type and curve that ``alg`` needs (RSA of 2048 bits or more);
+   of the key type and curve that ``alg`` needs (RSA of 2048 bits or more,
+   public exponent in (2**16, 2**256));
 5. a signature by that key;
 6. claims ``jti`` (a string), ``htm`` equal to the request method, ``htu``
    equal to the request URI, both normalized (section 4.3, item 9: no query,
