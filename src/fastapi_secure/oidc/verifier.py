@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +80,9 @@ logger = logging.getLogger("fastapi_secure.oidc")
 
 MAX_LEEWAY = 300.0
 """Largest clock-skew leeway accepted (seconds)."""
+
+# The integers JSON carries exactly (RFC 7493, section 2.2): the bound of a time claim.
+_MAX_NUMERIC_DATE = 2**53
 
 _AT_JWT_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 
@@ -199,7 +201,12 @@ def _number(payload: Mapping[str, Any], name: str, *, required: bool) -> float |
         if required:
             raise InvalidTokenError(reason=f"missing {name} claim")
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        # NaN fails too; comparing never turns a huge int into a float (OverflowError).
+        or not -_MAX_NUMERIC_DATE <= value <= _MAX_NUMERIC_DATE
+    ):
         raise InvalidTokenError(reason=f"{name} claim is not a number")
     return float(value)
 
