@@ -64,6 +64,7 @@ _PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _STATE_CONTEXT = b"fastapi-secure/oidc-state/v1"
 _MAX_NEXT = 2048
 _MAX_PARAM = 2048
+_MAX_SUB = 255  # OpenID Connect Core 1.0, section 2
 _MIN_SECRET_BYTES = 32
 
 IdentityCallback = Callable[[OIDCIdentity, Request], Awaitable[Any]]
@@ -403,6 +404,7 @@ class OIDCLogin:
         email = claims.get("email")
         identity = OIDCIdentity(
             provider=name,
+            issuer=provider.issuer,
             subject=claims["sub"],
             email=email if isinstance(email, str) and email else None,
             email_verified=claims.get("email_verified") is True,
@@ -465,8 +467,8 @@ class OIDCLogin:
             problem = "iat missing or in the future"
         elif now - iat > self.max_id_token_age:
             problem = "ID token issued too long ago"
-        elif not isinstance(claims.get("sub"), str) or not claims["sub"]:
-            problem = "missing sub"
+        elif not isinstance(claims.get("sub"), str) or not 0 < len(claims["sub"]) <= _MAX_SUB:
+            problem = "missing sub, or longer than 255 characters"
         if problem is not None:
             raise OIDCLoginError(reason=f"ID token refused: {problem}")
         return claims
@@ -546,7 +548,14 @@ def oidc_router(
             login.clear_state_cookie(answer)
             return answer
         request.state.oidc_next = next_path
-        result = await on_identity(identity, request)
+        try:
+            result = await on_identity(identity, request)
+        except RequestRefusedError as exc:
+            # A refusal by the app (an email taken by another account, a disabled
+            # account): its own status, and the state cookie cleared all the same.
+            answer = _error_response(exc)
+            login.clear_state_cookie(answer)
+            return answer
         if isinstance(result, Response):
             response = result
         elif result is None:
