@@ -225,7 +225,8 @@ async def test_concurrent_first_sign_ins_of_one_identity_make_one_account(
     accounts = {outcome for outcome in outcomes if outcome != "conflict"}
     assert len(accounts) == 1
     user = await _users(linker).find_by_email("alice@example.test")
-    assert user is not None and accounts == {user.id}
+    assert user is not None
+    assert accounts == {user.id}
     assert len(await linker.list_identities(user.id)) == 1
     # Afterwards every sign-in finds it.
     again, result = await linker.sign_in(identity())
