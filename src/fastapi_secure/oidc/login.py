@@ -42,6 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from fastapi_secure._optional import require
+from fastapi_secure.accounts.routers import ErrorOut
 from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.errors import ConfigurationError, InvalidTokenError, RequestRefusedError
 from fastapi_secure.http_errors import http_exception
@@ -498,6 +499,13 @@ def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _documented(*answers: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    return {
+        code: {"description": text, **({"model": ErrorOut} if code >= 400 else {})}
+        for code, text in answers
+    }
+
+
 def oidc_router(
     providers: OIDCLogin | Iterable[OIDCProvider],
     *,
@@ -522,7 +530,16 @@ def oidc_router(
         login = OIDCLogin(providers, state_secret=state_secret, **options)
     router = APIRouter(tags=["oidc"])
 
-    @router.get("/{provider}/login", name="oidc_login", response_class=RedirectResponse)
+    @router.get(
+        "/{provider}/login",
+        name="oidc_login",
+        response_class=RedirectResponse,
+        responses=_documented(
+            (302, "Redirect to the provider's authorization endpoint"),
+            (400, "Unknown provider, or a next parameter leaving this site"),
+            (503, "The provider's metadata could not be obtained"),
+        ),
+    )
     async def oidc_login(provider: str, request: Request, next: str | None = None) -> Response:
         try:
             url, cookie = await login.start(provider, next)
@@ -533,7 +550,18 @@ def oidc_router(
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    @router.get("/{provider}/callback", name="oidc_callback")
+    @router.get(
+        "/{provider}/callback",
+        name="oidc_callback",
+        responses=_documented(
+            (200, "Signed in: what on_identity answered"),
+            (303, "Signed in: redirect to the next path"),
+            (400, "Wrong or missing state, code or ID token; the provider refused"),
+            (403, "Refused by the application (a disabled account)"),
+            (409, "Refused by the application (the email belongs to another account)"),
+            (503, "The provider or a store is unavailable"),
+        ),
+    )
     async def oidc_callback(provider: str, request: Request) -> Response:
         params = dict(request.query_params)
         try:
