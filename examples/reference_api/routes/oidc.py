@@ -26,9 +26,10 @@ from fastapi_secure.oidc.login import IdentityCallback, oidc_router
 __all__ = ["routers"]
 
 PUBLIC = {
-    "/auth/oidc/{provider}/login": "starts a sign-in at the identity provider",
-    "/auth/oidc/{provider}/callback": "authenticated by the provider's code and the state cookie",
+    "/{provider}/login": "starts a sign-in at the identity provider",
+    "/{provider}/callback": "authenticated by the provider's code and the state cookie",
 }
+"""The sign-in routes (under ``/auth/oidc``) take no access token, and why."""
 
 
 def _on_identity(c: Components, oidc: OIDCSetup) -> IdentityCallback:
@@ -65,13 +66,12 @@ def routers(c: Components) -> list[APIRouter]:
     if oidc is None:
         return []
     by_ip = c.limiter.limit(c.settings.auth_limits_per_ip, name="oidc-ip")
-    login = APIRouter(prefix="/auth/oidc", dependencies=[Depends(by_ip)])
-    login.include_router(
-        oidc_router(oidc.login, on_identity=_on_identity(c, oidc)), responses=responses(429)
-    )
-    for route in login.routes:
+    flow = oidc_router(oidc.login, on_identity=_on_identity(c, oidc))
+    for route in flow.routes:
         reason = PUBLIC.get(getattr(route, "path", ""))
         if isinstance(route, APIRoute) and reason is not None:
             mark_public(route.endpoint, reason)
+    login = APIRouter(prefix="/auth/oidc", dependencies=[Depends(by_ip)])
+    login.include_router(flow, responses=responses(429))
     identities = identities_router(oidc.linker, c.transport, prefix="/users/me/identities")
     return [login, identities]
