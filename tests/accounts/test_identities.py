@@ -310,3 +310,15 @@ async def test_concurrent_first_sign_ins_linking_by_email_make_one_link(
     assert {user for user, _ in seen} == {owner}
     assert len({link for _, link in seen}) == 1
     assert len(await linker.list_identities(owner)) == 1
+
+
+async def test_accounts_for_unverified_emails_can_be_refused(
+    linker: AccountIdentityLinker,
+) -> None:
+    strict = AccountIdentityLinker(linker.users, linker.identities, create_unverified=False)
+    with pytest.raises(OIDCLoginError) as caught:
+        await strict.sign_in(identity("bob", "bob@example.test", verified=False))
+    assert caught.value.message == "the identity provider has not verified your email address"
+    assert await _users(linker).find_by_email("bob@example.test") is None
+    user, result = await strict.sign_in(identity())
+    assert (result.how, user.email_verified) == ("created", True)

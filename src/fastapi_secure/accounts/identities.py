@@ -161,6 +161,11 @@ class AccountIdentityLinker:
         users: the application's user store.
         identities: where the links live.
         default_roles: roles of an account created by a sign-in.
+        create_unverified: create an account for an identity whose email the
+            provider does not vouch for (its email then stays unverified). With
+            ``False`` such a first sign-in is refused (400): nobody can hold an
+            address here by typing it at a provider, at the price of turning
+            away users of providers that do not verify addresses.
 
     ``sign_in`` is what an ``on_identity`` callback calls; ``identities`` and
     ``unlink`` serve the identities router.
@@ -169,6 +174,7 @@ class AccountIdentityLinker:
     users: UserStore
     identities: IdentityStore
     default_roles: tuple[str, ...] = ()
+    create_unverified: bool = True
 
     async def find(self, issuer: str, subject: str) -> LinkedIdentity | None:
         return await self.identities.find(issuer, subject)
@@ -186,6 +192,11 @@ class AccountIdentityLinker:
             raise OIDCLoginError(
                 "the identity provider did not share an email address",
                 reason="no email claim for a new account",
+            )
+        if not identity.email_verified and not self.create_unverified:
+            raise OIDCLoginError(
+                "the identity provider has not verified your email address",
+                reason="unverified email for a new account",
             )
         try:
             user = await self.users.create(
