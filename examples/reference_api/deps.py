@@ -7,6 +7,8 @@ PostgreSQL, memory or Redis, bearer or cookie transport. The routes receive a
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import pathlib
 import secrets
@@ -28,24 +30,38 @@ from fastapi_secure import (
     token_store_from_url,
 )
 from fastapi_secure.accounts.action_tokens import ActionTokens, ActionTokenStore
+from fastapi_secure.accounts.identities import AccountIdentityLinker
 from fastapi_secure.accounts.lockout import Lockout, LockoutStore
 from fastapi_secure.accounts.mail import FileOutbox, LinkBuilder, MemoryOutbox
 from fastapi_secure.accounts.manager import AccountManager, user_grant_loader
-from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserStore
+from fastapi_secure.accounts.sqlalchemy import SQLAlchemyIdentityStore, SQLAlchemyUserStore
 from fastapi_secure.accounts.users import UserStore
 from fastapi_secure.apikeys import APIKey, APIKeyManager, api_key_store_from_url
 from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
 from fastapi_secure.audit import AUDIT_ATTRIBUTE, AuditInfo
+from fastapi_secure.oidc.login import OIDCLogin, OIDCProvider
 from fastapi_secure.tokens.issuer import Grant
 from fastapi_secure.tokens.stores import TokenStore
 
-from .models import User
+from .models import Identity, User
 from .schemas import POLICY
 from .settings import AppSettings
 
-__all__ = ["Components", "build_components", "user_id"]
+__all__ = ["Components", "OIDCSetup", "build_components", "user_id"]
 
 logger = logging.getLogger("reference_api")
+
+
+@dataclass
+class OIDCSetup:
+    """Sign-in with OpenID providers (only when ``OIDC_PROVIDERS`` is set)."""
+
+    login: OIDCLogin
+    """The providers, the state cookie, the code exchange and the ID token checks."""
+    linker: AccountIdentityLinker
+    """Finds, links or creates the account of an identity; lists and unlinks them."""
+    link_by_email: dict[str, bool]
+    """Per provider: may a verified email link to an existing account (default no)."""
 
 
 @dataclass
@@ -73,6 +89,8 @@ class Components:
     transport_refusals: tuple[int, ...]
     """Statuses the transport adds to unsafe routes: 403 for a failed CSRF check."""
     redis_ping: Callable[[], Awaitable[bool]] | None = None
+    oidc: OIDCSetup | None = None
+    """Sign-in with OpenID providers; None when ``OIDC_PROVIDERS`` is unset."""
 
 
 def user_id(subject: str) -> int:
@@ -167,6 +185,47 @@ def _token_or_key(transport: BearerAuth | CookieAuth, api_key: APIKeyAuth) -> Fi
     return either
 
 
+def _state_secret(settings: AppSettings) -> bytes:
+    if settings.secret_key is None:
+        logger.warning(
+            "no SECRET_KEY: using a random OIDC state secret; a sign-in started on one "
+            "worker process cannot finish on another"
+        )
+        return secrets.token_bytes(32)
+    # A key of its own, derived from SECRET_KEY: the CSRF tokens use SECRET_KEY as is.
+    secret = settings.secret_key.get_secret_value().encode()
+    return hmac.new(secret, b"reference-api/oidc-state", hashlib.sha256).digest()
+
+
+def _oidc(settings: AppSettings, db: Database, users: UserStore, clock: Any) -> OIDCSetup | None:
+    configured = settings.providers()
+    if not configured:
+        return None
+    base = settings.public_base_url.rstrip("/")
+    providers = [
+        OIDCProvider(
+            name=entry.name,
+            issuer=entry.issuer,
+            client_id=entry.client_id,
+            client_secret=entry.client_secret,
+            # Registered at the provider; built from configuration, never from the request.
+            redirect_uri=f"{base}/auth/oidc/{entry.name}/callback",
+            scopes=entry.scopes,
+            allow_insecure_loopback=entry.allow_insecure_loopback,
+        )
+        for entry in configured
+    ]
+    return OIDCSetup(
+        login=OIDCLogin(
+            providers, state_secret=_state_secret(settings), secure=settings.cookie_secure
+        ),
+        linker=AccountIdentityLinker(
+            users, SQLAlchemyIdentityStore(Identity, db.transaction, clock=clock)
+        ),
+        link_by_email={entry.name: entry.allow_link_by_email for entry in configured},
+    )
+
+
 def build_components(settings: AppSettings) -> Components:
     """Build every component the settings describe (no I/O: connections open lazily)."""
     db = Database.from_settings(settings)
@@ -241,4 +300,5 @@ def build_components(settings: AppSettings) -> Components:
         token_or_key=_token_or_key(transport, APIKeyAuth(api_keys)),
         transport_refusals=refusals,
         redis_ping=_redis_ping(store) if redis_url else None,
+        oidc=_oidc(settings, db, users, issuer.clock),
     )
