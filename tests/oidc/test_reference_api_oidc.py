@@ -157,13 +157,15 @@ async def test_the_sign_in_journey_through_a_real_provider(
     assert "sign in with your password" in conflict.json()["detail"]["message"]
 
 
-async def test_an_email_the_provider_does_not_vouch_for_stays_unverified(
+async def test_an_email_the_provider_does_not_vouch_for_gets_no_account(
     api: Api, idp: httpx.AsyncClient, oidc_provider: LocalProvider
 ) -> None:
     answer = await sign_in(api, idp, oidc_provider, login="bob")
-    assert answer.status_code == 200, answer.text
-    me = (await api.client.get("/users/me", headers=bearer(answer.json()))).json()
-    assert (me["email"], me["email_verified"]) == ("bob@example.test", False)
+    assert answer.status_code == 400, answer.text
+    assert "not verified your email" in answer.json()["detail"]["message"]
+    # The address stays free for its owner.
+    registered = await api.register("bob@example.test", "bob", NEW_PASSWORD)
+    assert registered.status_code == 201
 
 
 async def test_linking_by_a_verified_email_when_the_provider_allows_it(

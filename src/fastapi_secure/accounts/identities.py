@@ -161,9 +161,10 @@ class AccountIdentityLinker:
         users: the application's user store.
         identities: where the links live.
         default_roles: roles of an account created by a sign-in.
-        create_unverified: create an account for an identity whose email the
-            provider does not vouch for (its email then stays unverified). With
-            ``False`` such a first sign-in is refused (400): nobody can hold an
+        create_unverified: the loosening, named: also create an account for an
+            identity whose email the provider does not vouch for (its email then
+            stays unverified, yet the address is taken here). By default such a
+            first sign-in is refused (400): nobody can hold someone else's
             address here by typing it at a provider, at the price of turning
             away users of providers that do not verify addresses.
 
@@ -174,7 +175,7 @@ class AccountIdentityLinker:
     users: UserStore
     identities: IdentityStore
     default_roles: tuple[str, ...] = ()
-    create_unverified: bool = True
+    create_unverified: bool = False
 
     async def find(self, issuer: str, subject: str) -> LinkedIdentity | None:
         return await self.identities.find(issuer, subject)
