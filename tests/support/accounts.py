@@ -22,6 +22,7 @@ from fastapi_secure.accounts.users import MemoryUserStore, UserStore
 from fastapi_secure.auth.bearer import BearerAuth
 from fastapi_secure.auth.cookie import CookieAuth
 from fastapi_secure.db import Database
+from fastapi_secure.dpop import DPoPAuth, DPoPVerifier
 from fastapi_secure.passwords.hasher import PasswordHasher
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.issuer import TokenIssuer
@@ -86,7 +87,9 @@ def build_accounts_app(
     lockout: Lockout | None = None,
     users: UserStore | None = None,
     action_store: ActionTokenStore | None = None,
+    dpop: str = "off",
 ) -> AccountsApp:
+    """``dpop``: ``"off"``, ``"optional"`` (a proof binds) or ``"required"``."""
     users = users if users is not None else MemoryUserStore(clock=clock)
     issuer = TokenIssuer(
         KeySet.from_secret(SECRET, kid="k1"),
@@ -115,7 +118,12 @@ def build_accounts_app(
         require_verified_email=require_verified_email,
     )
     app = FastAPI()
-    app.include_router(auth_router(manager, transport))
+    dpop_auth = None
+    if dpop != "off":
+        dpop_auth = DPoPAuth(issuer, DPoPVerifier(clock=clock), public_url=ORIGIN)
+    app.include_router(
+        auth_router(manager, transport, dpop=dpop_auth, dpop_required=dpop == "required")
+    )
     app.include_router(account_router(manager, transport, reveal_existing=reveal_existing))
     app.include_router(sessions_router(manager, transport))
     return AccountsApp(app, manager, users, issuer, outbox, hooks, clock, transport)
