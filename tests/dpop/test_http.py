@@ -642,3 +642,27 @@ def test_a_checker_over_dpop_on_a_websocket_closes_1008(fake_clock: FakeClock) -
         ):
             pass  # pragma: no cover
     assert caught.value.code == 1008
+
+
+def test_dpop_auth_itself_on_a_websocket_closes_1008_not_500(fake_clock: FakeClock) -> None:
+    from fastapi import WebSocket
+    from starlette.websockets import WebSocketDisconnect
+
+    issuer = make_issuer(fake_clock)
+    auth = DPoPAuth(issuer, DPoPVerifier(clock=fake_clock))
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket, claims: Annotated[AccessClaims, Depends(auth)]) -> None:
+        await websocket.accept()  # pragma: no cover - RFC 9449 has no WebSocket binding
+
+    with TestClient(app) as client:
+        assert client.portal is not None
+        token = client.portal.call(lambda: issuer.issue("alice")).access_token
+        for headers in ({"Authorization": f"DPoP {token}"}, {}):
+            with (
+                pytest.raises(WebSocketDisconnect) as caught,
+                client.websocket_connect("/ws", headers=headers),
+            ):
+                pass  # pragma: no cover
+            assert caught.value.code == 1008

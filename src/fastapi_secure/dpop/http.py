@@ -38,6 +38,7 @@ from fastapi_secure.audit import AuditInfo
 from fastapi_secure.auth.base import (
     DEFAULT_MAX_TOKEN_LENGTH,
     AccessTokenVerifier,
+    close_on_refusal,
     token_syntax_problem,
 )
 from fastapi_secure.dpop.proofs import (
@@ -278,10 +279,12 @@ class DPoPAuth(SecurityBase):
         self._refuse(err, headers)
 
     async def __call__(
-        self, request: Request, response: Response, security_scopes: SecurityScopes
+        self, request: HTTPConnection, response: Response, security_scopes: SecurityScopes
     ) -> AccessClaims | None:
-        claims = await self.authenticate(request, security_scopes.scopes)
-        self._offer_nonce(request, response)
+        # On a WebSocket route the handshake is refused (close 1008), never a 500.
+        claims = await close_on_refusal(request, self.authenticate(request, security_scopes.scopes))
+        if isinstance(request, Request):
+            self._offer_nonce(request, response)
         return claims
 
     def _offer_nonce(self, request: Request, response: Response) -> None:
