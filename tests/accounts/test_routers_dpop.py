@@ -247,6 +247,28 @@ async def test_required_logout_takes_dpop_only(required: World) -> None:
     )
 
 
+async def test_required_sessions_and_password_change_take_dpop(required: World) -> None:
+    old = await required.accounts.manager.login("alice@example.io", PASSWORD)
+    plain = {"Authorization": f"Bearer {old.access_token}"}
+    assert (await required.http.get("/users/me/sessions", headers=plain)).status_code == 401
+    body = {"current_password": PASSWORD, "new_password": "a whole new passphrase 42"}
+    refused = await required.http.patch("/users/me/password", json=body, headers=plain)
+    assert refused.status_code == 401
+    pair = (await required.login(required.proof("POST", "/auth/login"))).json()
+    access = pair["access_token"]
+    listed = await required.http.get(
+        "/users/me/sessions", headers=required.dpop_headers(access, "GET", "/users/me/sessions")
+    )
+    assert listed.status_code == 200, listed.text
+    assert [s["current"] for s in listed.json()].count(True) == 1
+    changed = await required.http.patch(
+        "/users/me/password",
+        json=body,
+        headers=required.dpop_headers(access, "PATCH", "/users/me/password"),
+    )
+    assert changed.status_code == 204, changed.text
+
+
 def test_configuration_mistakes_are_refused(fake_clock: FakeClock) -> None:
     world = build_accounts_app(fake_clock)
     dpop = DPoPAuth(world.issuer, DPoPVerifier(clock=fake_clock))

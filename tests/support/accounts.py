@@ -124,8 +124,12 @@ def build_accounts_app(
     app.include_router(
         auth_router(manager, transport, dpop=dpop_auth, dpop_required=dpop == "required")
     )
-    app.include_router(account_router(manager, transport, reveal_existing=reveal_existing))
-    app.include_router(sessions_router(manager, transport))
+    # Where DPoP is required, every route that takes an access token takes DPoP.
+    auth = dpop_auth if dpop == "required" else None
+    app.include_router(
+        account_router(manager, transport, reveal_existing=reveal_existing, auth=auth)
+    )
+    app.include_router(sessions_router(manager, transport, auth=auth))
     return AccountsApp(app, manager, users, issuer, outbox, hooks, clock, transport)
 
 

@@ -234,6 +234,7 @@ def auth_router(
     trusted_proxies: TrustedProxies | None = None,
     dpop: DPoPAuth | None = None,
     dpop_required: bool = False,
+    auth: ClaimsDependency | None = None,
 ) -> APIRouter:
     """Login, refresh, logout and logout everywhere, over ``transport``.
 
@@ -246,6 +247,7 @@ def auth_router(
     without a proof. The logout routes then take DPoP credentials (and, unless
     required, the transport's bearer tokens too). DPoP needs the bearer
     transport: a cookie cannot carry a bound token (``ConfigurationError``).
+    ``auth`` replaces whatever authenticates the logout routes.
     """
     if dpop_required and dpop is None:
         raise ConfigurationError("dpop_required=True needs dpop=DPoPAuth(...)")
@@ -257,7 +259,9 @@ def auth_router(
         )
     router = APIRouter(prefix=prefix, tags=list(tags))
     session_auth: ClaimsDependency = transport
-    if dpop is not None:
+    if auth is not None:
+        session_auth = auth
+    elif dpop is not None:
         session_auth = dpop if dpop_required else FirstOf(transport, dpop)
     Claims = Annotated[AccessClaims, Depends(session_auth)]  # noqa: N806
     address = _client_address(trusted_proxies)
@@ -336,6 +340,7 @@ def account_router(
     reveal_existing: bool = True,
     fresh_max_age: float | None = 300,
     tags: Sequence[str] = ("account",),
+    auth: ClaimsDependency | None = None,
 ) -> APIRouter:
     """Registration, email verification, password reset and password change.
 
@@ -344,9 +349,14 @@ def account_router(
     ``False`` registration always answers ``202`` and the owner of a taken
     address gets a mail instead: no enumeration, at the price of a less direct
     answer for a user who forgot they have an account.
+
+    ``auth`` authenticates the password change instead of ``transport`` (a
+    :class:`~fastapi_secure.dpop.DPoPAuth` where DPoP is required).
     """
     router = APIRouter(tags=list(tags))
-    fresh = require_fresh(transport, max_age=fresh_max_age, clock=manager.issuer.clock)
+    fresh = require_fresh(
+        auth if auth is not None else transport, max_age=fresh_max_age, clock=manager.issuer.clock
+    )
     Fresh = Annotated[AccessClaims, Depends(fresh)]  # noqa: N806
 
     if reveal_existing:
@@ -458,13 +468,18 @@ def sessions_router(
     *,
     prefix: str = "/users/me/sessions",
     tags: Sequence[str] = ("sessions",),
+    auth: ClaimsDependency | None = None,
 ) -> APIRouter:
-    """The caller's sessions: list them, end one, end all others."""
+    """The caller's sessions: list them, end one, end all others.
+
+    ``auth`` authenticates the routes instead of ``transport`` (a
+    :class:`~fastapi_secure.dpop.DPoPAuth` where DPoP is required).
+    """
     sessions = manager.sessions
     if sessions is None:
         raise ConfigurationError("sessions_router needs an AccountManager with sessions")
     router = APIRouter(prefix=prefix, tags=list(tags))
-    Claims = Annotated[AccessClaims, Depends(transport)]  # noqa: N806
+    Claims = Annotated[AccessClaims, Depends(auth if auth is not None else transport)]  # noqa: N806
 
     @router.get("", responses=_responses(401, 403, 503))
     async def list_sessions(claims: Claims) -> list[SessionOut]:
