@@ -73,6 +73,12 @@ class AppSettings(SecuritySettings):
     require_verified_email: bool = Field(
         default=False, description="refuse logins (403) until the email address is verified"
     )
+    dpop_required: bool = Field(
+        default=False,
+        description="require DPoP (RFC 9449): login and refresh need a DPoP proof and get "
+        "key-bound tokens; every route that takes a token wants 'Authorization: DPoP' and a "
+        "proof signed for PUBLIC_BASE_URL; bearer transport only",
+    )
     password_change_limits_per_user: str = "5/minute;20/hour"
     max_body_bytes: int = 64 * 1024
     admin_email: str | None = None
@@ -102,6 +108,11 @@ class AppSettings(SecuritySettings):
         if (algorithm in SYMMETRIC_ALGORITHMS) != (self.signing_key_secret is not None):
             raise ConfigurationError(
                 "SIGNING_KEY_SECRET goes with SIGNING_KEY_ALGORITHM=HS256/HS384/HS512, and only"
+            )
+        if self.dpop_required and self.auth_transport == "cookie":
+            raise ConfigurationError(
+                "DPOP_REQUIRED=true needs AUTH_TRANSPORT=bearer: a DPoP-bound token travels in "
+                "the Authorization header, never in a cookie"
             )
         if self.environment == "production":
             problems = self.production_problems()
