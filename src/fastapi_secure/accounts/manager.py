@@ -110,8 +110,9 @@ class AccountManager:
         links: builds action links from the public base URL (required with ``mail``).
         hooks: lifecycle hooks.
         require_verified_email: refuse logins of unverified accounts (403).
-        verify_path, reset_path: where the application's pages take the token from
-            the link's ``token`` query parameter.
+        verify_path: where the application's verification page takes the token
+            from the link's ``token`` query parameter.
+        reset_path: the same for the password reset page.
         default_roles: roles of a newly registered account.
     """
 
