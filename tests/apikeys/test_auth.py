@@ -457,7 +457,9 @@ def test_first_of_needs_two_auth_dependencies(api_key: APIKeyAuth) -> None:
 HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=200)
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(authorization=HEADER_TEXT, key=HEADER_TEXT)
 async def test_first_of_answers_401_to_any_garbage(
     either: FirstOf, authorization: str, key: str
