@@ -196,7 +196,13 @@ async def test_0004_keeps_one_link_per_identity_and_goes_back(db_url: str) -> No
         users = SQLAlchemyUserStore(User, db.transaction)
         linker = AccountIdentityLinker(users, SQLAlchemyIdentityStore(Identity, db.transaction))
         alice, first = await linker.sign_in(
-            OIDCIdentity(provider="idp", issuer="https://idp.example", subject="s", email="a@x.io")
+            OIDCIdentity(
+                provider="idp",
+                issuer="https://idp.example",
+                subject="s",
+                email="a@x.io",
+                email_verified=True,
+            )
         )
         other = await users.create(email="o@x.io", password_hash="h")
         same = OIDCIdentity(provider="renamed", issuer="https://idp.example", subject="s")
