@@ -7,6 +7,8 @@ PostgreSQL, memory or Redis, bearer or cookie transport. The routes receive a
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import pathlib
 import secrets
@@ -28,24 +30,39 @@ from fastapi_secure import (
     token_store_from_url,
 )
 from fastapi_secure.accounts.action_tokens import ActionTokens, ActionTokenStore
+from fastapi_secure.accounts.identities import AccountIdentityLinker
 from fastapi_secure.accounts.lockout import Lockout, LockoutStore
 from fastapi_secure.accounts.mail import FileOutbox, LinkBuilder, MemoryOutbox
 from fastapi_secure.accounts.manager import AccountManager, user_grant_loader
-from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserStore
+from fastapi_secure.accounts.sqlalchemy import SQLAlchemyIdentityStore, SQLAlchemyUserStore
 from fastapi_secure.accounts.users import UserStore
 from fastapi_secure.apikeys import APIKey, APIKeyManager, api_key_store_from_url
 from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
-from fastapi_secure.audit import AUDIT_ATTRIBUTE, AuditInfo
+from fastapi_secure.auth import ClaimsDependency
+from fastapi_secure.dpop import DPoPAuth, DPoPReplayCache, DPoPVerifier
+from fastapi_secure.oidc.login import OIDCLogin, OIDCProvider
 from fastapi_secure.tokens.issuer import Grant
 from fastapi_secure.tokens.stores import TokenStore
 
-from .models import User
+from .models import Identity, User
 from .schemas import POLICY
 from .settings import AppSettings
 
-__all__ = ["Components", "build_components", "user_id"]
+__all__ = ["Components", "OIDCSetup", "build_components", "user_id"]
 
 logger = logging.getLogger("reference_api")
+
+
+@dataclass
+class OIDCSetup:
+    """Sign-in with OpenID providers (only when ``OIDC_PROVIDERS`` is set)."""
+
+    login: OIDCLogin
+    """The providers, the state cookie, the code exchange and the ID token checks."""
+    linker: AccountIdentityLinker
+    """Finds, links or creates the account of an identity; lists and unlinks them."""
+    link_by_email: dict[str, bool]
+    """Per provider: may a verified email link to an existing account (default no)."""
 
 
 @dataclass
@@ -66,13 +83,20 @@ class Components:
     transport: BearerAuth | CookieAuth
     """Bearer or cookie (a :class:`~fastapi_secure.auth.transport.Transport`): answers
     login, refresh and logout, and authenticates requests."""
+    auth: ClaimsDependency
+    """What authenticates an access token on every route that takes one: the
+    transport, or with ``DPOP_REQUIRED`` the :class:`~fastapi_secure.dpop.DPoPAuth`."""
+    dpop: DPoPAuth | None
+    """With ``DPOP_REQUIRED``: checks proofs at login and refresh, and requests."""
     api_keys: APIKeyManager
     """The users' API keys (``/users/me/api-keys``), in Redis or in memory."""
     token_or_key: FirstOf
-    """The transport's token or an ``X-API-Key``: routes that take either."""
+    """An access token (as ``auth`` takes it) or an ``X-API-Key``: routes that take either."""
     transport_refusals: tuple[int, ...]
     """Statuses the transport adds to unsafe routes: 403 for a failed CSRF check."""
     redis_ping: Callable[[], Awaitable[bool]] | None = None
+    oidc: OIDCSetup | None = None
+    """Sign-in with OpenID providers; None when ``OIDC_PROVIDERS`` is unset."""
 
 
 def user_id(subject: str) -> int:
@@ -160,11 +184,59 @@ def _owner_grant(users: UserStore) -> Callable[[APIKey], Awaitable[Grant | None]
     return grant
 
 
-def _token_or_key(transport: BearerAuth | CookieAuth, api_key: APIKeyAuth) -> FirstOf:
-    either = FirstOf(transport, api_key)
-    # FirstOf has no audit_info() yet: tell fastapi_secure.audit what it authenticates with.
-    setattr(either, AUDIT_ATTRIBUTE, AuditInfo(wraps=(transport, api_key)))
-    return either
+def _dpop(settings: AppSettings, issuer: TokenIssuer, store: TokenStore) -> DPoPAuth:
+    """DPoP for ``DPOP_REQUIRED``: proofs signed for the public URL, their ``jti``
+    remembered in the token store's Redis (shared by workers), else in memory."""
+    replay: DPoPReplayCache | None = None
+    if settings.redis_url:
+        from fastapi_secure.dpop import RedisDPoPReplayCache
+
+        prefix = f"{settings.redis_key_prefix}dpop:"
+        replay = RedisDPoPReplayCache(_redis_client(store), prefix=prefix)
+    verifier = DPoPVerifier(replay_cache=replay, clock=issuer.clock)
+    # htu is checked against PUBLIC_BASE_URL, never the request's Host header.
+    return DPoPAuth(issuer, verifier, public_url=settings.public_base_url)
+
+
+def _state_secret(settings: AppSettings) -> bytes:
+    if settings.secret_key is None:
+        logger.warning(
+            "no SECRET_KEY: using a random OIDC state secret; a sign-in started on one "
+            "worker process cannot finish on another"
+        )
+        return secrets.token_bytes(32)
+    # A key of its own, derived from SECRET_KEY: the CSRF tokens use SECRET_KEY as is.
+    secret = settings.secret_key.get_secret_value().encode()
+    return hmac.new(secret, b"reference-api/oidc-state", hashlib.sha256).digest()
+
+
+def _oidc(settings: AppSettings, db: Database, users: UserStore, clock: Any) -> OIDCSetup | None:
+    configured = settings.providers()
+    if not configured:
+        return None
+    base = settings.public_base_url.rstrip("/")
+    providers = [
+        OIDCProvider(
+            name=entry.name,
+            issuer=entry.issuer,
+            client_id=entry.client_id,
+            client_secret=entry.client_secret,
+            # Registered at the provider; built from configuration, never from the request.
+            redirect_uri=f"{base}/auth/oidc/{entry.name}/callback",
+            scopes=entry.scopes,
+            allow_insecure_loopback=entry.allow_insecure_loopback,
+        )
+        for entry in configured
+    ]
+    return OIDCSetup(
+        login=OIDCLogin(
+            providers, state_secret=_state_secret(settings), secure=settings.cookie_secure
+        ),
+        linker=AccountIdentityLinker(
+            users, SQLAlchemyIdentityStore(Identity, db.transaction, clock=clock)
+        ),
+        link_by_email={entry.name: entry.allow_link_by_email for entry in configured},
+    )
 
 
 def build_components(settings: AppSettings) -> Components:
@@ -202,6 +274,8 @@ def build_components(settings: AppSettings) -> Components:
     else:
         transport = BearerAuth(issuer, token_url="/auth/login", refresh_url="/auth/refresh")
         refusals = ()
+    dpop = _dpop(settings, issuer, store) if settings.dpop_required else None
+    auth: ClaimsDependency = dpop if dpop is not None else transport
     outbox = FileOutbox(settings.email_outbox_dir) if settings.email_outbox_dir else MemoryOutbox()
     manager = AccountManager(
         users,
@@ -237,8 +311,11 @@ def build_components(settings: AppSettings) -> Components:
         manager=manager,
         outbox=outbox,
         transport=transport,
+        auth=auth,
+        dpop=dpop,
         api_keys=api_keys,
-        token_or_key=_token_or_key(transport, APIKeyAuth(api_keys)),
+        token_or_key=FirstOf(auth, APIKeyAuth(api_keys)),
         transport_refusals=refusals,
         redis_ping=_redis_ping(store) if redis_url else None,
+        oidc=_oidc(settings, db, users, issuer.clock),
     )

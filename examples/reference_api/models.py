@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 model of the reference API: its users.
+"""SQLAlchemy 2 models of the reference API: its users and their outside identities.
 
 The account columns (normalized email and username keys under unique
 constraints, password hash, email verified, roles, security stamp) come from
@@ -15,9 +15,13 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserMixin, UTCDateTime
+from fastapi_secure.accounts.sqlalchemy import (
+    SQLAlchemyIdentityMixin,
+    SQLAlchemyUserMixin,
+    UTCDateTime,
+)
 
-__all__ = ["Base", "UTCDateTime", "User"]
+__all__ = ["Base", "Identity", "UTCDateTime", "User"]
 
 
 def utcnow() -> datetime:
@@ -44,3 +48,12 @@ class User(SQLAlchemyUserMixin, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class Identity(SQLAlchemyIdentityMixin, Base):
+    """An identity at an OpenID provider linked to a user; ``(issuer, subject)`` unique."""
+
+    __tablename__ = "identities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)

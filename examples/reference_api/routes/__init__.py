@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from examples.reference_api.deps import Components
 
-from . import admin, auth, meta, realtime, users
+from . import admin, auth, meta, oidc, realtime, users
 
 __all__ = ["routers"]
 
@@ -19,4 +19,5 @@ def routers(c: Components) -> list[APIRouter]:
         admin.router(c),
         meta.router(c),
         realtime.router(c),
+        *oidc.routers(c),
     ]

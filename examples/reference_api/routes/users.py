@@ -41,7 +41,7 @@ def router(c: Components) -> APIRouter:
 
     # Creating and rotating a key ask for a recent login; a request made with an
     # API key is refused on all of these routes (a leaked key cannot mint more).
-    fresh = require_fresh(c.transport, max_age=300, clock=c.issuer.clock)
+    fresh = require_fresh(c.auth, max_age=300, clock=c.issuer.clock)
     api.include_router(
         api_keys_router(c.api_keys, auth=c.token_or_key, manage_auth=fresh, prefix="/me/api-keys"),
         responses=responses(400, 413),

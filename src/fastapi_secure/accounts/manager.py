@@ -110,8 +110,9 @@ class AccountManager:
         links: builds action links from the public base URL (required with ``mail``).
         hooks: lifecycle hooks.
         require_verified_email: refuse logins of unverified accounts (403).
-        verify_path, reset_path: where the application's pages take the token from
-            the link's ``token`` query parameter.
+        verify_path: where the application's verification page takes the token
+            from the link's ``token`` query parameter.
+        reset_path: the same for the password reset page.
         default_roles: roles of a newly registered account.
     """
 
@@ -246,24 +247,59 @@ class AccountManager:
         *,
         user_agent: str | None = None,
         client_address: str | IPAddress | None = None,
+        dpop_jkt: str | None = None,
     ) -> TokenPair:
-        """Authenticate, then start a session: a fresh token pair."""
+        """Authenticate, then start a session: a fresh token pair.
+
+        ``dpop_jkt``, the thumbprint of the key that signed the request's
+        verified DPoP proof, binds the session to that key (RFC 9449).
+        """
         user = await self.authenticate(login_name, password, client_address=client_address)
-        pair = await self.issuer.issue(user.id, roles=user.roles, fresh=True, amr=["pwd"])
+        pair = await self.issuer.issue(
+            user.id, roles=user.roles, fresh=True, amr=["pwd"], dpop_jkt=dpop_jkt
+        )
         if self.sessions is not None:
             await self.sessions.start(
                 user.id, pair.session_id, user_agent=user_agent, client_address=client_address
             )
+        await self._end_if_changed_meanwhile(user, pair.session_id)
         await self.hooks.emit(
             AccountEvent.LOGIN_SUCCEEDED, subject=user.id, session_id=pair.session_id
         )
         return pair
 
-    async def refresh(self, refresh_token: str) -> TokenPair:
+    async def _end_if_changed_meanwhile(self, user: UserRecord, session_id: str) -> None:
+        """Refuse a login whose password check raced a password change or reset.
+
+        The login read the account, verified the old password and stored its
+        session; the change may have run anywhere in between. Read the account
+        again now that the session is stored: if the stamp moved, the change
+        came first and this session must not live. If it did not move, the
+        change has not reached its revocation step yet, which will find this
+        session (``revoke_others`` lists it; ``revoke_subject`` covers it).
+        """
+        current = await self.users.get(user.id)
+        if (
+            current is not None
+            and current.is_active
+            and current.security_stamp == user.security_stamp
+        ):
+            return
+        if self.sessions is not None:
+            await self.sessions.revoke(
+                user.id, session_id, reason="password changed while logging in"
+            )
+        await self.issuer.revoke_family(session_id)
+        raise InvalidCredentialsError(reason="account changed while logging in")
+
+    async def refresh(self, refresh_token: str, *, dpop_jkt: str | None = None) -> TokenPair:
         """Rotate ``refresh_token``; the user's current roles go into the new pair.
 
         A reused refresh token revokes its family (the issuer does) and fires
-        ``refresh_reuse_detected``.
+        ``refresh_reuse_detected``. ``dpop_jkt`` is the thumbprint of the key
+        that signed the request's verified DPoP proof: a session bound to a key
+        refuses a refresh without it or from another key, before anything is
+        consumed; an unbound session refreshed with one becomes bound.
         """
         seen: list[RefreshClaims] = []
         load = user_grant_loader(self.users)
@@ -273,7 +309,7 @@ class AccountManager:
             return await load(claims)
 
         try:
-            pair = await self.issuer.rotate(refresh_token, grant_loader=grant)
+            pair = await self.issuer.rotate(refresh_token, grant_loader=grant, dpop_jkt=dpop_jkt)
         except TokenReuseError:
             if seen:
                 await self.hooks.emit(

@@ -5,17 +5,24 @@ either transport (:class:`~fastapi_secure.auth.bearer.BearerAuth` or
 :class:`~fastapi_secure.auth.cookie.CookieAuth`): routes never branch on it.
 
 * :func:`auth_router`: ``POST /login`` (OAuth2 password form), ``/refresh``,
-  ``/logout``, ``/logout-all``;
+  ``/logout``, ``/logout-all``; with ``dpop=`` a login or refresh carrying a
+  ``DPoP`` proof gets tokens bound to the client's key (RFC 9449);
 * :func:`account_router`: ``POST /register``, ``/verify/request``,
   ``/verify/confirm``, ``/password-reset/request``, ``/password-reset/confirm``
   and ``PATCH {me_prefix}/password`` (fresh token required);
 * :func:`sessions_router`: ``GET`` the caller's sessions, ``DELETE /{session_id}``,
-  ``DELETE /others`` (every session but the current one).
+  ``DELETE /others`` (every session but the current one);
+* :func:`identities_router`: ``GET`` the caller's identities at outside
+  providers, ``DELETE /{identity_id}`` (never the last way in: ``409``).
 
 Every route lists each status it can answer in OpenAPI. The *request* routes
 answer ``202`` whether or not the address has an account, and do the real
 work after the response (``BackgroundTasks``), so neither status nor timing
 tells an address apart.
+
+The routes that take no access token (login, refresh, registration, the
+verification and reset requests and confirmations) mark themselves public
+for :func:`fastapi_secure.audit.audit`, each with its reason.
 """
 
 # No ``from __future__ import annotations``: FastAPI must resolve the Annotated
@@ -23,7 +30,7 @@ tells an address apart.
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 from fastapi import (
     APIRouter,
@@ -40,21 +47,29 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from fastapi_secure.accounts.addresses import IPAddress
 from fastapi_secure.accounts.errors import UserExistsError
+from fastapi_secure.accounts.identities import AccountIdentityLinker
 from fastapi_secure.accounts.manager import MAX_PASSWORD_INPUT, AccountManager
 from fastapi_secure.accounts.users import UserRecord, is_email, plausible_login_name
+from fastapi_secure.apikeys.auth import FirstOf
+from fastapi_secure.audit import mark_public
+from fastapi_secure.auth import ClaimsDependency
+from fastapi_secure.auth.cookie import CookieAuth
 from fastapi_secure.auth.guards import require_fresh
 from fastapi_secure.auth.transport import Transport
 from fastapi_secure.clientip import TrustedProxies
+from fastapi_secure.dpop.http import DPoPAuth
 from fastapi_secure.errors import ConfigurationError, SecurityError
 from fastapi_secure.http_errors import http_exception
 from fastapi_secure.tokens.claims import AccessClaims
 
 __all__ = [
     "ErrorOut",
+    "IdentityOut",
     "SessionOut",
     "UserOut",
     "account_router",
     "auth_router",
+    "identities_router",
     "sessions_router",
 ]
 
@@ -82,13 +97,17 @@ _DESCRIPTIONS = {
 }
 
 
-def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+def _responses(*codes: int, **described: str) -> dict[int | str, dict[str, Any]]:
     # 422 keeps no model: its body is FastAPI's validation list, or the object of
     # fastapi_secure.http_errors.install_error_handlers, as the application chooses.
+    # ``described`` overrides a description: ``_409="..."``.
+    def description(code: int) -> str:
+        return described.get(f"_{code}", _DESCRIPTIONS[code])
+
     return {
-        code: {"description": _DESCRIPTIONS[code]}
+        code: {"description": description(code)}
         if code == 422
-        else {"model": ErrorOut, "description": _DESCRIPTIONS[code]}
+        else {"model": ErrorOut, "description": description(code)}
         for code in codes
     }
 
@@ -104,6 +123,18 @@ def _answering() -> Iterator[None]:
         yield
     except SecurityError as error:
         _refuse(error)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _public(reason: str) -> Callable[[_F], _F]:
+    """Mark a route that takes no access token public, with why (for the audit)."""
+
+    def mark(endpoint: _F) -> _F:
+        return mark_public(endpoint, reason)
+
+    return mark
 
 
 ClientAddress = Callable[[Request], "str | IPAddress | None"]
@@ -186,6 +217,14 @@ class SessionOut(BaseModel):
     current: bool
 
 
+class IdentityOut(BaseModel):
+    id: str
+    provider: str
+    issuer: str
+    email: str | None
+    linked_at: datetime
+
+
 def _user_out(user: UserRecord) -> UserOut:
     return UserOut(
         id=user.id,
@@ -210,14 +249,43 @@ def auth_router(
     prefix: str = "/auth",
     tags: Sequence[str] = ("auth",),
     trusted_proxies: TrustedProxies | None = None,
+    dpop: DPoPAuth | None = None,
+    dpop_required: bool = False,
+    auth: ClaimsDependency | None = None,
 ) -> APIRouter:
-    """Login, refresh, logout and logout everywhere, over ``transport``."""
+    """Login, refresh, logout and logout everywhere, over ``transport``.
+
+    ``dpop`` (a :class:`~fastapi_secure.dpop.DPoPAuth`) checks the ``DPoP``
+    proof of a login or refresh: a valid one binds the session to the
+    client's key (``token_type`` ``"DPoP"``, ``cnf.jkt`` in both tokens), a
+    bad one is refused (401 ``invalid_dpop_proof``, also when not required:
+    the client expects a bound pair). A bound session refreshes only with a
+    proof from its key. ``dpop_required=True`` refuses a login or refresh
+    without a proof. The logout routes then take DPoP credentials (and, unless
+    required, the transport's bearer tokens too). DPoP needs the bearer
+    transport: a cookie cannot carry a bound token (``ConfigurationError``).
+    ``auth`` replaces whatever authenticates the logout routes.
+    """
+    if dpop_required and dpop is None:
+        raise ConfigurationError("dpop_required=True needs dpop=DPoPAuth(...)")
+    if dpop is not None and not isinstance(dpop, DPoPAuth):
+        raise ConfigurationError("dpop must be a DPoPAuth")
+    if dpop is not None and isinstance(transport, CookieAuth):
+        raise ConfigurationError(
+            "DPoP-bound tokens travel in the Authorization header; use BearerAuth with dpop="
+        )
     router = APIRouter(prefix=prefix, tags=list(tags))
-    Claims = Annotated[AccessClaims, Depends(transport)]  # noqa: N806
+    session_auth: ClaimsDependency = transport
+    if auth is not None:
+        session_auth = auth
+    elif dpop is not None:
+        session_auth = dpop if dpop_required else FirstOf(transport, dpop)
+    Claims = Annotated[AccessClaims, Depends(session_auth)]  # noqa: N806
     address = _client_address(trusted_proxies)
     check_origin: Callable[[Request], None] | None = getattr(transport, "check_origin", None)
 
     @router.post("/login", responses=_responses(400, 401, 403, 422, 429, 503))
+    @_public("login form")
     async def login(
         request: Request,
         response: Response,
@@ -231,23 +299,28 @@ def auth_router(
         ):
             with _answering():
                 check_origin(request)
+        # The proof first: a bad one costs no password work and no lockout count.
+        jkt = await dpop.check_login_proof(request, required=dpop_required) if dpop else None
         with _answering():
             pair = await manager.login(
                 form.username,
                 form.password,
                 user_agent=request.headers.get("user-agent"),
                 client_address=address(request),
+                dpop_jkt=jkt,
             )
         return transport.login_response(pair, response)
 
     @router.post("/refresh", responses=_responses(400, 401, 403, 422, 503))
+    @_public("authenticated by the refresh token")
     async def refresh(
         request: Request, response: Response, body: RefreshIn | None = None
     ) -> dict[str, Any]:
         """Rotate the refresh token: a new pair; a reused token ends its session."""
         token = await transport.read_refresh(request, body.refresh_token if body else None)
+        jkt = await dpop.check_login_proof(request, required=dpop_required) if dpop else None
         with _answering():
-            pair = await manager.refresh(token)
+            pair = await manager.refresh(token, dpop_jkt=jkt)
         return transport.login_response(pair, response)
 
     @router.post(
@@ -284,6 +357,7 @@ def account_router(
     reveal_existing: bool = True,
     fresh_max_age: float | None = 300,
     tags: Sequence[str] = ("account",),
+    auth: ClaimsDependency | None = None,
 ) -> APIRouter:
     """Registration, email verification, password reset and password change.
 
@@ -292,9 +366,14 @@ def account_router(
     ``False`` registration always answers ``202`` and the owner of a taken
     address gets a mail instead: no enumeration, at the price of a less direct
     answer for a user who forgot they have an account.
+
+    ``auth`` authenticates the password change instead of ``transport`` (a
+    :class:`~fastapi_secure.dpop.DPoPAuth` where DPoP is required).
     """
     router = APIRouter(tags=list(tags))
-    fresh = require_fresh(transport, max_age=fresh_max_age, clock=manager.issuer.clock)
+    fresh = require_fresh(
+        auth if auth is not None else transport, max_age=fresh_max_age, clock=manager.issuer.clock
+    )
     Fresh = Annotated[AccessClaims, Depends(fresh)]  # noqa: N806
 
     if reveal_existing:
@@ -304,6 +383,7 @@ def account_router(
             status_code=status.HTTP_201_CREATED,
             responses=_responses(400, 409, 422, 503),
         )
+        @_public("registration form")
         async def register(body: RegisterIn, background: BackgroundTasks) -> UserOut:
             """Create an account; a verification mail follows."""
             with _answering():
@@ -320,6 +400,7 @@ def account_router(
             status_code=status.HTTP_202_ACCEPTED,
             responses=_responses(400, 422, 503),
         )
+        @_public("registration form")
         async def register_quietly(body: RegisterIn, background: BackgroundTasks) -> AcceptedOut:
             """Create an account, or mail the owner of a taken address; same answer."""
             try:
@@ -339,12 +420,14 @@ def account_router(
         status_code=status.HTTP_202_ACCEPTED,
         responses=_responses(400, 422),
     )
+    @_public("same answer for every address")
     async def request_verification(body: EmailIn, background: BackgroundTasks) -> AcceptedOut:
         """Mail a new verification link, if the address has an unverified account."""
         background.add_task(manager.request_verification, body.email)
         return AcceptedOut()
 
     @router.post(f"{prefix}/verify/confirm", responses=_responses(400, 422, 503))
+    @_public("authenticated by the mailed token")
     async def confirm_verification(body: TokenIn) -> UserOut:
         """Verify the email address with the token from the link."""
         with _answering():
@@ -356,6 +439,7 @@ def account_router(
         status_code=status.HTTP_202_ACCEPTED,
         responses=_responses(400, 422),
     )
+    @_public("same answer for every address")
     async def request_password_reset(body: EmailIn, background: BackgroundTasks) -> AcceptedOut:
         """Mail a reset link, if the address has an account; the same answer either way."""
         background.add_task(manager.request_password_reset, body.email)
@@ -366,6 +450,7 @@ def account_router(
         status_code=status.HTTP_204_NO_CONTENT,
         responses=_responses(400, 422, 503),
     )
+    @_public("authenticated by the mailed token")
     async def confirm_password_reset(body: ResetConfirmIn) -> None:
         """Set a new password with the token from the link; every session ends."""
         with _answering():
@@ -400,13 +485,18 @@ def sessions_router(
     *,
     prefix: str = "/users/me/sessions",
     tags: Sequence[str] = ("sessions",),
+    auth: ClaimsDependency | None = None,
 ) -> APIRouter:
-    """The caller's sessions: list them, end one, end all others."""
+    """The caller's sessions: list them, end one, end all others.
+
+    ``auth`` authenticates the routes instead of ``transport`` (a
+    :class:`~fastapi_secure.dpop.DPoPAuth` where DPoP is required).
+    """
     sessions = manager.sessions
     if sessions is None:
         raise ConfigurationError("sessions_router needs an AccountManager with sessions")
     router = APIRouter(prefix=prefix, tags=list(tags))
-    Claims = Annotated[AccessClaims, Depends(transport)]  # noqa: N806
+    Claims = Annotated[AccessClaims, Depends(auth if auth is not None else transport)]  # noqa: N806
 
     @router.get("", responses=_responses(401, 403, 503))
     async def list_sessions(claims: Claims) -> list[SessionOut]:
@@ -447,6 +537,68 @@ def sessions_router(
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND,
                 detail={"code": "not_found", "message": "no such session"},
+            )
+
+    return router
+
+
+IdentityId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")]
+
+
+def identities_router(
+    linker: AccountIdentityLinker,
+    transport: Transport,
+    *,
+    prefix: str = "/users/me/identities",
+    tags: Sequence[str] = ("identities",),
+) -> APIRouter:
+    """The caller's identities at outside providers: list them, unlink one.
+
+    Unlinking the last identity of an account without a password answers
+    ``409``: the account would have no way in. A password reset (or linking
+    another provider) opens the way.
+    """
+    router = APIRouter(prefix=prefix, tags=list(tags))
+    Claims = Annotated[AccessClaims, Depends(transport)]  # noqa: N806
+
+    @router.get("", responses=_responses(401, 403, 503))
+    async def list_identities(claims: Claims) -> list[IdentityOut]:
+        """The caller's linked identities, oldest first."""
+        with _answering():
+            found = await linker.list_identities(claims.sub)
+        return [
+            IdentityOut(
+                id=link.id,
+                provider=link.provider,
+                issuer=link.issuer,
+                email=link.email,
+                linked_at=_moment(link.linked_at),
+            )
+            for link in found
+        ]
+
+    @router.delete(
+        "/{identity_id}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=_responses(
+            401,
+            403,
+            404,
+            409,
+            422,
+            503,
+            _404="No such identity",
+            _409="The account's last way in: set a password or link another provider first",
+        ),
+    )
+    async def unlink_identity(claims: Claims, identity_id: IdentityId) -> None:
+        """Unlink one of the caller's identities (never the account's last way in)."""
+        with _answering():
+            removed = await linker.unlink(claims.sub, identity_id)
+        if not removed:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                detail={"code": "not_found", "message": "no such identity"},
             )
 
     return router
