@@ -55,7 +55,13 @@ from fastapi_secure.accounts.users import (  # noqa: E402
 from fastapi_secure.clock import Clock, system_clock  # noqa: E402
 from fastapi_secure.errors import ConfigurationError  # noqa: E402
 
-__all__ = ["SQLAlchemyUserMixin", "SQLAlchemyUserStore", "UTCDateTime"]
+__all__ = [
+    "SQLAlchemyUserMixin",
+    "SQLAlchemyUserStore",
+    "UTCDateTime",
+    "id_parser",
+    "is_unique_violation",
+]
 
 PASSWORD_HASH_MAX = 512
 """Room for any argon2id or bcrypt encoding with generous parameters."""
@@ -129,13 +135,56 @@ def _seconds(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
 
-def _is_unique_violation(exc: IntegrityError) -> bool:
+def is_unique_violation(exc: IntegrityError) -> bool:
+    """Whether ``exc`` is a unique-constraint violation (PostgreSQL or SQLite)."""
     orig = exc.orig
     if getattr(orig, "sqlstate", None) == _PG_UNIQUE_VIOLATION:
         return True
     if getattr(orig, "sqlite_errorcode", None) in _SQLITE_UNIQUE_CODES:
         return True
     return str(orig).startswith("UNIQUE constraint failed")
+
+
+def id_parser(column_type: sa.types.TypeEngine[Any]) -> Callable[[str], Any]:
+    """A parser of token subjects for a key column of ``column_type``.
+
+    It returns the value to query with, or None for text the column cannot
+    hold (a subject is client-controlled: it must be "no such user", never a
+    driver error). Integer (by size), UUID and string keys.
+    """
+    # A token subject is client-controlled text: an id the column cannot hold
+    # must be "no such user", not a driver error (a 500).
+    if isinstance(column_type, sa.Integer):
+        if isinstance(column_type, sa.BigInteger):
+            bound = 2**63 - 1
+        elif isinstance(column_type, sa.SmallInteger):
+            bound = 2**15 - 1
+        else:
+            bound = 2**31 - 1
+
+        def parse_int(value: str) -> Any:
+            if not (value.isascii() and value.isdigit()) or len(value) > 19:
+                return None
+            number = int(value)
+            return number if 0 < number <= bound else None
+
+        return parse_int
+    if isinstance(column_type, sa.Uuid):
+
+        def parse_uuid(value: str) -> Any:
+            if len(value) > 64:
+                return None
+            try:
+                return uuid.UUID(value)
+            except ValueError:
+                return None
+
+        return parse_uuid
+
+    def parse_str(value: str) -> Any:
+        return value if 0 < len(value) <= 255 and value.isprintable() else None
+
+    return parse_str
 
 
 class SQLAlchemyUserStore(Generic[_User]):
@@ -179,39 +228,7 @@ class SQLAlchemyUserStore(Generic[_User]):
 
     @staticmethod
     def _id_parser(column_type: sa.types.TypeEngine[Any]) -> Callable[[str], Any]:
-        # A token subject is client-controlled text: an id the column cannot hold
-        # must be "no such user", not a driver error (a 500).
-        if isinstance(column_type, sa.Integer):
-            if isinstance(column_type, sa.BigInteger):
-                bound = 2**63 - 1
-            elif isinstance(column_type, sa.SmallInteger):
-                bound = 2**15 - 1
-            else:
-                bound = 2**31 - 1
-
-            def parse_int(value: str) -> Any:
-                if not (value.isascii() and value.isdigit()) or len(value) > 19:
-                    return None
-                number = int(value)
-                return number if 0 < number <= bound else None
-
-            return parse_int
-        if isinstance(column_type, sa.Uuid):
-
-            def parse_uuid(value: str) -> Any:
-                if len(value) > 64:
-                    return None
-                try:
-                    return uuid.UUID(value)
-                except ValueError:
-                    return None
-
-            return parse_uuid
-
-        def parse_str(value: str) -> Any:
-            return value if 0 < len(value) <= 255 and value.isprintable() else None
-
-        return parse_str
+        return id_parser(column_type)
 
     def _record(self, user: _User) -> UserRecord:
         return UserRecord(
@@ -287,7 +304,7 @@ class SQLAlchemyUserStore(Generic[_User]):
                 await session.flush()
                 record = self._record(user)
         except IntegrityError as exc:
-            if _is_unique_violation(exc):
+            if is_unique_violation(exc):
                 raise UserExistsError(reason="unique constraint") from None
             raise
         return record
