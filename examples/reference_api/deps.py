@@ -7,6 +7,8 @@ PostgreSQL, memory or Redis, bearer or cookie transport. The routes receive a
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import pathlib
 import secrets
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import anyio
+from pydantic import SecretStr
 
 from fastapi_secure import (
     BearerAuth,
@@ -36,10 +39,21 @@ from fastapi_secure.accounts.users import UserStore
 from fastapi_secure.apikeys import APIKey, APIKeyManager, api_key_store_from_url
 from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
 from fastapi_secure.audit import AUDIT_ATTRIBUTE, AuditInfo
+from fastapi_secure.mfa import (
+    TOTP,
+    AttemptLimit,
+    MFAChallenges,
+    Passkeys,
+    RecoveryCodes,
+    SecretBox,
+)
+from fastapi_secure.mfa.factors import SecondFactors
+from fastapi_secure.mfa.sqlalchemy import SQLAlchemyAuthenticatorStore
+from fastapi_secure.mfa.stores import MFAStore, mfa_store_from_url
 from fastapi_secure.tokens.issuer import Grant
 from fastapi_secure.tokens.stores import TokenStore
 
-from .models import User
+from .models import MFATOTP, MFAPasskey, MFARecoveryCode, User
 from .schemas import POLICY
 from .settings import AppSettings
 
@@ -72,6 +86,10 @@ class Components:
     """The transport's token or an ``X-API-Key``: routes that take either."""
     transport_refusals: tuple[int, ...]
     """Statuses the transport adds to unsafe routes: 403 for a failed CSRF check."""
+    factors: SecondFactors
+    """Second factors (TOTP, recovery codes, passkeys) in the database; their
+    short-lived state (replay guard, attempts, MFA tokens, challenges) in ``mfa_store``."""
+    mfa_store: MFAStore
     redis_ping: Callable[[], Awaitable[bool]] | None = None
 
 
@@ -151,6 +169,51 @@ def _lockout_store(store: TokenStore, prefix: str) -> LockoutStore:
     return RedisLockoutStore(_redis_client(store), prefix=f"{prefix}lockout:")
 
 
+def _mfa_keys(settings: AppSettings) -> list[SecretStr]:
+    """The keys that encrypt TOTP secrets: MFA_ENCRYPTION_KEYS, else derived from SECRET_KEY."""
+    if settings.mfa_encryption_keys:
+        return list(settings.mfa_encryption_keys)
+    if settings.secret_key is not None:
+        material = (
+            b"reference-api mfa secrets\x00" + settings.secret_key.get_secret_value().encode()
+        )
+        return [SecretStr(base64.urlsafe_b64encode(hashlib.sha256(material).digest()).decode())]
+    logger.warning(
+        "no MFA_ENCRYPTION_KEYS or SECRET_KEY: TOTP secrets are encrypted with a key made up "
+        "for this process; enrolled authenticators stop working after a restart"
+    )
+    return [SecretStr(SecretBox.generate_key())]
+
+
+def _second_factors(
+    settings: AppSettings, db: Database, mfa_store: MFAStore, issuer: TokenIssuer
+) -> SecondFactors:
+    authenticators = SQLAlchemyAuthenticatorStore(
+        totp=MFATOTP, recovery_codes=MFARecoveryCode, passkeys=MFAPasskey, sessions=db.transaction
+    )
+    # TOTP and recovery-code failures count together, per account, on top of the lockout.
+    attempts = AttemptLimit(mfa_store, max_failures=5, window=300)
+    return SecondFactors(
+        authenticators,
+        totp=TOTP(
+            box=SecretBox.from_settings(_mfa_keys(settings)),
+            used_codes=mfa_store,
+            issuer=settings.mfa_issuer_name,
+            attempts=attempts,
+            clock=issuer.clock,
+        ),
+        recovery_codes=RecoveryCodes(authenticators, attempts=attempts),
+        challenges=MFAChallenges(mfa_store, clock=issuer.clock),
+        passkeys=Passkeys(
+            rp_id=settings.webauthn_rp_id,
+            rp_name=settings.webauthn_rp_name,
+            origins=settings.webauthn_origins,
+            challenges=mfa_store,
+            clock=issuer.clock,
+        ),
+    )
+
+
 def _owner_grant(users: UserStore) -> Callable[[APIKey], Awaitable[Grant | None]]:
     async def grant(record: APIKey) -> Grant | None:
         # A key never outlives its owner's account, nor keeps a role they lost.
@@ -203,6 +266,11 @@ def build_components(settings: AppSettings) -> Components:
         transport = BearerAuth(issuer, token_url="/auth/login", refresh_url="/auth/refresh")
         refusals = ()
     outbox = FileOutbox(settings.email_outbox_dir) if settings.email_outbox_dir else MemoryOutbox()
+    mfa_store = mfa_store_from_url(
+        redis_url or "memory://",
+        **(_prefixed(redis_url, f"{prefix}mfa:") if redis_url else {"clock": issuer.clock}),
+    )
+    factors = _second_factors(settings, db, mfa_store, issuer)
     manager = AccountManager(
         users,
         issuer,
@@ -215,6 +283,7 @@ def build_components(settings: AppSettings) -> Components:
         mail=outbox,
         links=LinkBuilder(settings.public_base_url),
         require_verified_email=settings.require_verified_email,
+        mfa=factors,
     )
     api_keys = APIKeyManager(
         api_key_store_from_url(
@@ -240,5 +309,7 @@ def build_components(settings: AppSettings) -> Components:
         api_keys=api_keys,
         token_or_key=_token_or_key(transport, APIKeyAuth(api_keys)),
         transport_refusals=refusals,
+        factors=factors,
+        mfa_store=mfa_store,
         redis_ping=_redis_ping(store) if redis_url else None,
     )

@@ -60,6 +60,7 @@ def create_app(
         finally:
             await c.limiter.aclose()
             await c.api_keys.store.aclose()
+            await c.mfa_store.aclose()
             await c.issuer.store.aclose()
             await c.db.dispose()
 

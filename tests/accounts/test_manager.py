@@ -21,6 +21,7 @@ from fastapi_secure.clientip import TrustedProxies
 from fastapi_secure.errors import ConfigurationError, RevokedTokenError
 from fastapi_secure.passwords.hasher import PasswordHasher
 from fastapi_secure.testing import FakeClock
+from fastapi_secure.tokens.claims import TokenPair
 from fastapi_secure.tokens.stores.memory import MemoryTokenStore
 from tests.support.accounts import ORIGIN, build_accounts_app
 
@@ -76,6 +77,7 @@ async def test_a_deactivated_user_cannot_refresh(fake_clock: FakeClock) -> None:
     world = build_accounts_app(fake_clock)
     user = await world.manager.register("gone@x.io", PASSWORD)
     pair = await world.manager.login("gone@x.io", PASSWORD)
+    assert isinstance(pair, TokenPair)
     await world.users.set_active(user.id, False)
     with pytest.raises(RevokedTokenError):
         await world.manager.refresh(pair.refresh_token)
@@ -85,6 +87,7 @@ async def test_a_password_login_says_so_in_amr(fake_clock: FakeClock) -> None:
     world = build_accounts_app(fake_clock)
     await world.manager.register("pwd@x.io", PASSWORD)
     pair = await world.manager.login("pwd@x.io", PASSWORD)
+    assert isinstance(pair, TokenPair)
     claims = await world.manager.issuer.verify_access(pair.access_token)
     assert claims.amr == ("pwd",)
     assert claims.fresh

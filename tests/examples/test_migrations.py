@@ -29,7 +29,7 @@ from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserStore
 from fastapi_secure.db import Database
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_TABLES = {"users"}
+APP_TABLES = {"users", "mfa_totp", "mfa_recovery_codes", "mfa_passkeys"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -64,8 +64,8 @@ async def _version(url: str) -> list[str]:
 
 def test_revisions_form_a_single_line() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0002"]
-    assert [rev.revision for rev in script.walk_revisions()] == ["0002", "0001"]
+    assert script.get_heads() == ["0003"]
+    assert [rev.revision for rev in script.walk_revisions()] == ["0003", "0002", "0001"]
 
 
 @pytest.mark.anyio
@@ -74,10 +74,10 @@ async def test_upgrade_head_creates_the_tables_and_downgrade_base_drops_them(db_
     # The sync entry point is what the run command calls (outside any event loop).
     await anyio.to_thread.run_sync(upgrade_to_head, db_url)
     assert await _tables(db_url) == APP_TABLES | {"alembic_version"}
-    assert await _version(db_url) == ["0002"]
+    assert await _version(db_url) == ["0003"]
 
     await aupgrade_to_head(db_url)  # a second run changes nothing
-    assert await _version(db_url) == ["0002"]
+    assert await _version(db_url) == ["0003"]
 
     await adowngrade_to_base(db_url)
     assert await _tables(db_url) == {"alembic_version"}
@@ -182,5 +182,5 @@ def test_alembic_command_line_uses_database_url(tmp_path: Path) -> None:
             check=True,
             timeout=60,
         )
-    assert "0002 (head)" in result.stdout
+    assert "0003 (head)" in result.stdout
     assert (tmp_path / "cli.db").exists()

@@ -15,8 +15,9 @@ work in the background and answer the same whatever the address.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from fastapi_secure.accounts.action_tokens import ActionPurpose, ActionTokens
 from fastapi_secure.accounts.addresses import IPAddress
@@ -42,6 +43,8 @@ from fastapi_secure.tokens.issuer import Grant
 from fastapi_secure.tokens.stores.base import SessionStore
 
 if TYPE_CHECKING:
+    from fastapi_secure.mfa.challenge import PendingMFA
+    from fastapi_secure.mfa.factors import FactorCheck, SecondFactors
     from fastapi_secure.passwords.hasher import PasswordHasher
     from fastapi_secure.tokens.claims import RefreshClaims, TokenPair
     from fastapi_secure.tokens.issuer import GrantLoader, TokenIssuer
@@ -51,6 +54,7 @@ __all__ = [
     "CurrentPasswordError",
     "EmailNotVerifiedError",
     "InvalidCredentialsError",
+    "MFARequired",
     "user_grant_loader",
 ]
 
@@ -78,6 +82,20 @@ class CurrentPasswordError(PermissionDeniedError):
 
     default_code = ErrorCode.INVALID_CREDENTIALS
     default_message = "the current password is not correct"
+
+
+@dataclass(frozen=True)
+class MFARequired:
+    """What :meth:`AccountManager.login` answers for an account with a second factor.
+
+    The password was right; the login continues with
+    :meth:`AccountManager.complete_mfa` and ``mfa_token`` (single use, short-lived,
+    bound to this login attempt, never accepted as an access token).
+    """
+
+    mfa_token: str = field(repr=False)
+    methods: tuple[str, ...]
+    expires_in: int
 
 
 def user_grant_loader(users: UserStore) -> GrantLoader:
@@ -113,6 +131,9 @@ class AccountManager:
         verify_path, reset_path: where the application's pages take the token from
             the link's ``token`` query parameter.
         default_roles: roles of a newly registered account.
+        mfa: the accounts' second factors; with it, :meth:`login` answers
+            :class:`MFARequired` for an account that has one, and second-factor
+            failures count in ``lockout`` like wrong passwords.
     """
 
     def __init__(
@@ -132,6 +153,7 @@ class AccountManager:
         verify_path: str = "/verify-email",
         reset_path: str = "/reset-password",
         default_roles: Sequence[str] = (),
+        mfa: SecondFactors | None = None,
     ) -> None:
         if mail is not None and links is None:
             raise ConfigurationError("sending mail needs links=LinkBuilder(public_base_url)")
@@ -158,6 +180,7 @@ class AccountManager:
         self.verify_path = verify_path
         self.reset_path = reset_path
         self.default_roles = tuple(default_roles)
+        self.mfa = mfa
 
     def __repr__(self) -> str:
         return f"AccountManager(users={self.users!r})"
@@ -246,10 +269,94 @@ class AccountManager:
         *,
         user_agent: str | None = None,
         client_address: str | IPAddress | None = None,
-    ) -> TokenPair:
-        """Authenticate, then start a session: a fresh token pair."""
+    ) -> TokenPair | MFARequired:
+        """Authenticate, then start a session: a fresh token pair, or
+        :class:`MFARequired` when the account has a second factor (with ``mfa``)."""
         user = await self.authenticate(login_name, password, client_address=client_address)
+        if self.mfa is not None:
+            challenge = await self.mfa.challenge(user.id, context={"login_name": login_name})
+            if challenge is not None:
+                return MFARequired(challenge.token, challenge.methods, challenge.expires_in)
         pair = await self.issuer.issue(user.id, roles=user.roles, fresh=True, amr=["pwd"])
+        if self.sessions is not None:
+            await self.sessions.start(
+                user.id, pair.session_id, user_agent=user_agent, client_address=client_address
+            )
+        await self.hooks.emit(
+            AccountEvent.LOGIN_SUCCEEDED, subject=user.id, session_id=pair.session_id
+        )
+        return pair
+
+    def _second_factors(self) -> SecondFactors:
+        if self.mfa is None:
+            raise ConfigurationError("this AccountManager has no mfa=SecondFactors")
+        return self.mfa
+
+    async def complete_mfa(
+        self,
+        mfa_token: str,
+        presented: FactorCheck,
+        *,
+        user_agent: str | None = None,
+        client_address: str | IPAddress | None = None,
+    ) -> TokenPair:
+        """The second step of a login: the factor for ``mfa_token``, then a session.
+
+        The account lockout is checked first and counts each refused factor
+        under the login name of the first step (and the client address), like
+        a wrong password. The tokens carry the factor's ``amr``
+        (``["pwd", "otp", "mfa"]`` for a code).
+        """
+        mfa = self._second_factors()
+
+        def name_of(pending: PendingMFA) -> str:
+            return pending.context.get("login_name", "")
+
+        async def before(pending: PendingMFA) -> None:
+            await self.lockout.check(name_of(pending), client_address)
+
+        async def failed(pending: PendingMFA, error: Exception) -> None:
+            if isinstance(error, AuthenticationError):
+                await self.lockout.failure(name_of(pending), client_address)
+                await self.hooks.emit(
+                    AccountEvent.LOGIN_FAILED,
+                    subject=pending.user_id,
+                    login_name=normalize_login_name(name_of(pending))[:254],
+                    data={"step": "mfa"},
+                )
+
+        result = await mfa.complete(mfa_token, presented, before=before, on_failure=failed)
+        user = await self.users.get(result.user_id)
+        if user is None or not user.is_active:
+            raise InvalidCredentialsError(reason="account gone or inactive during the MFA step")
+        if result.pending is not None:
+            await self.lockout.success(name_of(result.pending))
+        return await self._start_session(user, result.amr, user_agent, client_address)
+
+    async def login_with_passkey(
+        self,
+        response: str | Mapping[str, Any],
+        *,
+        user_agent: str | None = None,
+        client_address: str | IPAddress | None = None,
+    ) -> TokenPair:
+        """A passwordless login with a passkey assertion (user verification required)."""
+        result = await self._second_factors().passwordless(response)
+        user = await self.users.get(result.user_id)
+        if user is None or not user.is_active:
+            raise InvalidCredentialsError(reason="account gone or inactive")
+        if self.require_verified_email and not user.email_verified:
+            raise EmailNotVerifiedError(reason="email not verified")
+        return await self._start_session(user, result.amr, user_agent, client_address)
+
+    async def _start_session(
+        self,
+        user: UserRecord,
+        amr: Sequence[str],
+        user_agent: str | None,
+        client_address: str | IPAddress | None,
+    ) -> TokenPair:
+        pair = await self.issuer.issue(user.id, roles=user.roles, fresh=True, amr=amr)
         if self.sessions is not None:
             await self.sessions.start(
                 user.id, pair.session_id, user_agent=user_agent, client_address=client_address

@@ -40,8 +40,9 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from fastapi_secure.accounts.addresses import IPAddress
 from fastapi_secure.accounts.errors import UserExistsError
-from fastapi_secure.accounts.manager import MAX_PASSWORD_INPUT, AccountManager
+from fastapi_secure.accounts.manager import MAX_PASSWORD_INPUT, AccountManager, MFARequired
 from fastapi_secure.accounts.users import UserRecord, is_email, plausible_login_name
+from fastapi_secure.auth.base import ClaimsDependency
 from fastapi_secure.auth.guards import require_fresh
 from fastapi_secure.auth.transport import Transport
 from fastapi_secure.clientip import TrustedProxies
@@ -51,6 +52,7 @@ from fastapi_secure.tokens.claims import AccessClaims
 
 __all__ = [
     "ErrorOut",
+    "MFARequiredOut",
     "SessionOut",
     "UserOut",
     "account_router",
@@ -173,6 +175,37 @@ class UserOut(BaseModel):
     roles: list[str]
 
 
+class MFARequiredOut(BaseModel):
+    """A correct password for an account with a second factor: the login's second step.
+
+    Send ``mfa_token`` with a code, a recovery code or a passkey assertion to
+    ``POST /auth/mfa/verify`` (or ``/auth/passkey/verify``) within ``expires_in``
+    seconds; it works once and is never an access token.
+    """
+
+    mfa_required: bool = True
+    mfa_token: str
+    methods: list[str]
+    expires_in: int
+
+
+def mfa_required_out(result: MFARequired) -> dict[str, Any]:
+    """The body of a login answer that needs a second step."""
+    return MFARequiredOut(
+        mfa_token=result.mfa_token, methods=list(result.methods), expires_in=result.expires_in
+    ).model_dump()
+
+
+_LOGIN_OK: dict[int | str, dict[str, Any]] = {
+    200: {
+        # The transport's token pair, or the second step for an account with a factor.
+        "model": MFARequiredOut | dict[str, Any],
+        "description": "The token pair (as the transport answers it), or, for an account "
+        "with a second factor, the second step (`mfa_required`)",
+    }
+}
+
+
 class AcceptedOut(BaseModel):
     status: str = "accepted"
 
@@ -217,7 +250,10 @@ def auth_router(
     address = _client_address(trusted_proxies)
     check_origin: Callable[[Request], None] | None = getattr(transport, "check_origin", None)
 
-    @router.post("/login", responses=_responses(400, 401, 403, 422, 429, 503))
+    @router.post(
+        "/login",
+        responses={**_LOGIN_OK, **_responses(400, 401, 403, 422, 429, 503)},
+    )
     async def login(
         request: Request,
         response: Response,
@@ -238,6 +274,8 @@ def auth_router(
                 user_agent=request.headers.get("user-agent"),
                 client_address=address(request),
             )
+        if isinstance(pair, MFARequired):
+            return mfa_required_out(pair)
         return transport.login_response(pair, response)
 
     @router.post("/refresh", responses=_responses(400, 401, 403, 422, 503))
@@ -284,6 +322,7 @@ def account_router(
     reveal_existing: bool = True,
     fresh_max_age: float | None = 300,
     tags: Sequence[str] = ("account",),
+    password_change_auth: ClaimsDependency | None = None,
 ) -> APIRouter:
     """Registration, email verification, password reset and password change.
 
@@ -292,9 +331,17 @@ def account_router(
     ``False`` registration always answers ``202`` and the owner of a taken
     address gets a mail instead: no enumeration, at the price of a less direct
     answer for a user who forgot they have an account.
+
+    ``password_change_auth`` replaces the fresh-login requirement of the
+    password change, e.g. :func:`fastapi_secure.mfa.routers.require_step_up`
+    (a login with the second factor, for accounts that have one).
     """
     router = APIRouter(tags=list(tags))
-    fresh = require_fresh(transport, max_age=fresh_max_age, clock=manager.issuer.clock)
+    fresh: ClaimsDependency = (
+        password_change_auth
+        if password_change_auth is not None
+        else require_fresh(transport, max_age=fresh_max_age, clock=manager.issuer.clock)
+    )
     Fresh = Annotated[AccessClaims, Depends(fresh)]  # noqa: N806
 
     if reveal_existing:
