@@ -39,6 +39,7 @@ from fastapi_secure.accounts.users import UserStore
 from fastapi_secure.apikeys import APIKey, APIKeyManager, api_key_store_from_url
 from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
 from fastapi_secure.audit import AUDIT_ATTRIBUTE, AuditInfo
+from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.mfa import (
     TOTP,
     AttemptLimit,
@@ -230,8 +231,11 @@ def _token_or_key(transport: BearerAuth | CookieAuth, api_key: APIKeyAuth) -> Fi
     return either
 
 
-def build_components(settings: AppSettings) -> Components:
-    """Build every component the settings describe (no I/O: connections open lazily)."""
+def build_components(settings: AppSettings, *, clock: Clock = system_clock) -> Components:
+    """Build every component the settings describe (no I/O: connections open lazily).
+
+    ``clock``: the time source of every block (tests pass a fake one).
+    """
     db = Database.from_settings(settings)
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     prefix = settings.redis_key_prefix
@@ -244,7 +248,9 @@ def build_components(settings: AppSettings) -> Components:
     keys = _make_keys(settings)
     hasher = _make_hasher(settings)
     users = SQLAlchemyUserStore(User, db.transaction)
-    issuer = TokenIssuer.from_settings(settings, keys, store, grant_loader=user_grant_loader(users))
+    issuer = TokenIssuer.from_settings(
+        settings, keys, store, grant_loader=user_grant_loader(users), clock=clock
+    )
 
     transport: BearerAuth | CookieAuth
     if settings.auth_transport == "cookie":

@@ -246,7 +246,10 @@ class AccountManager:
             await self._failed(name, client_address, user.id)
         if self.require_verified_email and not user.email_verified:
             raise EmailNotVerifiedError(reason="email not verified")
-        await self.lockout.success(name)
+        # With a second factor the login is not over: failures so far stay counted
+        # until the second step succeeds (complete_mfa clears them).
+        if self.mfa is None or not await self.mfa.enrolled(user.id):
+            await self.lockout.success(name)
         if new_hash is not None:
             await self.users.set_password_hash(user.id, new_hash, rotate_stamp=False)
         return user
