@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import HTTPConnection
 
 from fastapi_secure.accounts.manager import AccountManager
@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 _DESCRIPTIONS = {
-    400: "Malformed body, or a wrong code while confirming an enrolment",
+    400: "Malformed body (not JSON), or a wrong code while confirming an enrolment",
     401: "Not authenticated; a refused code, recovery code, passkey or MFA token; "
     "or a step-up is required (mfa_required / fresh_token_required)",
     403: "Not allowed (CSRF or Origin check)",
@@ -260,20 +260,22 @@ class PasskeyVerifyIn(BaseModel):
     )
 
 
-class MFAVerifyIn(BaseModel):
-    """The second step: the MFA token with exactly one of ``code`` or ``recovery_code``."""
+class MFACodeIn(BaseModel):
+    """The second step with a TOTP code."""
 
     model_config = ConfigDict(extra="forbid")
 
     mfa_token: str = Field(min_length=1, max_length=128)
-    code: str | None = Field(default=None, min_length=1, max_length=64)
-    recovery_code: str | None = Field(default=None, min_length=1, max_length=128)
+    code: str = Field(min_length=1, max_length=64)
 
-    @model_validator(mode="after")
-    def _one_factor(self) -> "MFAVerifyIn":
-        if (self.code is None) == (self.recovery_code is None):
-            raise ValueError("give exactly one of code or recovery_code")
-        return self
+
+class MFARecoveryCodeIn(BaseModel):
+    """The second step with a recovery code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mfa_token: str = Field(min_length=1, max_length=128)
+    recovery_code: str = Field(min_length=1, max_length=128)
 
 
 def _options_out(options: PasskeyOptions) -> PasskeyOptionsOut:
@@ -299,6 +301,37 @@ def _credential_id(text: str) -> bytes | None:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         return None
+
+
+_OTHER_METHODS = ("GET", "PUT", "PATCH", "OPTIONS", "TRACE")
+
+
+def _allow_only(
+    router: APIRouter, path: str, allowed: Sequence[str], auth: ClaimsDependency
+) -> None:
+    """Answer other methods on ``path`` with a 405 whose ``Allow`` names every route's.
+
+    Starlette answers a 405 with the methods of the first route whose path
+    matched, so two routes on one path (POST and DELETE) would each deny the
+    other in ``Allow``. Authenticated like the routes themselves.
+    """
+    methods = [method for method in _OTHER_METHODS if method not in allowed]
+
+    async def method_not_allowed() -> NoReturn:
+        raise HTTPException(
+            status.HTTP_405_METHOD_NOT_ALLOWED,
+            detail={"code": ErrorCode.METHOD_NOT_ALLOWED.value, "message": "Method Not Allowed"},
+            headers={"Allow": ", ".join(sorted(allowed))},
+        )
+
+    router.add_api_route(
+        path,
+        method_not_allowed,
+        methods=methods,
+        include_in_schema=False,
+        response_model=None,
+        dependencies=[Depends(auth)],
+    )
 
 
 AccountLabel = Callable[[str], Awaitable[str]]
@@ -404,6 +437,7 @@ def mfa_router(
         _no_store(response)
         return RecoveryCodesOut(recovery_codes=codes)
 
+    _allow_only(router, "/mfa/totp", ["DELETE", "POST"], transport)
     if factors.passkeys is None:
         return router
 
@@ -419,7 +453,7 @@ def mfa_router(
     @router.post(
         "/passkeys/register/verify",
         status_code=status.HTTP_201_CREATED,
-        responses=_responses(401, 403, 409, 422, 503),
+        responses=_responses(400, 401, 403, 409, 422, 503),
     )
     async def register_passkey(
         claims: Claims, body: PasskeyRegisterIn, response: Response
@@ -490,14 +524,18 @@ def mfa_login_router(
             with _answering():
                 check_origin(request)
 
-    @router.post("/mfa/verify", responses=_responses(401, 403, 422, 429, 503))
-    async def verify_mfa(request: Request, response: Response, body: MFAVerifyIn) -> dict[str, Any]:
+    @router.post("/mfa/verify", responses=_responses(400, 401, 403, 422, 429, 503))
+    async def verify_mfa(
+        request: Request, response: Response, body: MFACodeIn | MFARecoveryCodeIn
+    ) -> dict[str, Any]:
         """The second step: the MFA token with a TOTP code or a recovery code; the tokens."""
         login_csrf(request)
         with _answering():
             pair = await manager.complete_mfa(
                 body.mfa_token,
-                FactorCheck(code=body.code, recovery_code=body.recovery_code),
+                FactorCheck(code=body.code)
+                if isinstance(body, MFACodeIn)
+                else FactorCheck(recovery_code=body.recovery_code),
                 user_agent=request.headers.get("user-agent"),
                 client_address=address(request),
             )
@@ -507,7 +545,7 @@ def mfa_login_router(
     if factors.passkeys is None:
         return router
 
-    @router.post("/passkey/options", responses=_responses(401, 422, 503))
+    @router.post("/passkey/options", responses=_responses(400, 401, 422, 503))
     async def passkey_options(body: PasskeyOptionsIn | None = None) -> PasskeyOptionsOut:
         """Options for ``navigator.credentials.get()``: passwordless (any passkey, user
         verification required), or with an ``mfa_token`` that account's passkeys."""
@@ -518,7 +556,7 @@ def mfa_login_router(
                 options = await factors.passwordless_options()
         return _options_out(options)
 
-    @router.post("/passkey/verify", responses=_responses(401, 403, 422, 429, 503))
+    @router.post("/passkey/verify", responses=_responses(400, 401, 403, 422, 429, 503))
     async def passkey_verify(
         request: Request, response: Response, body: PasskeyVerifyIn
     ) -> dict[str, Any]:
