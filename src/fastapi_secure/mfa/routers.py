@@ -306,9 +306,7 @@ def _credential_id(text: str) -> bytes | None:
 _OTHER_METHODS = ("GET", "PUT", "PATCH", "OPTIONS", "TRACE")
 
 
-def _allow_only(
-    router: APIRouter, path: str, allowed: Sequence[str], auth: ClaimsDependency
-) -> None:
+def _allow_only(router: APIRouter, path: str, allowed: Sequence[str], auth: Transport) -> None:
     """Answer other methods on ``path`` with a 405 whose ``Allow`` names every route's.
 
     Starlette answers a 405 with the methods of the first route whose path
