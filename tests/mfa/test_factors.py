@@ -17,50 +17,20 @@ from fastapi_secure.accounts.manager import (
 )
 from fastapi_secure.errors import ConfigurationError
 from fastapi_secure.mfa import (
-    TOTP,
-    AttemptLimit,
     InvalidOTPError,
-    MFAChallenges,
     MFATokenError,
     PasskeyError,
-    Passkeys,
-    SecretBox,
 )
-from fastapi_secure.mfa.authenticators import MemoryAuthenticatorStore
 from fastapi_secure.mfa.factors import FactorCheck, NoSecondFactorError, SecondFactors, passkey_amr
 from fastapi_secure.testing import FakeClock, totp_code
 from fastapi_secure.tokens.claims import TokenPair
 from tests.support.accounts import AccountsApp, build_accounts_app
+from tests.support.mfa import ORIGIN, make_factors
 from tests.support.webauthn_authenticator import SoftAuthenticator
 
 pytestmark = pytest.mark.anyio
 
 PASSWORD = "violet-kettle-harbour-17"
-ORIGIN = "https://example.com"
-
-
-def make_factors(mfa_store: Any, clock: FakeClock, *, passkeys: bool = True) -> SecondFactors:
-    attempts = AttemptLimit(mfa_store, max_failures=5, window=300)
-    return SecondFactors(
-        MemoryAuthenticatorStore(),
-        totp=TOTP(
-            box=SecretBox([SecretBox.generate_key()]),
-            used_codes=mfa_store,
-            issuer="Example",
-            attempts=attempts,
-            clock=clock,
-        ),
-        challenges=MFAChallenges(mfa_store, clock=clock),
-        passkeys=Passkeys(
-            rp_id="example.com",
-            rp_name="Example",
-            origins=[ORIGIN],
-            challenges=mfa_store,
-            clock=clock,
-        )
-        if passkeys
-        else None,
-    )
 
 
 @pytest.fixture

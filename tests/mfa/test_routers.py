@@ -13,8 +13,8 @@ from fastapi_secure.errors import ConfigurationError
 from fastapi_secure.mfa.routers import mfa_login_router, mfa_router, require_step_up
 from fastapi_secure.mfa.stores import MemoryMFAStore
 from fastapi_secure.testing import FakeClock, totp_code
-from tests.mfa.test_factors import make_factors
 from tests.support.accounts import ORIGIN, AccountsApp, build_accounts_app
+from tests.support.mfa import make_factors
 
 pytestmark = pytest.mark.anyio
 
