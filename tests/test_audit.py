@@ -365,6 +365,7 @@ def test_the_reference_api_passes_its_own_audit(
         "/auth/mfa/verify",
         "/auth/passkey/options",
         "/auth/passkey/verify",
+        "/demo/passkeys",
         "/health",
         "/.well-known/jwks.json",
     }

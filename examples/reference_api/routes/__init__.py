@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from examples.reference_api.deps import Components
 
-from . import admin, auth, meta, mfa, realtime, users
+from . import admin, auth, demo, meta, mfa, realtime, users
 
 __all__ = ["routers"]
 
@@ -20,4 +20,5 @@ def routers(c: Components) -> list[APIRouter]:
         admin.router(c),
         meta.router(c),
         realtime.router(c),
+        demo.router(c),
     ]
