@@ -8,16 +8,17 @@ from pathlib import Path
 
 import anyio
 import pytest
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserStore
-from fastapi_secure.errors import ConfigurationError
+from fastapi_secure.errors import ConfigurationError, ConflictError
 from fastapi_secure.mfa import PasskeyCredential, RecoveryCodes, TOTPAuthenticator
 from fastapi_secure.mfa.authenticators import (
     AuthenticatorStore,
     MemoryAuthenticatorStore,
     PasskeyExistsError,
 )
-from fastapi_secure.mfa.sqlalchemy import SQLAlchemyAuthenticatorStore
+from fastapi_secure.mfa.sqlalchemy import SQLAlchemyAuthenticatorStore, SQLAlchemyTOTPMixin
 from tests.conftest import fresh_postgres_database
 from tests.support.accounts import AppUser, sql_database
 from tests.support.mfa_models import AppPasskey, AppRecoveryCode, authenticator_store
@@ -206,3 +207,72 @@ def test_reprs_show_no_secret() -> None:
     assert "cose" not in repr(_passkey("u"))
     assert "ciphertext" not in repr(_totp("u"))
     assert repr(AppPasskey(name="n")) == "AppPasskey(name='n')"
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "9" * 30])
+async def test_sql_writes_for_malformed_ids_are_configuration_errors(
+    tmp_path: Path, bad: str
+) -> None:
+    async with sql_database(f"sqlite+aiosqlite:///{tmp_path / 'mfa.db'}") as db:
+        store = authenticator_store(db.transaction)
+        with pytest.raises(ConfigurationError):
+            await store.save_totp(_totp(bad))
+        with pytest.raises(ConfigurationError):
+            await store.replace(bad, ["a" * 64])
+        with pytest.raises(ConfigurationError):
+            await store.add_passkey(_passkey(bad))
+        assert not await store.confirm_totp(_totp(bad))
+
+
+@pytest.mark.postgres
+async def test_writes_for_a_deleted_account_are_409_not_500() -> None:
+    async with fresh_postgres_database() as url, sql_database(url) as db:
+        store = authenticator_store(db.transaction)
+        gone = "424242"  # a well-formed id without a row: a token that outlived its account
+        for write in (
+            store.save_totp(_totp(gone)),
+            store.replace(gone, ["a" * 64]),
+            store.add_passkey(_passkey(gone)),
+        ):
+            with pytest.raises(ConflictError) as refused:
+                await write
+            assert refused.value.message == "the account no longer exists"
+
+
+async def test_concurrent_enrolments_leave_one_pending(world: World) -> None:
+    outcomes: list[str] = []
+
+    async def enrol(n: int) -> None:
+        try:
+            await world.store.save_totp(_totp(world.alice, f"secret-{n}"))
+            outcomes.append("saved")
+        except ConflictError:
+            outcomes.append("conflict")
+
+    async with anyio.create_task_group() as group:
+        for n in range(6):
+            group.start_soon(enrol, n)
+    assert "saved" in outcomes
+    stored = await world.store.get_totp(world.alice)
+    assert stored is not None
+    assert stored.encrypted_secret.startswith("secret-")
+
+
+class Other(DeclarativeBase):
+    pass
+
+
+class NoUser(SQLAlchemyTOTPMixin, Other):
+    __tablename__ = "no_user"
+    id: Mapped[int] = mapped_column(primary_key=True)
+
+
+def test_the_sql_store_needs_user_id_columns() -> None:
+    with pytest.raises(ConfigurationError, match="user_id"):
+        SQLAlchemyAuthenticatorStore(
+            totp=NoUser,
+            recovery_codes=AppRecoveryCode,
+            passkeys=AppPasskey,
+            sessions=None,  # type: ignore[arg-type]
+        )
+    assert repr(NoUser()) == "NoUser(confirmed=False)"

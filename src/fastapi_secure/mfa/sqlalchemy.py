@@ -125,6 +125,14 @@ def _seconds(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
 
+def _refusal(exc: IntegrityError, taken: ConflictError) -> ConflictError:
+    """What an insert's integrity error means: ``taken`` for a unique key, else the
+    account is gone (a foreign-key violation: a token outlived its account)."""
+    if is_unique_violation(exc):
+        return taken
+    return ConflictError("the account no longer exists", reason="foreign key violation")
+
+
 def _rows(result: Any) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
 
@@ -213,9 +221,7 @@ class SQLAlchemyAuthenticatorStore:
                     )
                 )
         except IntegrityError as exc:
-            if is_unique_violation(exc):
-                raise ConflictError(reason="concurrent TOTP enrolment") from None
-            raise
+            raise _refusal(exc, ConflictError(reason="concurrent TOTP enrolment")) from None
 
     async def confirm_totp(self, authenticator: TOTPAuthenticator) -> bool:
         key = self._key(authenticator.user_id)
@@ -252,9 +258,12 @@ class SQLAlchemyAuthenticatorStore:
         if key is None:
             raise ConfigurationError("not a user id of this store")
         model = self._codes
-        async with self._sessions() as session:
-            await session.execute(sa.delete(model).where(model.user_id == key))
-            session.add_all([model(user_id=key, digest=digest) for digest in set(digests)])
+        try:
+            async with self._sessions() as session:
+                await session.execute(sa.delete(model).where(model.user_id == key))
+                session.add_all([model(user_id=key, digest=digest) for digest in set(digests)])
+        except IntegrityError as exc:
+            raise _refusal(exc, ConflictError(reason="concurrent replacement")) from None
 
     async def consume(self, user_key: str, digest: str) -> bool:
         key = self._key(user_key)
@@ -339,9 +348,7 @@ class SQLAlchemyAuthenticatorStore:
                     )
                 )
         except IntegrityError as exc:
-            if is_unique_violation(exc):
-                raise PasskeyExistsError(reason="credential id taken") from None
-            raise
+            raise _refusal(exc, PasskeyExistsError(reason="credential id taken")) from None
 
     async def record_passkey_use(self, credential: PasskeyCredential) -> bool:
         model = self._passkeys
