@@ -7,10 +7,20 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
 from fastapi_secure.audit import audit
 from fastapi_secure.errors import ConfigurationError
-from fastapi_secure.mfa.routers import mfa_login_router, mfa_router, require_step_up
+from fastapi_secure.mfa.routers import (
+    MFACodeIn,
+    MFARecoveryCodeIn,
+    _credential_id,
+    mfa_login_router,
+    mfa_router,
+    require_step_up,
+)
 from fastapi_secure.mfa.stores import MemoryMFAStore
 from fastapi_secure.testing import FakeClock, totp_code
 from tests.support.accounts import ORIGIN, AccountsApp, build_accounts_app
@@ -176,3 +186,24 @@ def test_an_app_without_the_login_router_still_builds(fake_clock: FakeClock) -> 
     world = build_accounts_app(fake_clock)
     app.include_router(mfa_router(factors, world.transport, prefix="/me"))
     assert "/me/mfa/totp" in app.openapi()["paths"]
+
+
+@given(
+    st.text(
+        alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", max_size=1400
+    )
+)
+def test_any_credential_id_in_a_path_decodes_or_is_none(text: str) -> None:
+    decoded = _credential_id(text)
+    assert decoded is None or isinstance(decoded, bytes)
+
+
+@given(st.dictionaries(st.sampled_from(["mfa_token", "code", "recovery_code", "x"]), st.text()))
+def test_second_step_bodies_parse_into_one_factor_or_are_refused(body: dict[str, str]) -> None:
+    adapter = TypeAdapter(MFACodeIn | MFARecoveryCodeIn)
+    try:
+        parsed = adapter.validate_python(body)
+    except ValidationError:
+        return
+    assert parsed.mfa_token == body["mfa_token"]
+    assert ("code" in body) != ("recovery_code" in body)
