@@ -371,6 +371,22 @@ def test_the_reference_api_passes_its_own_audit(
     }
 
 
+@pytest.mark.parametrize("transport", ["bearer", "cookie"])
+def test_the_reference_api_with_oidc_providers_passes_its_own_audit(
+    reference_settings: AppSettings, transport: str
+) -> None:
+    providers = {"corp": {"issuer": "https://sso.example.com", "client_id": "api"}}
+    settings = reference_settings.model_copy(
+        update={"auth_transport": transport, "oidc_providers": SecretStr(json.dumps(providers))}
+    )
+    report = audit(create_app(settings))
+    assert report.ok, report.format_table()
+    public = {route.path for route in report.routes if route.public}
+    assert {"/auth/oidc/{provider}/login", "/auth/oidc/{provider}/callback"} <= public
+    protected = {route.path for route in report.routes if not route.public}
+    assert {"/users/me/identities", "/users/me/identities/{identity_id}"} <= protected
+
+
 def test_the_reference_api_with_docs_off_passes_in_production(
     reference_settings: AppSettings,
 ) -> None:

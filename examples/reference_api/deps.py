@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import logging
 import pathlib
 import secrets
@@ -31,10 +32,11 @@ from fastapi_secure import (
     token_store_from_url,
 )
 from fastapi_secure.accounts.action_tokens import ActionTokens, ActionTokenStore
+from fastapi_secure.accounts.identities import AccountIdentityLinker
 from fastapi_secure.accounts.lockout import Lockout, LockoutStore
 from fastapi_secure.accounts.mail import FileOutbox, LinkBuilder, MemoryOutbox
 from fastapi_secure.accounts.manager import AccountManager, user_grant_loader
-from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserStore
+from fastapi_secure.accounts.sqlalchemy import SQLAlchemyIdentityStore, SQLAlchemyUserStore
 from fastapi_secure.accounts.users import UserStore
 from fastapi_secure.apikeys import APIKey, APIKeyManager, api_key_store_from_url
 from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
@@ -51,16 +53,29 @@ from fastapi_secure.mfa import (
 from fastapi_secure.mfa.factors import SecondFactors
 from fastapi_secure.mfa.sqlalchemy import SQLAlchemyAuthenticatorStore
 from fastapi_secure.mfa.stores import MFAStore, mfa_store_from_url
+from fastapi_secure.oidc.login import OIDCLogin, OIDCProvider
 from fastapi_secure.tokens.issuer import Grant
 from fastapi_secure.tokens.stores import TokenStore
 
-from .models import MFATOTP, MFAPasskey, MFARecoveryCode, User
+from .models import MFATOTP, Identity, MFAPasskey, MFARecoveryCode, User
 from .schemas import POLICY
 from .settings import AppSettings
 
-__all__ = ["Components", "build_components", "user_id"]
+__all__ = ["Components", "OIDCSetup", "build_components", "user_id"]
 
 logger = logging.getLogger("reference_api")
+
+
+@dataclass
+class OIDCSetup:
+    """Sign-in with OpenID providers (only when ``OIDC_PROVIDERS`` is set)."""
+
+    login: OIDCLogin
+    """The providers, the state cookie, the code exchange and the ID token checks."""
+    linker: AccountIdentityLinker
+    """Finds, links or creates the account of an identity; lists and unlinks them."""
+    link_by_email: dict[str, bool]
+    """Per provider: may a verified email link to an existing account (default no)."""
 
 
 @dataclass
@@ -92,6 +107,8 @@ class Components:
     short-lived state (replay guard, attempts, MFA tokens, challenges) in ``mfa_store``."""
     mfa_store: MFAStore
     redis_ping: Callable[[], Awaitable[bool]] | None = None
+    oidc: OIDCSetup | None = None
+    """Sign-in with OpenID providers; None when ``OIDC_PROVIDERS`` is unset."""
 
 
 def user_id(subject: str) -> int:
@@ -231,6 +248,47 @@ def _token_or_key(transport: BearerAuth | CookieAuth, api_key: APIKeyAuth) -> Fi
     return either
 
 
+def _state_secret(settings: AppSettings) -> bytes:
+    if settings.secret_key is None:
+        logger.warning(
+            "no SECRET_KEY: using a random OIDC state secret; a sign-in started on one "
+            "worker process cannot finish on another"
+        )
+        return secrets.token_bytes(32)
+    # A key of its own, derived from SECRET_KEY: the CSRF tokens use SECRET_KEY as is.
+    secret = settings.secret_key.get_secret_value().encode()
+    return hmac.new(secret, b"reference-api/oidc-state", hashlib.sha256).digest()
+
+
+def _oidc(settings: AppSettings, db: Database, users: UserStore, clock: Any) -> OIDCSetup | None:
+    configured = settings.providers()
+    if not configured:
+        return None
+    base = settings.public_base_url.rstrip("/")
+    providers = [
+        OIDCProvider(
+            name=entry.name,
+            issuer=entry.issuer,
+            client_id=entry.client_id,
+            client_secret=entry.client_secret,
+            # Registered at the provider; built from configuration, never from the request.
+            redirect_uri=f"{base}/auth/oidc/{entry.name}/callback",
+            scopes=entry.scopes,
+            allow_insecure_loopback=entry.allow_insecure_loopback,
+        )
+        for entry in configured
+    ]
+    return OIDCSetup(
+        login=OIDCLogin(
+            providers, state_secret=_state_secret(settings), secure=settings.cookie_secure
+        ),
+        linker=AccountIdentityLinker(
+            users, SQLAlchemyIdentityStore(Identity, db.transaction, clock=clock)
+        ),
+        link_by_email={entry.name: entry.allow_link_by_email for entry in configured},
+    )
+
+
 def build_components(settings: AppSettings, *, clock: Clock = system_clock) -> Components:
     """Build every component the settings describe (no I/O: connections open lazily).
 
@@ -318,4 +376,5 @@ def build_components(settings: AppSettings, *, clock: Clock = system_clock) -> C
         factors=factors,
         mfa_store=mfa_store,
         redis_ping=_redis_ping(store) if redis_url else None,
+        oidc=_oidc(settings, db, users, issuer.clock),
     )

@@ -59,6 +59,9 @@ def create_app(
             yield
         finally:
             await c.limiter.aclose()
+            if c.oidc is not None:
+                for provider in c.oidc.login.providers.values():
+                    await provider.key_set.aclose()
             await c.api_keys.store.aclose()
             await c.mfa_store.aclose()
             await c.issuer.store.aclose()

@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 models of the reference API: its users and their second factors.
+"""SQLAlchemy 2 models of the reference API: its users, their outside identities and
+their second factors.
 
 The account columns (normalized email and username keys under unique
 constraints, password hash, email verified, roles, security stamp) come from
@@ -18,14 +19,18 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserMixin, UTCDateTime
+from fastapi_secure.accounts.sqlalchemy import (
+    SQLAlchemyIdentityMixin,
+    SQLAlchemyUserMixin,
+    UTCDateTime,
+)
 from fastapi_secure.mfa.sqlalchemy import (
     SQLAlchemyPasskeyMixin,
     SQLAlchemyRecoveryCodeMixin,
     SQLAlchemyTOTPMixin,
 )
 
-__all__ = ["MFATOTP", "Base", "MFAPasskey", "MFARecoveryCode", "UTCDateTime", "User"]
+__all__ = ["MFATOTP", "Base", "Identity", "MFAPasskey", "MFARecoveryCode", "UTCDateTime", "User"]
 
 
 def utcnow() -> datetime:
@@ -79,4 +84,13 @@ class MFAPasskey(SQLAlchemyPasskeyMixin, Base):
 
     __tablename__ = "mfa_passkeys"
 
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+
+
+class Identity(SQLAlchemyIdentityMixin, Base):
+    """An identity at an OpenID provider linked to a user; ``(issuer, subject)`` unique."""
+
+    __tablename__ = "identities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)

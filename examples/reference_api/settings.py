@@ -8,7 +8,10 @@ wildcard CORS origin and exposed docs.
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -18,6 +21,82 @@ from fastapi_secure import (
     SecuritySettings,
 )
 from fastapi_secure.tokens.keys import SUPPORTED_ALGORITHMS, SYMMETRIC_ALGORITHMS
+
+_PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_PROVIDER_KEYS = {
+    "issuer",
+    "client_id",
+    "client_secret",
+    "scopes",
+    "allow_link_by_email",
+    "allow_insecure_loopback",
+}
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """One entry of ``OIDC_PROVIDERS``."""
+
+    name: str
+    issuer: str
+    client_id: str
+    client_secret: str | None
+    scopes: tuple[str, ...]
+    allow_link_by_email: bool
+    allow_insecure_loopback: bool
+
+    def __repr__(self) -> str:
+        return f"ProviderSettings(name={self.name!r}, issuer={self.issuer!r})"
+
+
+def parse_oidc_providers(text: str) -> list[ProviderSettings]:
+    """``OIDC_PROVIDERS``: a JSON object, provider name -> its settings.
+
+    ``{"keycloak": {"issuer": "...", "client_id": "...", "client_secret": "...",
+    "scopes": ["openid", "email"], "allow_link_by_email": false}}``
+    """
+    try:
+        data: Any = json.loads(text)
+    except ValueError:
+        raise ConfigurationError("OIDC_PROVIDERS is not valid JSON") from None
+    if not isinstance(data, dict) or not data:
+        raise ConfigurationError("OIDC_PROVIDERS must be a JSON object: name -> settings")
+    providers = []
+    for name, entry in data.items():
+        if not _PROVIDER_NAME.fullmatch(name):
+            raise ConfigurationError(f"OIDC provider name {name!r}: 1-32 of a-z, 0-9, '-', '_'")
+        if not isinstance(entry, dict) or not {"issuer", "client_id"} <= entry.keys():
+            raise ConfigurationError(f"OIDC provider {name!r} needs issuer and client_id")
+        unknown = set(entry) - _PROVIDER_KEYS
+        if unknown:
+            raise ConfigurationError(f"OIDC provider {name!r}: unknown keys {sorted(unknown)}")
+        scopes = entry.get("scopes", ["openid", "email", "profile"])
+        if isinstance(scopes, str):
+            scopes = scopes.split()
+        flags = [
+            entry.get(key, False) for key in ("allow_link_by_email", "allow_insecure_loopback")
+        ]
+        secret = entry.get("client_secret")
+        if (
+            not all(isinstance(entry[key], str) for key in ("issuer", "client_id"))
+            or not isinstance(scopes, list)
+            or not all(isinstance(scope, str) for scope in scopes)
+            or not all(isinstance(flag, bool) for flag in flags)
+            or not (secret is None or isinstance(secret, str))
+        ):
+            raise ConfigurationError(f"OIDC provider {name!r}: a setting has the wrong type")
+        providers.append(
+            ProviderSettings(
+                name=name,
+                issuer=entry["issuer"],
+                client_id=entry["client_id"],
+                client_secret=secret,
+                scopes=tuple(scopes),
+                allow_link_by_email=flags[0],
+                allow_insecure_loopback=flags[1],
+            )
+        )
+    return providers
 
 
 class AppSettings(SecuritySettings):
@@ -95,6 +174,11 @@ class AppSettings(SecuritySettings):
         description="seconds a login stays recent enough for sensitive routes (password "
         "change, removing a factor, API keys)",
     )
+    oidc_providers: SecretStr | None = Field(
+        default=None,
+        description="sign-in with OpenID providers, JSON: name -> {issuer, client_id, "
+        "client_secret, scopes, allow_link_by_email}; nothing OIDC is mounted when unset",
+    )
     max_body_bytes: int = 64 * 1024
     admin_email: str | None = None
     admin_username: str = "admin"
@@ -112,7 +196,16 @@ class AppSettings(SecuritySettings):
             problems.append("PASSWORD_HASH_PROFILE=test_only_fast is for tests only")
         if not self.cookie_secure:
             problems.append("COOKIE_SECURE is false")
+        for provider in self.providers():
+            if provider.allow_insecure_loopback:
+                problems.append(f"OIDC provider {provider.name!r} allows plain http")
         return problems
+
+    def providers(self) -> list[ProviderSettings]:
+        """The OIDC providers of ``OIDC_PROVIDERS`` (none when unset)."""
+        if self.oidc_providers is None:
+            return []
+        return parse_oidc_providers(self.oidc_providers.get_secret_value())
 
     @model_validator(mode="after")
     def _check_example(self) -> AppSettings:
@@ -124,6 +217,7 @@ class AppSettings(SecuritySettings):
             raise ConfigurationError(
                 "SIGNING_KEY_SECRET goes with SIGNING_KEY_ALGORITHM=HS256/HS384/HS512, and only"
             )
+        self.providers()  # refuse malformed OIDC_PROVIDERS at startup
         if self.environment == "production":
             problems = self.production_problems()
             if problems:

@@ -44,7 +44,9 @@ from fastapi_secure.tokens.claims import AccessClaims
 __all__ = [
     "BEARER_SUBPROTOCOL",
     "DEFAULT_RECHECK_INTERVAL",
+    "WS_INVALID_PAYLOAD",
     "WS_POLICY_VIOLATION",
+    "WS_UNSUPPORTED_DATA",
     "ConnectionGuard",
     "MessageLimit",
     "accept",
@@ -57,6 +59,11 @@ logger = logging.getLogger("fastapi_secure.websocket")
 DEFAULT_RECHECK_INTERVAL = 30.0
 """Seconds between two verifications of a connection's token: the longest a
 revoked token keeps its connection open."""
+
+WS_UNSUPPORTED_DATA = 1003
+"""Close code of a frame of the wrong kind (binary for text or the reverse; RFC 6455, 7.4.1)."""
+WS_INVALID_PAYLOAD = 1007
+"""Close code of a text frame that is not the JSON document ``iter_json`` expects."""
 
 OnLimit = Literal["close", "error"]
 
@@ -253,6 +260,12 @@ class MessageLimit:
     ``on_limit="error"`` sends the error frame
     ``{"error": {"code": "rate_limited", "message": ..., "retry_after": s}}``,
     drops the message and keeps the connection.
+
+    The ``iter_*`` loops end the connection themselves when the client sends
+    what they cannot take, instead of letting the error escape the route: a
+    frame of the other kind (binary to ``iter_text``/``iter_json``, text to
+    ``iter_bytes``) closes with 1003, a text frame that is not JSON (or is
+    nested too deep to parse) to ``iter_json`` with 1007.
     """
 
     def __init__(
@@ -346,7 +359,23 @@ class MessageLimit:
                 message = await receive()
             except WebSocketDisconnect:
                 return
+            except KeyError:
+                # A binary frame where text was expected or the reverse: Starlette
+                # finds no "text" (or "bytes") in the message.
+                await _close_for_data(websocket, WS_UNSUPPORTED_DATA, f"not a {kind} frame")
+                return
+            except (ValueError, RecursionError):
+                # iter_json: not JSON, or nested deeper than the parser goes.
+                await _close_for_data(websocket, WS_INVALID_PAYLOAD, "message is not JSON")
+                return
             if await self.allow(websocket, key):
                 yield message
             elif self.on_limit == "close":
                 return
+
+
+async def _close_for_data(websocket: WebSocket, code: int, reason: str) -> None:
+    """End a connection whose client sent what the receive loop cannot take."""
+    logger.info("WebSocket connection ended (%d): %s", code, reason)
+    with contextlib.suppress(Exception):
+        await websocket.close(code=code)

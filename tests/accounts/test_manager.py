@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import httpx
@@ -16,6 +17,7 @@ from fastapi_secure.accounts.manager import (
     user_grant_loader,
 )
 from fastapi_secure.accounts.routers import auth_router, sessions_router
+from fastapi_secure.accounts.users import MemoryUserStore, UserRecord
 from fastapi_secure.auth.bearer import BearerAuth
 from fastapi_secure.clientip import TrustedProxies
 from fastapi_secure.errors import ConfigurationError, RevokedTokenError
@@ -23,11 +25,18 @@ from fastapi_secure.passwords.hasher import PasswordHasher
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import TokenPair
 from fastapi_secure.tokens.stores.memory import MemoryTokenStore
-from tests.support.accounts import ORIGIN, build_accounts_app
+from tests.support.accounts import ORIGIN, AccountsApp, build_accounts_app, token_from
 
 pytestmark = pytest.mark.anyio
 
 PASSWORD = "correct horse battery staple"
+
+
+async def password_login(manager: AccountManager, name: str) -> TokenPair:
+    """A login of an account without a second factor: always a token pair."""
+    pair = await manager.login(name, PASSWORD)
+    assert isinstance(pair, TokenPair)
+    return pair
 
 
 async def test_configuration_is_checked(fake_clock: FakeClock) -> None:
@@ -247,3 +256,106 @@ async def test_every_failed_login_spends_one_verification(
         await manager.authenticate(name, password)
     assert hasher.verifications == 1
     assert caught.value.message == "incorrect login name or password"
+
+
+class PausingUserStore(MemoryUserStore):
+    """A user store that can hold one lookup until the test lets it go, to run
+    another flow in the middle of a login."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.pause_in: str | None = None
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def _maybe_pause(self, method: str) -> None:
+        if self.pause_in == method:
+            self.pause_in = None
+            self.reached.set()
+            await self.release.wait()
+
+    async def find_by_login(self, login_name: str) -> UserRecord | None:
+        found = await super().find_by_login(login_name)
+        await self._maybe_pause("find_by_login")
+        return found
+
+    async def get(self, user_id: str) -> UserRecord | None:
+        await self._maybe_pause("get:before")
+        found = await super().get(user_id)
+        await self._maybe_pause("get:after")
+        return found
+
+
+async def _login_racing(
+    world: AccountsApp, users: PausingUserStore, pause_in: str, change: str
+) -> tuple[BaseException | TokenPair, str]:
+    """Start a login, pause it in ``pause_in``, run ``change`` (a password change
+    from another session, or a reset) to the end, then let the login finish."""
+    user = await world.manager.register("race@x.io", PASSWORD)
+    other = await password_login(world.manager, "race@x.io")
+    users.pause_in = pause_in
+    login = asyncio.ensure_future(password_login(world.manager, "race@x.io"))
+    await asyncio.wait_for(users.reached.wait(), 5)
+    if change == "change":
+        await world.manager.change_password(
+            user.id, PASSWORD, "a brand new passphrase", session_id=other.session_id
+        )
+    else:
+        await world.manager.request_password_reset("race@x.io")
+        token = token_from(world.outbox.to("race@x.io")[-1])
+        await world.manager.confirm_password_reset(token, "a brand new passphrase")
+    users.release.set()
+    try:
+        outcome: BaseException | TokenPair = await login
+    except InvalidCredentialsError as refused:
+        outcome = refused
+    return outcome, user.id
+
+
+@pytest.mark.parametrize("pause_in", ["find_by_login", "get:before"])
+@pytest.mark.parametrize("change", ["change", "reset"])
+async def test_a_login_racing_a_password_change_is_refused(
+    fake_clock: FakeClock, pause_in: str, change: str
+) -> None:
+    """The login checked the old password (paused after reading the account, or
+    after storing its session); the change ran to the end meanwhile. The login
+    is refused and leaves no session behind."""
+    users = PausingUserStore(fake_clock)
+    world = build_accounts_app(fake_clock, users=users)
+    outcome, subject = await _login_racing(world, users, pause_in, change)
+    assert isinstance(outcome, InvalidCredentialsError)
+    assert world.manager.sessions is not None
+    live = await world.manager.sessions.list_sessions(subject)
+    assert len(live) == (1 if change == "change" else 0)
+
+
+@pytest.mark.parametrize("change", ["change", "reset"])
+async def test_a_login_that_read_the_account_before_the_change_is_ended_by_it(
+    fake_clock: FakeClock, change: str
+) -> None:
+    """Paused after its last read of the account: the change came later and its
+    revocation step ends the session the login had already stored."""
+    users = PausingUserStore(fake_clock)
+    world = build_accounts_app(fake_clock, users=users)
+    outcome, _ = await _login_racing(world, users, "get:after", change)
+    assert isinstance(outcome, TokenPair)
+    with pytest.raises(RevokedTokenError):
+        await world.issuer.verify_access(outcome.access_token)
+    with pytest.raises(RevokedTokenError):
+        await world.manager.refresh(outcome.refresh_token)
+
+
+async def test_a_login_that_finishes_before_the_change_is_ended_by_it(
+    fake_clock: FakeClock,
+) -> None:
+    """The other order: the login's session exists before the change, which ends it."""
+    world = build_accounts_app(fake_clock)
+    user = await world.manager.register("order@x.io", PASSWORD)
+    changer = await password_login(world.manager, "order@x.io")
+    earlier = await password_login(world.manager, "order@x.io")
+    await world.manager.change_password(
+        user.id, PASSWORD, "a brand new passphrase", session_id=changer.session_id
+    )
+    with pytest.raises(RevokedTokenError):
+        await world.manager.refresh(earlier.refresh_token)
+    assert (await world.manager.refresh(changer.refresh_token)).access_token

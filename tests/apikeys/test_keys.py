@@ -103,7 +103,7 @@ async def test_create_returns_the_key_once_and_stores_only_a_digest(
     assert stored is not None
     expected = hmac.new(
         PEPPER.encode(),
-        b"fastapi-secure/api-key/v1\x00" + record.id.encode() + b"\x00" + secret.encode(),
+        b"fastapi-secure/api-key/v1\x00fsk_\x00" + record.id.encode() + b"\x00" + secret.encode(),
         hashlib.sha256,
     ).hexdigest()
     assert stored.secret_digest == expected
@@ -133,7 +133,7 @@ async def test_without_a_pepper_digests_are_plain_sha256(
     key_id, secret = created.key.split("_")[1:]
     stored = await store.get(key_id)
     assert stored is not None
-    message = b"fastapi-secure/api-key/v1\x00" + key_id.encode() + b"\x00" + secret.encode()
+    message = b"fastapi-secure/api-key/v1\x00fsk_\x00" + key_id.encode() + b"\x00" + secret.encode()
     assert stored.secret_digest == hashlib.sha256(message).hexdigest()
     assert (await manager.verify(created.key)).id == key_id
 
@@ -153,7 +153,10 @@ async def test_a_digest_written_into_the_store_does_not_mint_a_key(
     forged_secret = "F" * 43
     forged_id = "FFFFFFFFFFFF"
     message = (
-        b"fastapi-secure/api-key/v1\x00" + forged_id.encode() + b"\x00" + forged_secret.encode()
+        b"fastapi-secure/api-key/v1\x00fsk_\x00"
+        + forged_id.encode()
+        + b"\x00"
+        + forged_secret.encode()
     )
     planted = StoredAPIKey(
         record=APIKey(id=forged_id, subject="alice", name="planted", roles=("admin",)),
@@ -335,6 +338,47 @@ async def test_a_key_of_another_prefix_is_refused(
     assert await refused(ours, "abc_" + created.key[len("acme_") :]) == (
         "malformed API key (prefix)"
     )
+
+
+async def test_a_key_of_another_manager_on_the_same_store_does_not_pass_with_its_prefix_swapped(
+    store: CountingStore, fake_clock: FakeClock
+) -> None:
+    # Sandbox and live keys of one app, in one table, with one pepper: a sandbox
+    # key whose prefix is rewritten must not become a live key.
+    sandbox = APIKeyManager(store, prefix="acmetest_", pepper=PEPPER, clock=fake_clock)
+    live = APIKeyManager(store, prefix="acmelive_", pepper=PEPPER, clock=fake_clock)
+    created = await sandbox.create("alice", name="sandbox", scopes=["charges"])
+    swapped = "acmelive_" + created.key[len("acmetest_") :]
+    assert live.looks_like_key(swapped)
+    assert await refused(live, swapped) == "wrong API key secret"
+    assert (await sandbox.verify(created.key)).id == created.record.id
+    made_live = await live.create("alice", name="live")
+    assert (await live.verify(made_live.key)).id == made_live.record.id
+    assert await refused(sandbox, "acmetest_" + made_live.key[len("acmelive_") :]) == (
+        "wrong API key secret"
+    )
+
+
+# Characters that look like (or normalize to) the ASCII letters and digits of a key.
+LOOK_ALIKES = (
+    "\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422"
+    "\u0425\u0430\u0435\u043e\u0440\u0441\u0445\u0391\u0392\u0395"
+    "\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a7"
+    "\uff10\uff11\uff21\uff41\u212a\u017f\u0131\u0660\u06f0\u0966"
+    "\u1d00\u24b6\U0001d400"
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(position=st.integers(min_value=0, max_value=59), look_alike=st.sampled_from(LOOK_ALIKES))
+async def test_a_key_with_one_character_swapped_for_a_look_alike_is_malformed(
+    manager: CountingManager, store: CountingStore, position: int, look_alike: str
+) -> None:
+    key = "fsk_AAAAAAAAAAAA_" + "B" * 43
+    forged = key[:position] + look_alike + key[position + 1 :]
+    before = store.gets
+    assert (await refused(manager, forged)).startswith("malformed")
+    assert store.gets == before  # refused before any lookup
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -22,14 +22,16 @@ from examples.reference_api.migrate import (
     aupgrade_to_head,
     upgrade_to_head,
 )
-from examples.reference_api.models import Base, User, UTCDateTime
+from examples.reference_api.models import Base, Identity, User, UTCDateTime
 
 from fastapi_secure.accounts.errors import UserExistsError
-from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserStore
+from fastapi_secure.accounts.identities import AccountIdentityLinker
+from fastapi_secure.accounts.sqlalchemy import SQLAlchemyIdentityStore, SQLAlchemyUserStore
 from fastapi_secure.db import Database
+from fastapi_secure.oidc.linking import OIDCIdentity
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_TABLES = {"users", "mfa_totp", "mfa_recovery_codes", "mfa_passkeys"}
+APP_TABLES = {"users", "identities", "mfa_totp", "mfa_recovery_codes", "mfa_passkeys"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -64,8 +66,8 @@ async def _version(url: str) -> list[str]:
 
 def test_revisions_form_a_single_line() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0003"]
-    assert [rev.revision for rev in script.walk_revisions()] == ["0003", "0002", "0001"]
+    assert script.get_heads() == ["0004"]
+    assert [rev.revision for rev in script.walk_revisions()] == ["0004", "0003", "0002", "0001"]
 
 
 @pytest.mark.anyio
@@ -74,10 +76,10 @@ async def test_upgrade_head_creates_the_tables_and_downgrade_base_drops_them(db_
     # The sync entry point is what the run command calls (outside any event loop).
     await anyio.to_thread.run_sync(upgrade_to_head, db_url)
     assert await _tables(db_url) == APP_TABLES | {"alembic_version"}
-    assert await _version(db_url) == ["0003"]
+    assert await _version(db_url) == ["0004"]
 
     await aupgrade_to_head(db_url)  # a second run changes nothing
-    assert await _version(db_url) == ["0003"]
+    assert await _version(db_url) == ["0004"]
 
     await adowngrade_to_base(db_url)
     assert await _tables(db_url) == {"alembic_version"}
@@ -182,5 +184,37 @@ def test_alembic_command_line_uses_database_url(tmp_path: Path) -> None:
             check=True,
             timeout=60,
         )
-    assert "0003 (head)" in result.stdout
+    assert "0004 (head)" in result.stdout
     assert (tmp_path / "cli.db").exists()
+
+
+@pytest.mark.anyio
+async def test_0004_keeps_one_link_per_identity_and_goes_back(db_url: str) -> None:
+    await aupgrade_to_head(db_url)
+    db = Database(db_url)
+    try:
+        users = SQLAlchemyUserStore(User, db.transaction)
+        linker = AccountIdentityLinker(users, SQLAlchemyIdentityStore(Identity, db.transaction))
+        alice, first = await linker.sign_in(
+            OIDCIdentity(
+                provider="idp",
+                issuer="https://idp.example",
+                subject="s",
+                email="a@x.io",
+                email_verified=True,  # an unverified email makes no account by default
+            )
+        )
+        other = await users.create(email="o@x.io", password_hash="h")
+        same = OIDCIdentity(provider="renamed", issuer="https://idp.example", subject="s")
+        assert (await linker.link(other.id, same)).id == first.linked.id
+        async with db.transaction() as session:
+            await session.execute(
+                sa.text("DELETE FROM users WHERE id = :id"), {"id": int(alice.id)}
+            )
+        assert await linker.find("https://idp.example", "s") is None  # removed with its user
+        await amigrate(db_url, "downgrade", "0003")
+        tables = await _tables(db_url)
+        assert "identities" not in tables
+        assert "mfa_totp" in tables  # 0003's tables stay
+    finally:
+        await db.dispose()

@@ -333,3 +333,18 @@ async def test_mfa_steps_need_second_factors(fake_clock: FakeClock) -> None:
         await manager.complete_mfa("mfa_x", FactorCheck(code="1"))
     with pytest.raises(ConfigurationError):
         await manager.login_with_passkey({})
+
+
+async def test_a_password_change_during_the_second_step_voids_it(
+    world: AccountsApp, fake_clock: FakeClock
+) -> None:
+    manager = world.manager
+    assert manager.mfa is not None
+    user = await world.users.find_by_email("ann@x.io")
+    assert user is not None
+    _, codes = await enrol(manager.mfa, fake_clock, user.id)
+    step = await manager.login("ann", PASSWORD)
+    assert isinstance(step, MFARequired)
+    await manager.change_password(user.id, PASSWORD, "a-brand-new-passphrase-9")
+    with pytest.raises(InvalidCredentialsError):
+        await manager.complete_mfa(step.mfa_token, FactorCheck(recovery_code=codes[0]))

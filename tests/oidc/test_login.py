@@ -22,6 +22,7 @@ from fastapi_secure.auth import BearerAuth
 from fastapi_secure.errors import ConfigurationError
 from fastapi_secure.oidc.errors import OIDCLoginError
 from fastapi_secure.oidc.linking import (
+    IdentityConflictError,
     IdentityLinker,
     MemoryIdentityLinker,
     OIDCIdentity,
@@ -380,6 +381,7 @@ def _unsigned(claims: dict[str, Any]) -> str:
         "iat-future",
         "iat-too-old",
         "no-sub",
+        "sub-over-255",
         "unknown-key",
         "alg-none",
         "access-token-type",
@@ -403,6 +405,7 @@ async def test_a_bad_id_token_or_token_answer_is_refused(
         "iat-future": {"id_token": id_token(crafted, nonce, iat=NOW + 61)},
         "iat-too-old": {"id_token": id_token(crafted, nonce, iat=NOW - 3600, exp=NOW + 60)},
         "no-sub": {"id_token": id_token(crafted, nonce, sub=None)},
+        "sub-over-255": {"id_token": id_token(crafted, nonce, sub="s" * 256)},
         "unknown-key": {"id_token": id_token(crafted, nonce, stranger)},
         "alg-none": {"id_token": _unsigned({"iss": crafted.issuer, "aud": "app", "nonce": nonce})},
         "access-token-type": {"id_token": id_token(crafted, nonce, typ="at+jwt")},
@@ -618,45 +621,47 @@ async def _ignore(identity: OIDCIdentity, request: Request) -> None:
 
 
 def identity(
-    subject: str, email: str | None, verified: bool, provider: str = "idp"
+    subject: str, email: str | None, verified: bool, issuer: str = "https://idp.example"
 ) -> OIDCIdentity:
-    return OIDCIdentity(provider=provider, subject=subject, email=email, email_verified=verified)
+    return OIDCIdentity(
+        provider="idp", issuer=issuer, subject=subject, email=email, email_verified=verified
+    )
 
 
 async def test_linking_by_verified_email_only_when_allowed() -> None:
     linker = MemoryIdentityLinker()
     assert isinstance(linker, IdentityLinker)
     owner = linker.add_user("Alice@Example.test")
-    unverified = await link_identity(
-        linker, identity("s1", "alice@example.test", False), link_by_email=True
-    )
-    assert unverified.how == "created"
-    assert unverified.user_id != owner
-    not_allowed = await link_identity(linker, identity("s2", "alice@example.test", True))
-    assert not_allowed.how == "created"
+    with pytest.raises(IdentityConflictError):
+        await link_identity(linker, identity("s1", "alice@example.test", False), link_by_email=True)
+    with pytest.raises(IdentityConflictError):
+        await link_identity(linker, identity("s2", "alice@example.test", True))
     allowed = await link_identity(
         linker, identity("s3", "alice@example.test", True), link_by_email=True
     )
     assert (allowed.user_id, allowed.how) == (owner, "email")
     again = await link_identity(linker, identity("s3", "changed@example.test", False))
     assert (again.user_id, again.how) == (owner, "linked")
-    same_sub_other_provider = await link_identity(
-        linker, identity("s3", None, False, provider="other")
+    same_sub_other_issuer = await link_identity(
+        linker, identity("s3", None, False, issuer="https://other.example")
     )
-    assert same_sub_other_provider.user_id != owner
+    assert same_sub_other_issuer.user_id != owner
+    assert same_sub_other_issuer.how == "created"
 
 
-async def test_identities_are_listed_and_unlinked() -> None:
+async def test_an_unverified_account_is_never_linked_by_email() -> None:
     linker = MemoryIdentityLinker()
-    result = await link_identity(linker, identity("s1", None, False))
-    again = await linker.link(result.user_id, identity("s1", None, False))
-    assert again == result.linked
-    listed = await linker.identities(result.user_id)
-    assert [linked.subject for linked in listed] == ["s1"]
-    assert not await linker.unlink("someone-else", listed[0].id)
-    assert await linker.unlink(result.user_id, listed[0].id)
-    assert not await linker.unlink(result.user_id, listed[0].id)
-    assert await linker.identities(result.user_id) == []
+    linker.add_user("alice@example.test", verified=False)
+    with pytest.raises(IdentityConflictError):
+        await link_identity(linker, identity("s1", "alice@example.test", True), link_by_email=True)
+
+
+async def test_a_link_raced_by_another_sign_in_answers_with_the_winner() -> None:
+    linker = MemoryIdentityLinker()
+    first = await link_identity(linker, identity("s1", "a@example.test", True))
+    again = await linker.link(linker.add_user("b@example.test"), identity("s1", None, False))
+    assert again == first.linked
+    assert [linked.subject for linked in await linker.identities(first.user_id)] == ["s1"]
 
 
 async def test_on_identity_may_answer_with_a_response_or_a_redirect(
@@ -704,3 +709,21 @@ async def test_on_identity_may_answer_with_a_response_or_a_redirect(
     # A public client: no client secret, PKCE only.
     assert b"client_secret" not in token_request(crafted)[1]
     await provider.key_set.aclose()
+
+
+async def test_a_refusal_by_the_app_keeps_its_status_and_clears_the_state_cookie(
+    site: Site, crafted: CraftedProvider
+) -> None:
+    site.linker.add_user("alice@example.test")  # taken; linking by email is off
+    state, nonce = await begin(site)
+    answer = await callback(
+        site,
+        crafted,
+        {"access_token": "a", "token_type": "Bearer", "id_token": id_token(crafted, nonce)},
+        state,
+    )
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["detail"]["code"] == "conflict"
+    assert "sign in with your password" in answer.json()["detail"]["message"]
+    assert "__Host-oidc_state=" in answer.headers["set-cookie"]
+    assert "Max-Age=0" in answer.headers["set-cookie"]

@@ -470,3 +470,19 @@ def test_unsafe_introspection_settings_are_refused(options: dict[str, Any]) -> N
     arguments.update(options)
     with pytest.raises(ConfigurationError):
         IntrospectionVerifier("https://idp.example.test/introspect", **arguments)
+
+
+async def test_fetchers_close_only_the_http_client_they_created(
+    provider: CraftedProvider, fake_clock: FakeClock
+) -> None:
+    async with introspection(provider, fake_clock) as verifier:
+        created = verifier.http_client
+        assert verifier.http_client is created
+    assert created.is_closed
+    given = httpx.AsyncClient()
+    async with RemoteKeySet(
+        provider.issuer, allow_insecure_loopback=True, http_client=given
+    ) as keys:
+        assert keys.http_client is given
+    assert not given.is_closed
+    await given.aclose()

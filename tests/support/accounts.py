@@ -17,7 +17,7 @@ from fastapi_secure.accounts.lockout import Lockout
 from fastapi_secure.accounts.mail import LinkBuilder, MailMessage, MemoryOutbox
 from fastapi_secure.accounts.manager import AccountManager, user_grant_loader
 from fastapi_secure.accounts.routers import account_router, auth_router, sessions_router
-from fastapi_secure.accounts.sqlalchemy import SQLAlchemyUserMixin
+from fastapi_secure.accounts.sqlalchemy import SQLAlchemyIdentityMixin, SQLAlchemyUserMixin
 from fastapi_secure.accounts.users import MemoryUserStore, UserStore
 from fastapi_secure.auth.bearer import BearerAuth
 from fastapi_secure.auth.cookie import CookieAuth
@@ -41,6 +41,17 @@ class AppUser(SQLAlchemyUserMixin, Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     display_name: Mapped[str] = mapped_column(sa.String(80), default="")
+
+
+class AppIdentity(SQLAlchemyIdentityMixin, Base):
+    """The application's table of identities linked to its users."""
+
+    __tablename__ = "app_identities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("app_users.id", ondelete="CASCADE"), index=True
+    )
 
 
 @asynccontextmanager

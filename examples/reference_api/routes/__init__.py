@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from examples.reference_api.deps import Components
 
-from . import admin, auth, demo, meta, mfa, realtime, users
+from . import admin, auth, demo, meta, mfa, oidc, realtime, users
 
 __all__ = ["routers"]
 
@@ -21,4 +21,5 @@ def routers(c: Components) -> list[APIRouter]:
         meta.router(c),
         realtime.router(c),
         demo.router(c),
+        *oidc.routers(c),
     ]

@@ -14,6 +14,7 @@ work in the background and answer the same whatever the address.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -96,6 +97,11 @@ class MFARequired:
     mfa_token: str = field(repr=False)
     methods: tuple[str, ...]
     expires_in: int
+
+
+def _stamp_digest(user: UserRecord) -> str:
+    # Carried in the MFA token's context (a store entry): a digest, not the stamp.
+    return hashlib.sha256(f"mfa-login\x00{user.security_stamp}".encode()).hexdigest()[:32]
 
 
 def user_grant_loader(users: UserStore) -> GrantLoader:
@@ -277,7 +283,8 @@ class AccountManager:
         :class:`MFARequired` when the account has a second factor (with ``mfa``)."""
         user = await self.authenticate(login_name, password, client_address=client_address)
         if self.mfa is not None:
-            challenge = await self.mfa.challenge(user.id, context={"login_name": login_name})
+            context = {"login_name": login_name, "stamp": _stamp_digest(user)}
+            challenge = await self.mfa.challenge(user.id, context=context)
             if challenge is not None:
                 return MFARequired(challenge.token, challenge.methods, challenge.expires_in)
         pair = await self.issuer.issue(user.id, roles=user.roles, fresh=True, amr=["pwd"])
@@ -285,6 +292,7 @@ class AccountManager:
             await self.sessions.start(
                 user.id, pair.session_id, user_agent=user_agent, client_address=client_address
             )
+        await self._end_if_changed_meanwhile(user, pair.session_id)
         await self.hooks.emit(
             AccountEvent.LOGIN_SUCCEEDED, subject=user.id, session_id=pair.session_id
         )
@@ -333,6 +341,9 @@ class AccountManager:
         if user is None or not user.is_active:
             raise InvalidCredentialsError(reason="account gone or inactive during the MFA step")
         if result.pending is not None:
+            # The password checked at the first step must still be the account's.
+            if result.pending.context.get("stamp") != _stamp_digest(user):
+                raise InvalidCredentialsError(reason="account changed during the MFA step")
             await self.lockout.success(name_of(result.pending))
         return await self._start_session(user, result.amr, user_agent, client_address)
 
@@ -364,10 +375,35 @@ class AccountManager:
             await self.sessions.start(
                 user.id, pair.session_id, user_agent=user_agent, client_address=client_address
             )
+        await self._end_if_changed_meanwhile(user, pair.session_id)
         await self.hooks.emit(
             AccountEvent.LOGIN_SUCCEEDED, subject=user.id, session_id=pair.session_id
         )
         return pair
+
+    async def _end_if_changed_meanwhile(self, user: UserRecord, session_id: str) -> None:
+        """Refuse a login whose password check raced a password change or reset.
+
+        The login read the account, verified the old password and stored its
+        session; the change may have run anywhere in between. Read the account
+        again now that the session is stored: if the stamp moved, the change
+        came first and this session must not live. If it did not move, the
+        change has not reached its revocation step yet, which will find this
+        session (``revoke_others`` lists it; ``revoke_subject`` covers it).
+        """
+        current = await self.users.get(user.id)
+        if (
+            current is not None
+            and current.is_active
+            and current.security_stamp == user.security_stamp
+        ):
+            return
+        if self.sessions is not None:
+            await self.sessions.revoke(
+                user.id, session_id, reason="password changed while logging in"
+            )
+        await self.issuer.revoke_family(session_id)
+        raise InvalidCredentialsError(reason="account changed while logging in")
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Rotate ``refresh_token``; the user's current roles go into the new pair.

@@ -10,7 +10,9 @@ either transport (:class:`~fastapi_secure.auth.bearer.BearerAuth` or
   ``/verify/confirm``, ``/password-reset/request``, ``/password-reset/confirm``
   and ``PATCH {me_prefix}/password`` (fresh token required);
 * :func:`sessions_router`: ``GET`` the caller's sessions, ``DELETE /{session_id}``,
-  ``DELETE /others`` (every session but the current one).
+  ``DELETE /others`` (every session but the current one);
+* :func:`identities_router`: ``GET`` the caller's identities at outside
+  providers, ``DELETE /{identity_id}`` (never the last way in: ``409``).
 
 Every route lists each status it can answer in OpenAPI. The *request* routes
 answer ``202`` whether or not the address has an account, and do the real
@@ -40,6 +42,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from fastapi_secure.accounts.addresses import IPAddress
 from fastapi_secure.accounts.errors import UserExistsError
+from fastapi_secure.accounts.identities import AccountIdentityLinker
 from fastapi_secure.accounts.manager import MAX_PASSWORD_INPUT, AccountManager, MFARequired
 from fastapi_secure.accounts.users import UserRecord, is_email, plausible_login_name
 from fastapi_secure.auth.base import ClaimsDependency
@@ -52,11 +55,13 @@ from fastapi_secure.tokens.claims import AccessClaims
 
 __all__ = [
     "ErrorOut",
+    "IdentityOut",
     "MFARequiredOut",
     "SessionOut",
     "UserOut",
     "account_router",
     "auth_router",
+    "identities_router",
     "sessions_router",
 ]
 
@@ -84,13 +89,17 @@ _DESCRIPTIONS = {
 }
 
 
-def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+def _responses(*codes: int, **described: str) -> dict[int | str, dict[str, Any]]:
     # 422 keeps no model: its body is FastAPI's validation list, or the object of
     # fastapi_secure.http_errors.install_error_handlers, as the application chooses.
+    # ``described`` overrides a description: ``_409="..."``.
+    def description(code: int) -> str:
+        return described.get(f"_{code}", _DESCRIPTIONS[code])
+
     return {
-        code: {"description": _DESCRIPTIONS[code]}
+        code: {"description": description(code)}
         if code == 422
-        else {"model": ErrorOut, "description": _DESCRIPTIONS[code]}
+        else {"model": ErrorOut, "description": description(code)}
         for code in codes
     }
 
@@ -217,6 +226,14 @@ class SessionOut(BaseModel):
     user_agent: str | None
     client_address: str | None
     current: bool
+
+
+class IdentityOut(BaseModel):
+    id: str
+    provider: str
+    issuer: str
+    email: str | None
+    linked_at: datetime
 
 
 def _user_out(user: UserRecord) -> UserOut:
@@ -494,6 +511,68 @@ def sessions_router(
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND,
                 detail={"code": "not_found", "message": "no such session"},
+            )
+
+    return router
+
+
+IdentityId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")]
+
+
+def identities_router(
+    linker: AccountIdentityLinker,
+    transport: Transport,
+    *,
+    prefix: str = "/users/me/identities",
+    tags: Sequence[str] = ("identities",),
+) -> APIRouter:
+    """The caller's identities at outside providers: list them, unlink one.
+
+    Unlinking the last identity of an account without a password answers
+    ``409``: the account would have no way in. A password reset (or linking
+    another provider) opens the way.
+    """
+    router = APIRouter(prefix=prefix, tags=list(tags))
+    Claims = Annotated[AccessClaims, Depends(transport)]  # noqa: N806
+
+    @router.get("", responses=_responses(401, 403, 503))
+    async def list_identities(claims: Claims) -> list[IdentityOut]:
+        """The caller's linked identities, oldest first."""
+        with _answering():
+            found = await linker.list_identities(claims.sub)
+        return [
+            IdentityOut(
+                id=link.id,
+                provider=link.provider,
+                issuer=link.issuer,
+                email=link.email,
+                linked_at=_moment(link.linked_at),
+            )
+            for link in found
+        ]
+
+    @router.delete(
+        "/{identity_id}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=_responses(
+            401,
+            403,
+            404,
+            409,
+            422,
+            503,
+            _404="No such identity",
+            _409="The account's last way in: set a password or link another provider first",
+        ),
+    )
+    async def unlink_identity(claims: Claims, identity_id: IdentityId) -> None:
+        """Unlink one of the caller's identities (never the account's last way in)."""
+        with _answering():
+            removed = await linker.unlink(claims.sub, identity_id)
+        if not removed:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                detail={"code": "not_found", "message": "no such identity"},
             )
 
     return router

@@ -102,13 +102,16 @@ class SessionManager:
         """The user's live sessions, newest first."""
         return await self._store.list_sessions(subject)
 
-    async def revoke(self, subject: str, session_id: str) -> bool:
-        """End one session of ``subject``; ``False`` when it was none of theirs."""
+    async def revoke(
+        self, subject: str, session_id: str, *, reason: str = "revoked by user"
+    ) -> bool:
+        """End one session of ``subject``; ``False`` when it was none of theirs.
+        ``reason`` goes to the ``session_revoked`` hook."""
         if not isinstance(session_id, str) or not belongs_to(subject, session_id):
             return False
         ended = await self._store.revoke_session(subject, session_id)
         if ended:
-            await self._revoked(subject, session_id, "revoked by user")
+            await self._revoked(subject, session_id, reason)
         return ended
 
     async def revoke_others(self, subject: str, current_session_id: str) -> list[str]:

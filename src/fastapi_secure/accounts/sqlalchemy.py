@@ -38,9 +38,17 @@ require("sqlalchemy", extra="sqlalchemy", feature="SQLAlchemyUserStore")
 import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.exc import IntegrityError  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncSession  # noqa: E402
-from sqlalchemy.orm import Mapped, mapped_column  # noqa: E402
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column  # noqa: E402
 
 from fastapi_secure.accounts.errors import UserExistsError, UserNotFoundError  # noqa: E402
+from fastapi_secure.accounts.identities import (  # noqa: E402
+    MAX_ISSUER_LENGTH,
+    MAX_PROVIDER_LENGTH,
+    MAX_SUBJECT_LENGTH,
+    LastWayInError,
+    check_identity,
+    stored_email,
+)
 from fastapi_secure.accounts.users import (  # noqa: E402
     MAX_EMAIL_LENGTH,
     MAX_LOGIN_NAME_LENGTH,
@@ -53,9 +61,12 @@ from fastapi_secure.accounts.users import (  # noqa: E402
     plausible_login_name,
 )
 from fastapi_secure.clock import Clock, system_clock  # noqa: E402
-from fastapi_secure.errors import ConfigurationError  # noqa: E402
+from fastapi_secure.errors import ConfigurationError, ConflictError  # noqa: E402
+from fastapi_secure.oidc.linking import LinkedIdentity, OIDCIdentity  # noqa: E402
 
 __all__ = [
+    "SQLAlchemyIdentityMixin",
+    "SQLAlchemyIdentityStore",
     "SQLAlchemyUserMixin",
     "SQLAlchemyUserStore",
     "UTCDateTime",
@@ -146,12 +157,8 @@ def is_unique_violation(exc: IntegrityError) -> bool:
 
 
 def id_parser(column_type: sa.types.TypeEngine[Any]) -> Callable[[str], Any]:
-    """A parser of token subjects for a key column of ``column_type``.
-
-    It returns the value to query with, or None for text the column cannot
-    hold (a subject is client-controlled: it must be "no such user", never a
-    driver error). Integer (by size), UUID and string keys.
-    """
+    """A parser of ids given as text for a key column of ``column_type``: None when
+    the column cannot hold the value."""
     # A token subject is client-controlled text: an id the column cannot hold
     # must be "no such user", not a driver error (a 500).
     if isinstance(column_type, sa.Integer):
@@ -221,14 +228,10 @@ class SQLAlchemyUserStore(Generic[_User]):
         self._sessions = sessions
         self._clock = clock
         self._extra_fields = extra_fields
-        self._parse_id = self._id_parser(self._pk.type)
+        self._parse_id = id_parser(self._pk.type)
 
     def __repr__(self) -> str:
         return f"SQLAlchemyUserStore({self._model.__name__})"
-
-    @staticmethod
-    def _id_parser(column_type: sa.types.TypeEngine[Any]) -> Callable[[str], Any]:
-        return id_parser(column_type)
 
     def _record(self, user: _User) -> UserRecord:
         return UserRecord(
@@ -345,3 +348,162 @@ class SQLAlchemyUserStore(Generic[_User]):
 
     async def set_roles(self, user_id: str, roles: Iterable[str]) -> UserRecord:
         return await self._change(user_id, roles=list(clean_roles(roles)))
+
+
+# -- identities at outside providers ---------------------------------------------------
+
+
+class SQLAlchemyIdentityMixin:
+    """The columns of a linked identity, for a declarative model the app owns.
+
+    The application adds its primary key and ``user_id``, a foreign key to its
+    user table (of the same type as that table's key)::
+
+        class Identity(SQLAlchemyIdentityMixin, Base):
+            __tablename__ = "identities"
+            id: Mapped[int] = mapped_column(primary_key=True)
+            user_id: Mapped[int] = mapped_column(
+                sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+            )
+
+    ``(issuer, subject)`` is unique (constraint ``uq_<table>_issuer_subject``):
+    the database, not a read before the write, keeps one link per identity.
+    """
+
+    issuer: Mapped[str] = mapped_column(sa.String(MAX_ISSUER_LENGTH))
+    subject: Mapped[str] = mapped_column(sa.String(MAX_SUBJECT_LENGTH))
+    provider: Mapped[str] = mapped_column(sa.String(MAX_PROVIDER_LENGTH))
+    email: Mapped[str | None] = mapped_column(sa.String(MAX_EMAIL_LENGTH), default=None)
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:  # noqa: N805
+        table = getattr(cls, "__tablename__", "identities")
+        return (sa.UniqueConstraint("issuer", "subject", name=f"uq_{table}_issuer_subject"),)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(provider={self.provider!r})"
+
+
+_Identity = TypeVar("_Identity", bound=SQLAlchemyIdentityMixin)
+
+
+class SQLAlchemyIdentityStore(Generic[_Identity]):
+    """:class:`~fastapi_secure.accounts.identities.IdentityStore` over ``model``.
+
+    Args:
+        model: the application's class mixing in :class:`SQLAlchemyIdentityMixin`,
+            with a single-column primary key and a ``user_id`` column.
+        sessions: opens one committed unit of work per operation.
+        clock: time source for ``linked_at``.
+    """
+
+    def __init__(
+        self, model: type[_Identity], sessions: SessionScope, *, clock: Clock = system_clock
+    ) -> None:
+        if not (isinstance(model, type) and issubclass(model, SQLAlchemyIdentityMixin)):
+            raise ConfigurationError(
+                "model must be a declarative class mixing in SQLAlchemyIdentityMixin"
+            )
+        mapper = sa.inspect(model)
+        if len(mapper.primary_key) != 1 or "user_id" not in mapper.columns:
+            raise ConfigurationError(
+                "the identity model needs a single-column primary key and a user_id column"
+            )
+        self._model = model
+        self._pk = mapper.primary_key[0]
+        self._user_id = mapper.columns["user_id"]
+        self._sessions = sessions
+        self._clock = clock
+        self._parse_id = id_parser(self._pk.type)
+        self._parse_user = id_parser(self._user_id.type)
+
+    def __repr__(self) -> str:
+        return f"SQLAlchemyIdentityStore({self._model.__name__})"
+
+    def _record(self, row: _Identity) -> LinkedIdentity:
+        return LinkedIdentity(
+            id=str(getattr(row, self._pk.key)),
+            user_id=str(getattr(row, self._user_id.key)),
+            issuer=row.issuer,
+            subject=row.subject,
+            provider=row.provider,
+            email=row.email,
+            linked_at=_seconds(row.linked_at) or 0.0,
+        )
+
+    async def find(self, issuer: str, subject: str) -> LinkedIdentity | None:
+        if len(issuer) > MAX_ISSUER_LENGTH or len(subject) > MAX_SUBJECT_LENGTH:
+            return None
+        model = self._model
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    sa.select(model).where(model.issuer == issuer, model.subject == subject)
+                )
+            ).scalar_one_or_none()
+            return None if row is None else self._record(row)
+
+    async def add(self, user_id: str, identity: OIDCIdentity) -> LinkedIdentity:
+        check_identity(identity)
+        owner = self._parse_user(user_id) if isinstance(user_id, str) else None
+        if owner is None:
+            raise ValueError("malformed user id")
+        fields: dict[str, Any] = {
+            "issuer": identity.issuer,
+            "subject": identity.subject,
+            "provider": identity.provider,
+            "email": stored_email(identity),
+            "linked_at": _moment(self._clock()),
+            self._user_id.key: owner,
+        }
+        row = self._model(**fields)
+        try:
+            async with self._sessions() as session:
+                session.add(row)
+                await session.flush()
+                return self._record(row)
+        except IntegrityError as exc:
+            if not is_unique_violation(exc):
+                raise
+        # A concurrent sign-in linked this identity first: the database kept its link.
+        existing = await self.find(identity.issuer, identity.subject)
+        if existing is None:  # pragma: no cover - only if that link was removed meanwhile
+            raise ConflictError(reason="identity linked and unlinked concurrently")
+        return existing
+
+    async def list_for(self, user_id: str) -> list[LinkedIdentity]:
+        owner = self._parse_user(user_id) if isinstance(user_id, str) else None
+        if owner is None:
+            return []
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    sa.select(self._model)
+                    .where(self._user_id == owner)
+                    .order_by(self._model.linked_at, self._pk)
+                )
+            ).scalars()
+            return [self._record(row) for row in rows]
+
+    async def remove(self, user_id: str, identity_id: str, *, keep_last: bool) -> bool:
+        owner = self._parse_user(user_id) if isinstance(user_id, str) else None
+        key = self._parse_id(identity_id) if isinstance(identity_id, str) else None
+        if owner is None or key is None:
+            return False
+        mine = self._user_id == owner
+        async with self._sessions() as session:
+            # PostgreSQL: lock the user's links, so a concurrent removal waits and then
+            # counts what this one left. SQLite ignores FOR UPDATE, but its writers take
+            # turns: the count after the DELETE sees every committed removal.
+            await session.execute(sa.select(self._pk).where(mine).with_for_update())
+            deleted = await session.execute(sa.delete(self._model).where(mine, self._pk == key))
+            if getattr(deleted, "rowcount", 0) != 1:
+                return False
+            if keep_last:
+                left = await session.scalar(
+                    sa.select(sa.func.count()).select_from(self._model).where(mine)
+                )
+                if not left:
+                    raise LastWayInError(reason="last identity of an account without a password")
+            return True

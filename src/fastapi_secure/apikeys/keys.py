@@ -10,7 +10,7 @@ A key reads ``<prefix><id>_<secret>``, for example
 
 Only a digest of the secret is stored: HMAC-SHA256 keyed with the
 application's ``pepper`` (or plain SHA-256 without one) over a
-domain-separated message that binds the key id. A slow password hash
+domain-separated message that binds the prefix and the key id. A slow password hash
 (argon2) would add nothing: it exists to slow down guessing of low-entropy
 passwords, and 256 random bits cannot be guessed at any speed, while a slow
 hash on every request would hand attackers a cheap way to burn CPU. The
@@ -222,7 +222,16 @@ class APIKeyManager:
     # --- format and digest ----------------------------------------------------
 
     def _digest(self, key_id: str, secret: str) -> str:
-        message = _DIGEST_CONTEXT + key_id.encode() + b"\x00" + secret.encode()
+        # The prefix is bound too: two managers over one store (``acmelive_`` and
+        # ``acmetest_`` keys) must not take each other's keys with the prefix swapped.
+        message = (
+            _DIGEST_CONTEXT
+            + self.prefix.encode()
+            + b"\x00"
+            + key_id.encode()
+            + b"\x00"
+            + secret.encode()
+        )
         if self._pepper is None:
             return hashlib.sha256(message).hexdigest()
         return hmac.new(self._pepper, message, hashlib.sha256).hexdigest()

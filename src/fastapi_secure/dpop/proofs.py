@@ -12,7 +12,8 @@ What a proof must be, in the order it is checked (RFC 9449, section 4.3):
 3. ``alg`` in the verifier's allow-list of asymmetric algorithms (never
    ``none``, never HMAC: anyone who can verify an HMAC could forge it);
 4. a ``jwk`` header that is a public key only (no ``d``, ``p``, ``k``...),
-   of the key type and curve that ``alg`` needs (RSA of 2048 bits or more);
+   of the key type and curve that ``alg`` needs (RSA of 2048 bits or more,
+   public exponent in (2**16, 2**256));
 5. a signature by that key;
 6. claims ``jti`` (a string), ``htm`` equal to the request method, ``htu``
    equal to the request URI, both normalized (section 4.3, item 9: no query,
@@ -101,7 +102,14 @@ MAX_NONCE_LIFETIME = 3600.0
 _MAX_JTI_LENGTH = 256
 _MAX_URI_LENGTH = 2048
 _MIN_RSA_BITS = 2048
+# FIPS 186-5, section 5.4: 2**16 < e < 2**256. A client picks its own key; an
+# exponent of thousands of bits makes each signature check some 30 times dearer
+# (before any credential is checked, at a login that takes a proof).
+_RSA_EXPONENTS = (2**16, 2**256)
 _MIN_NONCE_SECRET_BYTES = 32
+# Largest |iat| taken as a time: the integers JSON carries exactly (RFC 7493,
+# section 2.2). Comparing with it never converts a huge integer to a float.
+_MAX_TIME = 2**53
 
 # Per algorithm: the JWK key type and the curves it accepts (None: not a curve key).
 _KEY_FOR_ALG: dict[str, tuple[str, frozenset[str] | None]] = {
@@ -339,7 +347,8 @@ class DPoPNonces:
 
     def is_current(self, nonce: object) -> bool:
         """Whether ``nonce`` is the current one or the one just before it."""
-        if not isinstance(nonce, str) or len(nonce) > 64:
+        if not isinstance(nonce, str) or len(nonce) > 64 or not nonce.isascii():
+            # compare_digest refuses non-ASCII text (TypeError): no nonce of ours has any.
             return False
         window = self._window()
         # Both compared, always: the answer takes the same time whichever matches.
@@ -535,8 +544,11 @@ class DPoPVerifier:
     def _claims(self, proof: str, jwk: dict[str, Any], algorithm: str) -> dict[str, Any]:
         try:
             key = jwt.PyJWK(jwk, algorithm=algorithm)
-            if isinstance(key.key, rsa.RSAPublicKey) and key.key.key_size < _MIN_RSA_BITS:
-                raise _refuse("RSA key shorter than 2048 bits")
+            if isinstance(key.key, rsa.RSAPublicKey):
+                if key.key.key_size < _MIN_RSA_BITS:
+                    raise _refuse("RSA key shorter than 2048 bits")
+                if not _RSA_EXPONENTS[0] < key.key.public_numbers().e < _RSA_EXPONENTS[1]:
+                    raise _refuse("RSA public exponent outside (2**16, 2**256)")
             claims = jwt.decode(
                 proof,
                 key=key,
@@ -568,7 +580,11 @@ class DPoPVerifier:
             if not isinstance(claims.get(name), str):
                 raise _refuse(f"{name} missing or not a string")
         iat = claims.get("iat")
-        if isinstance(iat, bool) or not isinstance(iat, (int, float)) or not math.isfinite(iat):
+        if (
+            isinstance(iat, bool)
+            or not isinstance(iat, (int, float))
+            or not -_MAX_TIME <= iat <= _MAX_TIME  # NaN fails too; no float(huge int)
+        ):
             raise _refuse("iat missing or not a number")
         for name in ("nonce", "ath"):
             if name in claims and not isinstance(claims[name], str):

@@ -42,6 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from fastapi_secure._optional import require
+from fastapi_secure.accounts.routers import ErrorOut
 from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.errors import ConfigurationError, InvalidTokenError, RequestRefusedError
 from fastapi_secure.http_errors import http_exception
@@ -64,6 +65,7 @@ _PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _STATE_CONTEXT = b"fastapi-secure/oidc-state/v1"
 _MAX_NEXT = 2048
 _MAX_PARAM = 2048
+_MAX_SUB = 255  # OpenID Connect Core 1.0, section 2
 _MIN_SECRET_BYTES = 32
 
 IdentityCallback = Callable[[OIDCIdentity, Request], Awaitable[Any]]
@@ -403,6 +405,7 @@ class OIDCLogin:
         email = claims.get("email")
         identity = OIDCIdentity(
             provider=name,
+            issuer=provider.issuer,
             subject=claims["sub"],
             email=email if isinstance(email, str) and email else None,
             email_verified=claims.get("email_verified") is True,
@@ -465,8 +468,8 @@ class OIDCLogin:
             problem = "iat missing or in the future"
         elif now - iat > self.max_id_token_age:
             problem = "ID token issued too long ago"
-        elif not isinstance(claims.get("sub"), str) or not claims["sub"]:
-            problem = "missing sub"
+        elif not isinstance(claims.get("sub"), str) or not 0 < len(claims["sub"]) <= _MAX_SUB:
+            problem = "missing sub, or longer than 255 characters"
         if problem is not None:
             raise OIDCLoginError(reason=f"ID token refused: {problem}")
         return claims
@@ -496,6 +499,13 @@ def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _documented(*answers: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    return {
+        code: {"description": text, **({"model": ErrorOut} if code >= 400 else {})}
+        for code, text in answers
+    }
+
+
 def oidc_router(
     providers: OIDCLogin | Iterable[OIDCProvider],
     *,
@@ -520,7 +530,16 @@ def oidc_router(
         login = OIDCLogin(providers, state_secret=state_secret, **options)
     router = APIRouter(tags=["oidc"])
 
-    @router.get("/{provider}/login", name="oidc_login", response_class=RedirectResponse)
+    @router.get(
+        "/{provider}/login",
+        name="oidc_login",
+        response_class=RedirectResponse,
+        responses=_documented(
+            (302, "Redirect to the provider's authorization endpoint"),
+            (400, "Unknown provider, or a next parameter leaving this site"),
+            (503, "The provider's metadata could not be obtained"),
+        ),
+    )
     async def oidc_login(provider: str, request: Request, next: str | None = None) -> Response:
         try:
             url, cookie = await login.start(provider, next)
@@ -531,7 +550,18 @@ def oidc_router(
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    @router.get("/{provider}/callback", name="oidc_callback")
+    @router.get(
+        "/{provider}/callback",
+        name="oidc_callback",
+        responses=_documented(
+            (200, "Signed in: what on_identity answered"),
+            (303, "Signed in: redirect to the next path"),
+            (400, "Wrong or missing state, code or ID token; the provider refused"),
+            (403, "Refused by the application (a disabled account)"),
+            (409, "Refused by the application (the email belongs to another account)"),
+            (503, "The provider or a store is unavailable"),
+        ),
+    )
     async def oidc_callback(provider: str, request: Request) -> Response:
         params = dict(request.query_params)
         try:
@@ -546,7 +576,14 @@ def oidc_router(
             login.clear_state_cookie(answer)
             return answer
         request.state.oidc_next = next_path
-        result = await on_identity(identity, request)
+        try:
+            result = await on_identity(identity, request)
+        except RequestRefusedError as exc:
+            # A refusal by the app (an email taken by another account, a disabled
+            # account): its own status, and the state cookie cleared all the same.
+            answer = _error_response(exc)
+            login.clear_state_cookie(answer)
+            return answer
         if isinstance(result, Response):
             response = result
         elif result is None:

@@ -36,7 +36,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -57,7 +57,7 @@ from fastapi_secure.tokens.keys import (
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["RemoteKeySet", "check_provider_url", "fetch_json"]
+__all__ = ["HTTPClientOwner", "RemoteKeySet", "check_provider_url", "fetch_json"]
 
 logger = logging.getLogger("fastapi_secure.oidc")
 
@@ -241,13 +241,56 @@ def _parse_jwks(
     return KeySet.verification_only(keys.values(), max_token_bytes=max_token_bytes)
 
 
+_Owner = TypeVar("_Owner", bound="HTTPClientOwner")
+
+
+class HTTPClientOwner:
+    """The ``httpx.AsyncClient`` of a block that fetches from a provider.
+
+    A client given by the application is used as is and never closed here;
+    without one, a client (no redirects followed, ``timeout`` seconds) is
+    created on first use and closed by :meth:`aclose` (or ``async with``).
+    """
+
+    timeout: float
+
+    def _init_http_client(self, http_client: httpx.AsyncClient | None, *, feature: str) -> None:
+        self._httpx = require("httpx", extra="oidc", feature=feature)
+        self._client = http_client
+        self._owns_client = http_client is None
+
+    @property
+    def http_client(self) -> httpx.AsyncClient:
+        """The ``httpx.AsyncClient`` used for every fetch (created on first use)."""
+        if self._client is None:
+            self._client = self._httpx.AsyncClient(follow_redirects=False, timeout=self.timeout)
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object created it."""
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def __aenter__(self: _Owner) -> _Owner:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
 @dataclass(frozen=True)
 class _Snapshot:
     keys: KeySet
     expires_at: float
 
 
-class RemoteKeySet:
+class RemoteKeySet(HTTPClientOwner):
     """The signing keys of one identity provider, fetched and kept fresh.
 
     ``issuer`` is the provider's issuer identifier, exactly as its tokens
@@ -278,7 +321,7 @@ class RemoteKeySet:
         http_client: httpx.AsyncClient | None = None,
         clock: Clock = system_clock,
     ) -> None:
-        self._httpx = require("httpx", extra="oidc", feature="RemoteKeySet")
+        self._init_http_client(http_client, feature="RemoteKeySet")
         self.allow_insecure_loopback = allow_insecure_loopback
         self.issuer = check_provider_url(issuer, allow_insecure_loopback=allow_insecure_loopback)
         self._jwks_uri = (
@@ -304,8 +347,6 @@ class RemoteKeySet:
         self.max_keys = max_keys
         self.max_token_bytes = max_token_bytes
         self.clock = clock
-        self._client = http_client
-        self._owns_client = http_client is None
         self._metadata: dict[str, Any] | None = None
         self._snapshot: _Snapshot | None = None
         self._last_attempt: float | None = None
@@ -317,31 +358,7 @@ class RemoteKeySet:
     def __repr__(self) -> str:
         return f"RemoteKeySet(issuer={self.issuer!r})"
 
-    # -- plumbing ------------------------------------------------------------
-
-    @property
-    def http_client(self) -> httpx.AsyncClient:
-        """The ``httpx.AsyncClient`` used for every fetch (created on first use)."""
-        if self._client is None:
-            self._client = self._httpx.AsyncClient(follow_redirects=False, timeout=self.timeout)
-        return self._client
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    async def __aenter__(self) -> RemoteKeySet:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    # -- fetching ------------------------------------------------------------
 
     async def _get(self, url: str) -> tuple[dict[str, Any], httpx.Headers]:
         return await fetch_json(

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,12 +46,12 @@ from typing import TYPE_CHECKING, Any
 import jwt
 import pydantic
 
-from fastapi_secure._optional import require
 from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.errors import ConfigurationError, ExpiredTokenError, InvalidTokenError
 from fastapi_secure.oidc.errors import ProviderUnavailableError
 from fastapi_secure.oidc.remote import (
     DEFAULT_MAX_BYTES,
+    HTTPClientOwner,
     RemoteKeySet,
     _FetchError,
     check_provider_url,
@@ -81,6 +80,9 @@ logger = logging.getLogger("fastapi_secure.oidc")
 
 MAX_LEEWAY = 300.0
 """Largest clock-skew leeway accepted (seconds)."""
+
+# The integers JSON carries exactly (RFC 7493, section 2.2): the bound of a time claim.
+_MAX_NUMERIC_DATE = 2**53
 
 _AT_JWT_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 
@@ -199,7 +201,12 @@ def _number(payload: Mapping[str, Any], name: str, *, required: bool) -> float |
         if required:
             raise InvalidTokenError(reason=f"missing {name} claim")
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        # NaN fails too; comparing never turns a huge int into a float (OverflowError).
+        or not -_MAX_NUMERIC_DATE <= value <= _MAX_NUMERIC_DATE
+    ):
         raise InvalidTokenError(reason=f"{name} claim is not a number")
     return float(value)
 
@@ -414,7 +421,7 @@ class _CachedAnswer:
     claims: AccessClaims | None
 
 
-class IntrospectionVerifier:
+class IntrospectionVerifier(HTTPClientOwner):
     """Opaque access tokens, checked by the provider's introspection endpoint (RFC 7662).
 
     The endpoint is called with this API's client credentials (HTTP Basic).
@@ -446,7 +453,7 @@ class IntrospectionVerifier:
         http_client: httpx.AsyncClient | None = None,
         clock: Clock = system_clock,
     ) -> None:
-        self._httpx = require("httpx", extra="oidc", feature="IntrospectionVerifier")
+        self._init_http_client(http_client, feature="IntrospectionVerifier")
         self.endpoint = check_provider_url(
             endpoint, allow_insecure_loopback=allow_insecure_loopback
         )
@@ -468,8 +475,6 @@ class IntrospectionVerifier:
         self.max_bytes = max_bytes
         self.max_token_bytes = max_token_bytes
         self.clock = clock
-        self._client = http_client
-        self._owns_client = http_client is None
         self._cache: OrderedDict[bytes, _CachedAnswer] = OrderedDict()
         self.request_count = 0
         """Introspection requests sent, for tests and metrics."""
@@ -477,17 +482,6 @@ class IntrospectionVerifier:
     def __repr__(self) -> str:
         # Never the client secret.
         return f"IntrospectionVerifier(endpoint={self.endpoint!r}, client_id={self._auth[0]!r})"
-
-    @property
-    def http_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = self._httpx.AsyncClient(follow_redirects=False, timeout=self.timeout)
-        return self._client
-
-    async def aclose(self) -> None:
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     def _remember(self, key: bytes, answer: _CachedAnswer) -> None:
         self._cache[key] = answer

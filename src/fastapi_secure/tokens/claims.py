@@ -11,7 +11,7 @@ the key's RFC 7638 thumbprint, in both the access and the refresh token.
 from __future__ import annotations
 
 import re
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
@@ -59,6 +59,12 @@ RESERVED_CLAIMS = frozenset(
 )
 """Claim names that custom claims may never set."""
 
+# The largest magnitude of exp, iat, nbf and auth_time: the integers JSON carries
+# exactly (RFC 7493, section 2.2). Beyond it, time arithmetic would meet an
+# integer too large for a float (OverflowError, a 500) instead of a refusal.
+_MAX_NUMERIC_DATE: Final = 2**53
+_NumericDate = Annotated[int, Field(ge=-_MAX_NUMERIC_DATE, le=_MAX_NUMERIC_DATE)]
+
 
 class Confirmation(BaseModel):
     """The ``cnf`` claim (RFC 7800) of a token bound to a DPoP key (RFC 9449, section 6)."""
@@ -85,12 +91,14 @@ class _BaseClaims(BaseModel):
     iss: str = Field(min_length=1)
     sub: str = Field(min_length=1)
     aud: str | list[str]
-    exp: int
-    iat: int
-    nbf: int | None = None
+    exp: _NumericDate
+    iat: _NumericDate
+    nbf: _NumericDate | None = None
     jti: str = Field(min_length=1)
     sid: str = Field(min_length=1, description="token family (login session) id")
-    auth_time: int = Field(description="when the user last authenticated with a credential")
+    auth_time: _NumericDate = Field(
+        description="when the user last authenticated with a credential"
+    )
     roles: tuple[str, ...] = ()
     scopes: frozenset[str] = Field(default=frozenset(), alias="scope")
     amr: tuple[str, ...] = Field(
