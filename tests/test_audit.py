@@ -345,13 +345,22 @@ def reference_settings(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> AppS
     )
 
 
-@pytest.mark.parametrize("transport", ["bearer", "cookie"])
+@pytest.mark.parametrize("transport", ["bearer", "cookie", "dpop"])
 def test_the_reference_api_passes_its_own_audit(
     reference_settings: AppSettings, transport: str
 ) -> None:
-    settings = reference_settings.model_copy(update={"auth_transport": transport})
+    update: dict[str, object] = {"auth_transport": transport}
+    if transport == "dpop":
+        update = {"auth_transport": "bearer", "dpop_required": True}
+    settings = reference_settings.model_copy(update=update)
     report = audit(create_app(settings))
     assert report.ok, report.format_table()
+    routes = {(route.path, route.methods): route for route in report.routes}
+    kind = transport  # how the audit names each way in
+    # The blocks describe themselves: no hand-made AuditInfo in the example.
+    assert routes["/users/me", ("GET",)].authentication == ("api_key", kind)
+    assert routes["/users/me/sessions", ("GET",)].authentication == (kind,)
+    assert routes["/auth/logout", ("POST",)].authentication == (kind,)
     public_paths = {route.path for route in report.routes if route.public}
     assert public_paths == {
         "/",

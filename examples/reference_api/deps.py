@@ -40,8 +40,9 @@ from fastapi_secure.accounts.sqlalchemy import SQLAlchemyIdentityStore, SQLAlche
 from fastapi_secure.accounts.users import UserStore
 from fastapi_secure.apikeys import APIKey, APIKeyManager, api_key_store_from_url
 from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
-from fastapi_secure.audit import AUDIT_ATTRIBUTE, AuditInfo
+from fastapi_secure.auth import ClaimsDependency
 from fastapi_secure.clock import Clock, system_clock
+from fastapi_secure.dpop import DPoPAuth, DPoPReplayCache, DPoPVerifier
 from fastapi_secure.mfa import (
     TOTP,
     AttemptLimit,
@@ -96,10 +97,15 @@ class Components:
     transport: BearerAuth | CookieAuth
     """Bearer or cookie (a :class:`~fastapi_secure.auth.transport.Transport`): answers
     login, refresh and logout, and authenticates requests."""
+    auth: ClaimsDependency
+    """What authenticates an access token on every route that takes one: the
+    transport, or with ``DPOP_REQUIRED`` the :class:`~fastapi_secure.dpop.DPoPAuth`."""
+    dpop: DPoPAuth | None
+    """With ``DPOP_REQUIRED``: checks proofs at login and refresh, and requests."""
     api_keys: APIKeyManager
     """The users' API keys (``/users/me/api-keys``), in Redis or in memory."""
     token_or_key: FirstOf
-    """The transport's token or an ``X-API-Key``: routes that take either."""
+    """An access token (as ``auth`` takes it) or an ``X-API-Key``: routes that take either."""
     transport_refusals: tuple[int, ...]
     """Statuses the transport adds to unsafe routes: 403 for a failed CSRF check."""
     factors: SecondFactors
@@ -241,11 +247,18 @@ def _owner_grant(users: UserStore) -> Callable[[APIKey], Awaitable[Grant | None]
     return grant
 
 
-def _token_or_key(transport: BearerAuth | CookieAuth, api_key: APIKeyAuth) -> FirstOf:
-    either = FirstOf(transport, api_key)
-    # FirstOf has no audit_info() yet: tell fastapi_secure.audit what it authenticates with.
-    setattr(either, AUDIT_ATTRIBUTE, AuditInfo(wraps=(transport, api_key)))
-    return either
+def _dpop(settings: AppSettings, issuer: TokenIssuer, store: TokenStore) -> DPoPAuth:
+    """DPoP for ``DPOP_REQUIRED``: proofs signed for the public URL, their ``jti``
+    remembered in the token store's Redis (shared by workers), else in memory."""
+    replay: DPoPReplayCache | None = None
+    if settings.redis_url:
+        from fastapi_secure.dpop import RedisDPoPReplayCache
+
+        prefix = f"{settings.redis_key_prefix}dpop:"
+        replay = RedisDPoPReplayCache(_redis_client(store), prefix=prefix)
+    verifier = DPoPVerifier(replay_cache=replay, clock=issuer.clock)
+    # htu is checked against PUBLIC_BASE_URL, never the request's Host header.
+    return DPoPAuth(issuer, verifier, public_url=settings.public_base_url)
 
 
 def _state_secret(settings: AppSettings) -> bytes:
@@ -329,6 +342,8 @@ def build_components(settings: AppSettings, *, clock: Clock = system_clock) -> C
     else:
         transport = BearerAuth(issuer, token_url="/auth/login", refresh_url="/auth/refresh")
         refusals = ()
+    dpop = _dpop(settings, issuer, store) if settings.dpop_required else None
+    auth: ClaimsDependency = dpop if dpop is not None else transport
     outbox = FileOutbox(settings.email_outbox_dir) if settings.email_outbox_dir else MemoryOutbox()
     mfa_store = mfa_store_from_url(
         redis_url or "memory://",
@@ -370,8 +385,10 @@ def build_components(settings: AppSettings, *, clock: Clock = system_clock) -> C
         manager=manager,
         outbox=outbox,
         transport=transport,
+        auth=auth,
+        dpop=dpop,
         api_keys=api_keys,
-        token_or_key=_token_or_key(transport, APIKeyAuth(api_keys)),
+        token_or_key=FirstOf(auth, APIKeyAuth(api_keys)),
         transport_refusals=refusals,
         factors=factors,
         mfa_store=mfa_store,

@@ -152,6 +152,12 @@ class AppSettings(SecuritySettings):
     require_verified_email: bool = Field(
         default=False, description="refuse logins (403) until the email address is verified"
     )
+    dpop_required: bool = Field(
+        default=False,
+        description="require DPoP (RFC 9449): login and refresh need a DPoP proof and get "
+        "key-bound tokens; every route that takes a token wants 'Authorization: DPoP' and a "
+        "proof signed for PUBLIC_BASE_URL; bearer transport only",
+    )
     password_change_limits_per_user: str = "5/minute;20/hour"
     mfa_encryption_keys: list[SecretStr] = Field(
         default_factory=list,
@@ -218,6 +224,11 @@ class AppSettings(SecuritySettings):
                 "SIGNING_KEY_SECRET goes with SIGNING_KEY_ALGORITHM=HS256/HS384/HS512, and only"
             )
         self.providers()  # refuse malformed OIDC_PROVIDERS at startup
+        if self.dpop_required and self.auth_transport == "cookie":
+            raise ConfigurationError(
+                "DPOP_REQUIRED=true needs AUTH_TRANSPORT=bearer: a DPoP-bound token travels in "
+                "the Authorization header, never in a cookie"
+            )
         if self.environment == "production":
             problems = self.production_problems()
             if problems:

@@ -101,6 +101,10 @@ class AuditInfo:
         details: anything worth showing (cookie flags, a key store), as text.
         wraps: dependencies it calls itself rather than through FastAPI (a
             guard's ``auth=``); the audit inspects them too.
+        any_of: dependencies of which a request must satisfy one
+            (``FirstOf``'s members): inspected like ``wraps``, but their
+            authentication counts as required, or as optional when this
+            dependency is ``optional``, whatever their own ``auto_error``.
     """
 
     authentication: str | None = None
@@ -114,6 +118,7 @@ class AuditInfo:
     public_reason: str | None = None
     details: Mapping[str, str] = field(default_factory=dict)
     wraps: tuple[Any, ...] = ()
+    any_of: tuple[Any, ...] = ()
 
 
 @runtime_checkable
@@ -436,15 +441,25 @@ class _Context:
         return info
 
     def inspect_call(
-        self, call: Any, scopes: Sequence[str], into: _Protection, depth: int = 0
+        self,
+        call: Any,
+        scopes: Sequence[str],
+        into: _Protection,
+        depth: int = 0,
+        optional: bool | None = None,
     ) -> None:
         info = self.info_of(call)
         if info is None:
             return
+        if optional is not None and info.authentication is not None:
+            # A member of an any_of: the chooser decides whether it is enforced.
+            info = replace(info, optional=optional)
         into.add(info, scopes)
         if depth < 8:
             for inner in info.wraps:
-                self.inspect_call(inner, scopes, into, depth + 1)
+                self.inspect_call(inner, scopes, into, depth + 1, optional)
+            for inner in info.any_of:
+                self.inspect_call(inner, scopes, into, depth + 1, info.optional)
 
     def inspect_dependant(self, dependant: Dependant, into: _Protection) -> None:
         seen: set[int] = set()

@@ -387,7 +387,8 @@ class SecurityEvents:
             ``hook_timeout`` seconds.
         client_address: ``"network"`` (default: the /24 or /64), ``"full"``
             or ``"omit"``.
-        ipv4_prefix, ipv6_prefix: the networks of ``"network"``.
+        ipv4_prefix: the IPv4 network size of ``"network"``.
+        ipv6_prefix: the IPv6 network size of ``"network"``.
         pseudonymize_sessions: log a digest of session ids (default) rather
             than the id itself.
         levels: log level per event type, over :data:`DEFAULT_LEVELS`.

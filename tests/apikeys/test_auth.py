@@ -457,7 +457,9 @@ def test_first_of_needs_two_auth_dependencies(api_key: APIKeyAuth) -> None:
 HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=200)
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(authorization=HEADER_TEXT, key=HEADER_TEXT)
 async def test_first_of_answers_401_to_any_garbage(
     either: FirstOf, authorization: str, key: str
@@ -477,3 +479,43 @@ async def test_first_of_never_answers_500(either: FirstOf) -> None:
         ):
             answer = await http.get("/me", headers=headers)
             assert answer.status_code == 401, headers
+
+
+# --- what the audit sees -------------------------------------------------------------
+
+
+def _audited(dependency: Any) -> Any:
+    from fastapi_secure.audit import audit
+
+    (route,) = [route for route in audit(app_for(dependency)).routes if route.path == "/me"]
+    return route
+
+
+def test_api_key_auth_describes_itself_to_the_audit(manager: APIKeyManager) -> None:
+    route = _audited(APIKeyAuth(manager, header_name="X-Service-Key"))
+    assert route.authentication == ("api_key",)
+    assert route.protected
+    optional = _audited(APIKeyAuth(manager, auto_error=False))
+    assert optional.optional_authentication == ("api_key",)
+    assert not optional.protected
+
+
+def test_first_of_describes_its_members_as_alternatives(
+    manager: APIKeyManager, issuer: TokenIssuer
+) -> None:
+    route = _audited(FirstOf(BearerAuth(issuer), APIKeyAuth(manager)))
+    assert route.authentication == ("api_key", "bearer")
+    assert "bearer or api_key" in route.protection() or "api_key or bearer" in route.protection()
+    # FirstOf decides, not its members' auto_error...
+    lax_members = FirstOf(
+        BearerAuth(issuer, auto_error=False), APIKeyAuth(manager, auto_error=False)
+    )
+    assert _audited(lax_members).authentication == ("api_key", "bearer")
+    # ...and a FirstOf that lets anonymous requests through protects nothing.
+    anonymous = _audited(FirstOf(BearerAuth(issuer), APIKeyAuth(manager), auto_error=False))
+    assert anonymous.authentication == ()
+    assert anonymous.optional_authentication == ("api_key", "bearer")
+    # A checker as a member is followed to its own auth.
+    checked = _audited(FirstOf(BearerAuth(issuer), RoleChecker(["bot"], auth=APIKeyAuth(manager))))
+    assert checked.authentication == ("api_key", "bearer")
+    assert checked.roles == ("bot",)

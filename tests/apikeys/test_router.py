@@ -5,7 +5,7 @@
 from typing import Annotated, Any
 
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
 from fastapi_secure.apikeys.keys import APIKeyManager
@@ -243,3 +243,25 @@ async def test_an_oversized_key_id_is_422(manager: APIKeyManager, issuer: TokenI
     async with client(make_app(manager, issuer)) as http:
         answer = await http.delete(f"{BASE}/{'A' * 65}", headers=token)
     assert answer.status_code == 422
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE", "TRACE"])
+async def test_a_wrong_method_is_405_naming_every_allowed_one(
+    manager: APIKeyManager, issuer: TokenIssuer, method: str
+) -> None:
+    token = bearer(await access_token(issuer, "alice"))
+    outer = FastAPI()
+    # Included twice over (app <- router <- api_keys_router), as applications do.
+    users = APIRouter(prefix="/users")
+    users.include_router(api_keys_router(manager, auth=BearerAuth(issuer), prefix="/me/api-keys"))
+    outer.include_router(users)
+    for app in (make_app(manager, issuer), outer):
+        async with client(app) as http:
+            refused = await http.request(method, BASE, headers=token)
+            assert refused.status_code == 405
+            assert sorted(refused.headers["allow"].split(", ")) == ["GET", "POST"]
+            # The routes themselves are unchanged.
+            assert (await http.get(BASE, headers=token)).status_code == 200
+            one = await http.request(method, f"{BASE}/some-id/rotate", headers=token)
+            assert one.status_code == 405
+            assert one.headers["allow"] == "POST"

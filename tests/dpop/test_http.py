@@ -214,7 +214,78 @@ async def test_a_bound_token_sent_as_bearer_is_refused(world: World) -> None:
     token = (await world.login())["access_token"]
     response = await world.http.get("/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == f"DPoP {ALGS}"
+    # RFC 9449, section 7.2: credentials, but of the wrong scheme: invalid_token.
+    assert response.headers["www-authenticate"] == 'DPoP error="invalid_token", ' + ALGS
+    assert response.json()["detail"]["code"] == "invalid_token"
+    # Unbound or garbage: the same answer, nothing verified differently.
+    response = await world.http.get("/me", headers={"Authorization": "Bearer abc"})
+    assert response.headers["www-authenticate"] == 'DPoP error="invalid_token", ' + ALGS
+
+
+def _request(method: str, path: str, headers: dict[str, str]) -> Request:
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": method,
+        "scheme": "https",
+        "path": path,
+        "headers": [(k.encode(), v.encode()) for k, v in {"host": "testserver", **headers}.items()],
+        "query_string": b"",
+    }
+    return Request(scope)
+
+
+async def test_without_auto_error_bearer_credentials_are_left_to_the_next_scheme(
+    fake_clock: FakeClock,
+) -> None:
+    world = World(fake_clock, auto_error=False)
+    async with world.http:
+        token = (await world.login())["access_token"]
+        claims = await world.auth.authenticate(
+            _request("GET", "/me", {"authorization": f"Bearer {token}"})
+        )
+    assert claims is None
+
+
+def test_dpop_auth_describes_itself_to_the_audit(fake_clock: FakeClock) -> None:
+    from fastapi_secure.audit import audit
+
+    world = World(fake_clock)
+    routes = {route.path: route for route in audit(world.app).routes}
+    assert routes["/me"].authentication == ("dpop",)
+    assert routes["/orders"].scopes == ("orders",)
+    lax = World(fake_clock, auto_error=False)
+    routes = {route.path: route for route in audit(lax.app).routes}
+    assert routes["/me"].optional_authentication == ("dpop",)
+    assert not routes["/me"].protected
+
+
+async def test_first_of_names_the_dpop_challenge(fake_clock: FakeClock) -> None:
+    from fastapi_secure.apikeys import APIKeyManager, MemoryAPIKeyStore
+    from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
+
+    issuer = make_issuer(fake_clock)
+    auth = DPoPAuth(issuer, DPoPVerifier(clock=fake_clock))
+    keys = APIKeyManager(MemoryAPIKeyStore(), clock=fake_clock)
+    either = FirstOf(auth, APIKeyAuth(keys))
+    app = make_app(issuer, auth)
+
+    @app.get("/either")
+    async def by_either(claims: Annotated[AccessClaims, Depends(either)]) -> dict[str, str]:
+        return {"sub": claims.sub}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
+        response = await http.get("/either")
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == f'DPoP {ALGS}, APIKey header="X-API-Key"'
+        # A token sent as Bearer is DPoP's to refuse: an API key does not rescue it.
+        created = await keys.create("bob", name="ci")
+        response = await http.get(
+            "/either", headers={"Authorization": "Bearer abc", "X-API-Key": created.key}
+        )
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith('DPoP error="invalid_token"')
+        response = await http.get("/either", headers={"X-API-Key": created.key})
+        assert response.json() == {"sub": "bob"}
 
 
 async def test_with_accept_bearer_a_bound_token_as_bearer_is_still_refused(
@@ -571,3 +642,27 @@ def test_a_checker_over_dpop_on_a_websocket_closes_1008(fake_clock: FakeClock) -
         ):
             pass  # pragma: no cover
     assert caught.value.code == 1008
+
+
+def test_dpop_auth_itself_on_a_websocket_closes_1008_not_500(fake_clock: FakeClock) -> None:
+    from fastapi import WebSocket
+    from starlette.websockets import WebSocketDisconnect
+
+    issuer = make_issuer(fake_clock)
+    auth = DPoPAuth(issuer, DPoPVerifier(clock=fake_clock))
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket, claims: Annotated[AccessClaims, Depends(auth)]) -> None:
+        await websocket.accept()  # pragma: no cover - RFC 9449 has no WebSocket binding
+
+    with TestClient(app) as client:
+        assert client.portal is not None
+        token = client.portal.call(lambda: issuer.issue("alice")).access_token
+        for headers in ({"Authorization": f"DPoP {token}"}, {}):
+            with (
+                pytest.raises(WebSocketDisconnect) as caught,
+                client.websocket_connect("/ws", headers=headers),
+            ):
+                pass  # pragma: no cover
+            assert caught.value.code == 1008

@@ -201,7 +201,7 @@ async def test_0004_keeps_one_link_per_identity_and_goes_back(db_url: str) -> No
                 issuer="https://idp.example",
                 subject="s",
                 email="a@x.io",
-                email_verified=True,  # an unverified email makes no account by default
+                email_verified=True,
             )
         )
         other = await users.create(email="o@x.io", password_hash="h")

@@ -22,6 +22,7 @@ from fastapi_secure.accounts.users import MemoryUserStore, UserStore
 from fastapi_secure.auth.bearer import BearerAuth
 from fastapi_secure.auth.cookie import CookieAuth
 from fastapi_secure.db import Database
+from fastapi_secure.dpop import DPoPAuth, DPoPVerifier
 from fastapi_secure.passwords.hasher import PasswordHasher
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.issuer import TokenIssuer
@@ -97,7 +98,9 @@ def build_accounts_app(
     lockout: Lockout | None = None,
     users: UserStore | None = None,
     action_store: ActionTokenStore | None = None,
+    dpop: str = "off",
 ) -> AccountsApp:
+    """``dpop``: ``"off"``, ``"optional"`` (a proof binds) or ``"required"``."""
     users = users if users is not None else MemoryUserStore(clock=clock)
     issuer = TokenIssuer(
         KeySet.from_secret(SECRET, kid="k1"),
@@ -126,9 +129,18 @@ def build_accounts_app(
         require_verified_email=require_verified_email,
     )
     app = FastAPI()
-    app.include_router(auth_router(manager, transport))
-    app.include_router(account_router(manager, transport, reveal_existing=reveal_existing))
-    app.include_router(sessions_router(manager, transport))
+    dpop_auth = None
+    if dpop != "off":
+        dpop_auth = DPoPAuth(issuer, DPoPVerifier(clock=clock), public_url=ORIGIN)
+    app.include_router(
+        auth_router(manager, transport, dpop=dpop_auth, dpop_required=dpop == "required")
+    )
+    # Where DPoP is required, every route that takes an access token takes DPoP.
+    auth = dpop_auth if dpop == "required" else None
+    app.include_router(
+        account_router(manager, transport, reveal_existing=reveal_existing, auth=auth)
+    )
+    app.include_router(sessions_router(manager, transport, auth=auth))
     return AccountsApp(app, manager, users, issuer, outbox, hooks, clock, transport)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from fastapi_secure.dpop.proofs import InvalidDPoPProofError
 from fastapi_secure.errors import InvalidTokenError, TokenReuseError
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import RefreshClaims
@@ -105,6 +106,9 @@ async def test_a_bound_session_refused_without_proof_and_the_token_not_burned(
         await issuer.rotate(pair.refresh_token)
     assert caught.value.reason is not None
     assert "DPoP" in caught.value.reason
+    # RFC 9449, section 5: answered invalid_dpop_proof with the DPoP challenge.
+    assert isinstance(caught.value, InvalidDPoPProofError)
+    assert (caught.value.scheme, caught.value.challenge_error) == ("DPoP", "invalid_dpop_proof")
     # The thief without the key consumed nothing: the owner still refreshes.
     renewed = await issuer.rotate(pair.refresh_token, dpop_jkt=JKT)
     assert renewed.token_type == "DPoP"
@@ -115,6 +119,7 @@ async def test_a_bound_session_refused_with_another_key(issuer: TokenIssuer) -> 
     with pytest.raises(InvalidTokenError) as caught:
         await issuer.rotate(pair.refresh_token, dpop_jkt=OTHER_JKT)
     assert not isinstance(caught.value, TokenReuseError)
+    assert isinstance(caught.value, InvalidDPoPProofError)
     renewed = await issuer.rotate(pair.refresh_token, dpop_jkt=JKT)
     assert (await issuer.verify_access(renewed.access_token)).cnf is not None
 

@@ -6,7 +6,12 @@
 ``deps.py``; none of them branches on it. Failed logins are counted by the
 accounts lockout (per account and per client address, shared by workers on
 Redis); a rate limit per client IP sits on top of each router, and one per
-account on password changes.
+account on password changes. The routers mark their public routes for the
+audit themselves.
+
+With ``DPOP_REQUIRED`` a login or refresh needs a DPoP proof and gets tokens
+bound to the client's key, and the routes that take an access token take it
+through ``DPoPAuth`` (``c.auth``).
 """
 
 from __future__ import annotations
@@ -14,37 +19,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.routing import APIRoute
 
 from examples.reference_api.deps import Components
 from examples.reference_api.errors import responses
 from fastapi_secure import SecurityError
 from fastapi_secure.accounts.routers import account_router, auth_router, sessions_router
-from fastapi_secure.audit import mark_public
 from fastapi_secure.mfa.routers import require_step_up
 
 __all__ = ["routers"]
 
 
 PASSWORD_PATH = "/users/me/password"
-PUBLIC = {
-    "/auth/login": "login form",
-    "/auth/refresh": "authenticated by the refresh token",
-    "/auth/register": "registration form",
-    "/auth/verify/request": "same answer for every address",
-    "/auth/verify/confirm": "authenticated by the mailed token",
-    "/auth/password-reset/request": "same answer for every address",
-    "/auth/password-reset/confirm": "authenticated by the mailed token",
-}
-"""The account routes that take no access token, and why (for ``fastapi_secure.audit``)."""
-
-
-def _mark_public(router: APIRouter) -> APIRouter:
-    for route in router.routes:
-        reason = PUBLIC.get(getattr(route, "path", ""))
-        if isinstance(route, APIRoute) and reason is not None:
-            mark_public(route.endpoint, reason)
-    return router
 
 
 def _password_change_key(c: Components) -> Callable[[Request], Awaitable[str | None]]:
@@ -56,7 +41,7 @@ def _password_change_key(c: Components) -> Callable[[Request], Awaitable[str | N
         if request.method != "PATCH" or request.url.path != PASSWORD_PATH:
             return None
         try:
-            claims = await c.transport.authenticate(request)
+            claims = await c.auth.authenticate(request)
         except (HTTPException, SecurityError):
             return None
         return None if claims is None else f"user:{claims.sub}"
@@ -71,7 +56,14 @@ def routers(c: Components) -> list[APIRouter]:
     account_by_ip = c.limiter.limit(settings.account_limits_per_ip, name="account-ip")
     auth = APIRouter(dependencies=[Depends(auth_by_ip)])
     auth.include_router(
-        _mark_public(auth_router(c.manager, c.transport, prefix="/auth")),
+        auth_router(
+            c.manager,
+            c.transport,
+            prefix="/auth",
+            dpop=c.dpop,
+            dpop_required=settings.dpop_required,
+            auth=c.auth,
+        ),
         responses=responses(413, 429),
     )
     password_by_user = c.limiter.limit(
@@ -80,19 +72,18 @@ def routers(c: Components) -> list[APIRouter]:
     account = APIRouter(dependencies=[Depends(account_by_ip), Depends(password_by_user)])
     # A password change needs a recent login, made with the second factor when there is one.
     step_up = require_step_up(
-        c.transport, c.factors, max_age=settings.mfa_step_up_max_age, clock=c.issuer.clock
+        c.auth, c.factors, max_age=settings.mfa_step_up_max_age, clock=c.issuer.clock
     )
     account.include_router(
-        _mark_public(
-            account_router(
-                c.manager,
-                c.transport,
-                prefix="/auth",
-                me_prefix="/users/me",
-                password_change_auth=step_up,
-            )
+        account_router(
+            c.manager,
+            c.transport,
+            prefix="/auth",
+            me_prefix="/users/me",
+            auth=c.auth,
+            password_change_auth=step_up,
         ),
         responses=responses(413, 429),
     )
-    sessions = sessions_router(c.manager, c.transport, prefix="/users/me/sessions")
+    sessions = sessions_router(c.manager, c.transport, prefix="/users/me/sessions", auth=c.auth)
     return [auth, account, sessions]

@@ -30,12 +30,13 @@ def routers(c: Components) -> list[APIRouter]:
         return user.email if user is not None else user_id
 
     step_up = require_step_up(
-        c.transport, c.factors, max_age=settings.mfa_step_up_max_age, clock=c.issuer.clock
+        c.auth, c.factors, max_age=settings.mfa_step_up_max_age, clock=c.issuer.clock
     )
     manage = mfa_router(
         c.factors,
         c.transport,
         step_up=step_up,
+        auth=c.auth,
         prefix="/users/me",
         account_label=account_label,
         clock=c.issuer.clock,
@@ -43,7 +44,14 @@ def routers(c: Components) -> list[APIRouter]:
     by_ip = c.limiter.limit(settings.auth_limits_per_ip, name="auth-ip")
     login = APIRouter(dependencies=[Depends(by_ip)])
     login.include_router(
-        mfa_login_router(c.manager, c.transport, prefix="/auth"), responses=responses(413, 429)
+        mfa_login_router(
+            c.manager,
+            c.transport,
+            prefix="/auth",
+            dpop=c.dpop,
+            dpop_required=settings.dpop_required,
+        ),
+        responses=responses(413, 429),
     )
     outer = APIRouter()
     outer.include_router(manage, responses=responses(413))

@@ -27,7 +27,9 @@ def router(c: Components) -> APIRouter:
     """``WS /ws/echo``."""
     api = APIRouter(tags=["realtime"])
     messages = MessageLimit(c.limiter, MESSAGE_RATES, name="ws-echo", key_name="subject")
-    Claims = Annotated[AccessClaims, Depends(c.transport)]
+    # With DPOP_REQUIRED every handshake is refused (1008): RFC 9449 defines no
+    # WebSocket binding, and a browser cannot send a DPoP header on one.
+    Claims = Annotated[AccessClaims, Depends(c.auth)]
 
     @api.websocket("/ws/echo")
     async def echo(websocket: WebSocket, claims: Claims) -> None:

@@ -44,7 +44,7 @@ def router(c: Components) -> APIRouter:
     # the account has one); a request made with an API key is refused on all of these
     # routes (a leaked key cannot mint more).
     fresh = require_step_up(
-        c.transport, c.factors, max_age=c.settings.mfa_step_up_max_age, clock=c.issuer.clock
+        c.auth, c.factors, max_age=c.settings.mfa_step_up_max_age, clock=c.issuer.clock
     )
     api.include_router(
         api_keys_router(c.api_keys, auth=c.token_or_key, manage_auth=fresh, prefix="/me/api-keys"),

@@ -134,8 +134,9 @@ class AccountManager:
         links: builds action links from the public base URL (required with ``mail``).
         hooks: lifecycle hooks.
         require_verified_email: refuse logins of unverified accounts (403).
-        verify_path, reset_path: where the application's pages take the token from
-            the link's ``token`` query parameter.
+        verify_path: where the application's verification page takes the token
+            from the link's ``token`` query parameter.
+        reset_path: the same for the password reset page.
         default_roles: roles of a newly registered account.
         mfa: the accounts' second factors; with it, :meth:`login` answers
             :class:`MFARequired` for an account that has one, and second-factor
@@ -278,16 +279,23 @@ class AccountManager:
         *,
         user_agent: str | None = None,
         client_address: str | IPAddress | None = None,
+        dpop_jkt: str | None = None,
     ) -> TokenPair | MFARequired:
         """Authenticate, then start a session: a fresh token pair, or
-        :class:`MFARequired` when the account has a second factor (with ``mfa``)."""
+        :class:`MFARequired` when the account has a second factor (with ``mfa``).
+
+        ``dpop_jkt``, the thumbprint of the key that signed the request's
+        verified DPoP proof, binds the session to that key (RFC 9449).
+        """
         user = await self.authenticate(login_name, password, client_address=client_address)
         if self.mfa is not None:
             context = {"login_name": login_name, "stamp": _stamp_digest(user)}
             challenge = await self.mfa.challenge(user.id, context=context)
             if challenge is not None:
                 return MFARequired(challenge.token, challenge.methods, challenge.expires_in)
-        pair = await self.issuer.issue(user.id, roles=user.roles, fresh=True, amr=["pwd"])
+        pair = await self.issuer.issue(
+            user.id, roles=user.roles, fresh=True, amr=["pwd"], dpop_jkt=dpop_jkt
+        )
         if self.sessions is not None:
             await self.sessions.start(
                 user.id, pair.session_id, user_agent=user_agent, client_address=client_address
@@ -310,13 +318,15 @@ class AccountManager:
         *,
         user_agent: str | None = None,
         client_address: str | IPAddress | None = None,
+        dpop_jkt: str | None = None,
     ) -> TokenPair:
         """The second step of a login: the factor for ``mfa_token``, then a session.
 
         The account lockout is checked first and counts each refused factor
         under the login name of the first step (and the client address), like
         a wrong password. The tokens carry the factor's ``amr``
-        (``["pwd", "otp", "mfa"]`` for a code).
+        (``["pwd", "otp", "mfa"]`` for a code). ``dpop_jkt`` binds the session
+        to the key of this request's DPoP proof, as in :meth:`login`.
         """
         mfa = self._second_factors()
 
@@ -345,7 +355,7 @@ class AccountManager:
             if result.pending.context.get("stamp") != _stamp_digest(user):
                 raise InvalidCredentialsError(reason="account changed during the MFA step")
             await self.lockout.success(name_of(result.pending))
-        return await self._start_session(user, result.amr, user_agent, client_address)
+        return await self._start_session(user, result.amr, user_agent, client_address, dpop_jkt)
 
     async def login_with_passkey(
         self,
@@ -353,6 +363,7 @@ class AccountManager:
         *,
         user_agent: str | None = None,
         client_address: str | IPAddress | None = None,
+        dpop_jkt: str | None = None,
     ) -> TokenPair:
         """A passwordless login with a passkey assertion (user verification required)."""
         result = await self._second_factors().passwordless(response)
@@ -361,7 +372,7 @@ class AccountManager:
             raise InvalidCredentialsError(reason="account gone or inactive")
         if self.require_verified_email and not user.email_verified:
             raise EmailNotVerifiedError(reason="email not verified")
-        return await self._start_session(user, result.amr, user_agent, client_address)
+        return await self._start_session(user, result.amr, user_agent, client_address, dpop_jkt)
 
     async def _start_session(
         self,
@@ -369,8 +380,11 @@ class AccountManager:
         amr: Sequence[str],
         user_agent: str | None,
         client_address: str | IPAddress | None,
+        dpop_jkt: str | None,
     ) -> TokenPair:
-        pair = await self.issuer.issue(user.id, roles=user.roles, fresh=True, amr=amr)
+        pair = await self.issuer.issue(
+            user.id, roles=user.roles, fresh=True, amr=amr, dpop_jkt=dpop_jkt
+        )
         if self.sessions is not None:
             await self.sessions.start(
                 user.id, pair.session_id, user_agent=user_agent, client_address=client_address
@@ -405,11 +419,14 @@ class AccountManager:
         await self.issuer.revoke_family(session_id)
         raise InvalidCredentialsError(reason="account changed while logging in")
 
-    async def refresh(self, refresh_token: str) -> TokenPair:
+    async def refresh(self, refresh_token: str, *, dpop_jkt: str | None = None) -> TokenPair:
         """Rotate ``refresh_token``; the user's current roles go into the new pair.
 
         A reused refresh token revokes its family (the issuer does) and fires
-        ``refresh_reuse_detected``.
+        ``refresh_reuse_detected``. ``dpop_jkt`` is the thumbprint of the key
+        that signed the request's verified DPoP proof: a session bound to a key
+        refuses a refresh without it or from another key, before anything is
+        consumed; an unbound session refreshed with one becomes bound.
         """
         seen: list[RefreshClaims] = []
         load = user_grant_loader(self.users)
@@ -419,7 +436,7 @@ class AccountManager:
             return await load(claims)
 
         try:
-            pair = await self.issuer.rotate(refresh_token, grant_loader=grant)
+            pair = await self.issuer.rotate(refresh_token, grant_loader=grant, dpop_jkt=dpop_jkt)
         except TokenReuseError:
             if seen:
                 await self.hooks.emit(

@@ -5,7 +5,8 @@ either transport (:class:`~fastapi_secure.auth.bearer.BearerAuth` or
 :class:`~fastapi_secure.auth.cookie.CookieAuth`): routes never branch on it.
 
 * :func:`auth_router`: ``POST /login`` (OAuth2 password form), ``/refresh``,
-  ``/logout``, ``/logout-all``;
+  ``/logout``, ``/logout-all``; with ``dpop=`` a login or refresh carrying a
+  ``DPoP`` proof gets tokens bound to the client's key (RFC 9449);
 * :func:`account_router`: ``POST /register``, ``/verify/request``,
   ``/verify/confirm``, ``/password-reset/request``, ``/password-reset/confirm``
   and ``PATCH {me_prefix}/password`` (fresh token required);
@@ -18,6 +19,10 @@ Every route lists each status it can answer in OpenAPI. The *request* routes
 answer ``202`` whether or not the address has an account, and do the real
 work after the response (``BackgroundTasks``), so neither status nor timing
 tells an address apart.
+
+The routes that take no access token (login, refresh, registration, the
+verification and reset requests and confirmations) mark themselves public
+for :func:`fastapi_secure.audit.audit`, each with its reason.
 """
 
 # No ``from __future__ import annotations``: FastAPI must resolve the Annotated
@@ -25,7 +30,7 @@ tells an address apart.
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 from fastapi import (
     APIRouter,
@@ -45,10 +50,14 @@ from fastapi_secure.accounts.errors import UserExistsError
 from fastapi_secure.accounts.identities import AccountIdentityLinker
 from fastapi_secure.accounts.manager import MAX_PASSWORD_INPUT, AccountManager, MFARequired
 from fastapi_secure.accounts.users import UserRecord, is_email, plausible_login_name
-from fastapi_secure.auth.base import ClaimsDependency
+from fastapi_secure.apikeys.auth import FirstOf
+from fastapi_secure.audit import mark_public
+from fastapi_secure.auth import ClaimsDependency
+from fastapi_secure.auth.cookie import CookieAuth
 from fastapi_secure.auth.guards import require_fresh
 from fastapi_secure.auth.transport import Transport
 from fastapi_secure.clientip import TrustedProxies
+from fastapi_secure.dpop.http import DPoPAuth
 from fastapi_secure.errors import ConfigurationError, SecurityError
 from fastapi_secure.http_errors import http_exception
 from fastapi_secure.tokens.claims import AccessClaims
@@ -115,6 +124,18 @@ def _answering() -> Iterator[None]:
         yield
     except SecurityError as error:
         _refuse(error)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _public(reason: str) -> Callable[[_F], _F]:
+    """Mark a route that takes no access token public, with why (for the audit)."""
+
+    def mark(endpoint: _F) -> _F:
+        return mark_public(endpoint, reason)
+
+    return mark
 
 
 ClientAddress = Callable[[Request], "str | IPAddress | None"]
@@ -260,10 +281,38 @@ def auth_router(
     prefix: str = "/auth",
     tags: Sequence[str] = ("auth",),
     trusted_proxies: TrustedProxies | None = None,
+    dpop: DPoPAuth | None = None,
+    dpop_required: bool = False,
+    auth: ClaimsDependency | None = None,
 ) -> APIRouter:
-    """Login, refresh, logout and logout everywhere, over ``transport``."""
+    """Login, refresh, logout and logout everywhere, over ``transport``.
+
+    ``dpop`` (a :class:`~fastapi_secure.dpop.DPoPAuth`) checks the ``DPoP``
+    proof of a login or refresh: a valid one binds the session to the
+    client's key (``token_type`` ``"DPoP"``, ``cnf.jkt`` in both tokens), a
+    bad one is refused (401 ``invalid_dpop_proof``, also when not required:
+    the client expects a bound pair). A bound session refreshes only with a
+    proof from its key. ``dpop_required=True`` refuses a login or refresh
+    without a proof. The logout routes then take DPoP credentials (and, unless
+    required, the transport's bearer tokens too). DPoP needs the bearer
+    transport: a cookie cannot carry a bound token (``ConfigurationError``).
+    ``auth`` replaces whatever authenticates the logout routes.
+    """
+    if dpop_required and dpop is None:
+        raise ConfigurationError("dpop_required=True needs dpop=DPoPAuth(...)")
+    if dpop is not None and not isinstance(dpop, DPoPAuth):
+        raise ConfigurationError("dpop must be a DPoPAuth")
+    if dpop is not None and isinstance(transport, CookieAuth):
+        raise ConfigurationError(
+            "DPoP-bound tokens travel in the Authorization header; use BearerAuth with dpop="
+        )
     router = APIRouter(prefix=prefix, tags=list(tags))
-    Claims = Annotated[AccessClaims, Depends(transport)]  # noqa: N806
+    session_auth: ClaimsDependency = transport
+    if auth is not None:
+        session_auth = auth
+    elif dpop is not None:
+        session_auth = dpop if dpop_required else FirstOf(transport, dpop)
+    Claims = Annotated[AccessClaims, Depends(session_auth)]  # noqa: N806
     address = _client_address(trusted_proxies)
     check_origin: Callable[[Request], None] | None = getattr(transport, "check_origin", None)
 
@@ -271,6 +320,7 @@ def auth_router(
         "/login",
         responses={**_LOGIN_OK, **_responses(400, 401, 403, 422, 429, 503)},
     )
+    @_public("login form")
     async def login(
         request: Request,
         response: Response,
@@ -284,25 +334,30 @@ def auth_router(
         ):
             with _answering():
                 check_origin(request)
+        # The proof first: a bad one costs no password work and no lockout count.
+        jkt = await dpop.check_login_proof(request, required=dpop_required) if dpop else None
         with _answering():
             pair = await manager.login(
                 form.username,
                 form.password,
                 user_agent=request.headers.get("user-agent"),
                 client_address=address(request),
+                dpop_jkt=jkt,
             )
         if isinstance(pair, MFARequired):
             return mfa_required_out(pair)
         return transport.login_response(pair, response)
 
     @router.post("/refresh", responses=_responses(400, 401, 403, 422, 503))
+    @_public("authenticated by the refresh token")
     async def refresh(
         request: Request, response: Response, body: RefreshIn | None = None
     ) -> dict[str, Any]:
         """Rotate the refresh token: a new pair; a reused token ends its session."""
         token = await transport.read_refresh(request, body.refresh_token if body else None)
+        jkt = await dpop.check_login_proof(request, required=dpop_required) if dpop else None
         with _answering():
-            pair = await manager.refresh(token)
+            pair = await manager.refresh(token, dpop_jkt=jkt)
         return transport.login_response(pair, response)
 
     @router.post(
@@ -339,6 +394,7 @@ def account_router(
     reveal_existing: bool = True,
     fresh_max_age: float | None = 300,
     tags: Sequence[str] = ("account",),
+    auth: ClaimsDependency | None = None,
     password_change_auth: ClaimsDependency | None = None,
 ) -> APIRouter:
     """Registration, email verification, password reset and password change.
@@ -349,15 +405,21 @@ def account_router(
     address gets a mail instead: no enumeration, at the price of a less direct
     answer for a user who forgot they have an account.
 
-    ``password_change_auth`` replaces the fresh-login requirement of the
-    password change, e.g. :func:`fastapi_secure.mfa.routers.require_step_up`
-    (a login with the second factor, for accounts that have one).
+    ``auth`` authenticates the password change instead of ``transport`` (a
+    :class:`~fastapi_secure.dpop.DPoPAuth` where DPoP is required).
+    ``password_change_auth`` replaces its whole fresh-login requirement, e.g.
+    :func:`fastapi_secure.mfa.routers.require_step_up` (a login with the
+    second factor, for accounts that have one).
     """
     router = APIRouter(tags=list(tags))
     fresh: ClaimsDependency = (
         password_change_auth
         if password_change_auth is not None
-        else require_fresh(transport, max_age=fresh_max_age, clock=manager.issuer.clock)
+        else require_fresh(
+            auth if auth is not None else transport,
+            max_age=fresh_max_age,
+            clock=manager.issuer.clock,
+        )
     )
     Fresh = Annotated[AccessClaims, Depends(fresh)]  # noqa: N806
 
@@ -368,6 +430,7 @@ def account_router(
             status_code=status.HTTP_201_CREATED,
             responses=_responses(400, 409, 422, 503),
         )
+        @_public("registration form")
         async def register(body: RegisterIn, background: BackgroundTasks) -> UserOut:
             """Create an account; a verification mail follows."""
             with _answering():
@@ -384,6 +447,7 @@ def account_router(
             status_code=status.HTTP_202_ACCEPTED,
             responses=_responses(400, 422, 503),
         )
+        @_public("registration form")
         async def register_quietly(body: RegisterIn, background: BackgroundTasks) -> AcceptedOut:
             """Create an account, or mail the owner of a taken address; same answer."""
             try:
@@ -403,12 +467,14 @@ def account_router(
         status_code=status.HTTP_202_ACCEPTED,
         responses=_responses(400, 422),
     )
+    @_public("same answer for every address")
     async def request_verification(body: EmailIn, background: BackgroundTasks) -> AcceptedOut:
         """Mail a new verification link, if the address has an unverified account."""
         background.add_task(manager.request_verification, body.email)
         return AcceptedOut()
 
     @router.post(f"{prefix}/verify/confirm", responses=_responses(400, 422, 503))
+    @_public("authenticated by the mailed token")
     async def confirm_verification(body: TokenIn) -> UserOut:
         """Verify the email address with the token from the link."""
         with _answering():
@@ -420,6 +486,7 @@ def account_router(
         status_code=status.HTTP_202_ACCEPTED,
         responses=_responses(400, 422),
     )
+    @_public("same answer for every address")
     async def request_password_reset(body: EmailIn, background: BackgroundTasks) -> AcceptedOut:
         """Mail a reset link, if the address has an account; the same answer either way."""
         background.add_task(manager.request_password_reset, body.email)
@@ -430,6 +497,7 @@ def account_router(
         status_code=status.HTTP_204_NO_CONTENT,
         responses=_responses(400, 422, 503),
     )
+    @_public("authenticated by the mailed token")
     async def confirm_password_reset(body: ResetConfirmIn) -> None:
         """Set a new password with the token from the link; every session ends."""
         with _answering():
@@ -464,13 +532,18 @@ def sessions_router(
     *,
     prefix: str = "/users/me/sessions",
     tags: Sequence[str] = ("sessions",),
+    auth: ClaimsDependency | None = None,
 ) -> APIRouter:
-    """The caller's sessions: list them, end one, end all others."""
+    """The caller's sessions: list them, end one, end all others.
+
+    ``auth`` authenticates the routes instead of ``transport`` (a
+    :class:`~fastapi_secure.dpop.DPoPAuth` where DPoP is required).
+    """
     sessions = manager.sessions
     if sessions is None:
         raise ConfigurationError("sessions_router needs an AccountManager with sessions")
     router = APIRouter(prefix=prefix, tags=list(tags))
-    Claims = Annotated[AccessClaims, Depends(transport)]  # noqa: N806
+    Claims = Annotated[AccessClaims, Depends(auth if auth is not None else transport)]  # noqa: N806
 
     @router.get("", responses=_responses(401, 403, 503))
     async def list_sessions(claims: Claims) -> list[SessionOut]:

@@ -31,6 +31,7 @@ from fastapi.security.oauth2 import SecurityScopes
 from starlette.requests import HTTPConnection
 
 from fastapi_secure.apikeys.keys import APIKeyManager, InvalidAPIKeyError
+from fastapi_secure.audit import AuditInfo
 from fastapi_secure.auth import ClaimsDependency
 from fastapi_secure.auth.base import close_on_refusal
 from fastapi_secure.errors import (
@@ -159,6 +160,14 @@ class APIKeyAuth(SecurityBase):
     ) -> AccessClaims | None:
         return await close_on_refusal(request, self.authenticate(request, security_scopes.scopes))
 
+    def audit_info(self) -> AuditInfo:
+        """What :func:`fastapi_secure.audit.audit` reports: an API key in a header."""
+        return AuditInfo(
+            authentication="api_key",
+            optional=not self.auto_error,
+            details={"header": self.header_name},
+        )
+
 
 class _SchemeMarker(SecurityBase):
     """Shows a member's scheme in OpenAPI; authenticates nothing itself."""
@@ -275,3 +284,8 @@ class FirstOf:
         self, request: HTTPConnection, security_scopes: SecurityScopes, **_schemes: None
     ) -> AccessClaims | None:
         return await close_on_refusal(request, self.authenticate(request, security_scopes.scopes))
+
+    def audit_info(self) -> AuditInfo:
+        """What :func:`fastapi_secure.audit.audit` reports: each member's way in, as
+        alternatives, enforced unless ``auto_error`` is False."""
+        return AuditInfo(optional=not self.auto_error, any_of=self.members)

@@ -19,7 +19,11 @@ from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Response, status
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
 
 from fastapi_secure.apikeys.keys import (
     APIKeyManager,
@@ -43,6 +47,28 @@ __all__ = [
 ]
 
 _DAY = 86400
+_ALLOW = "__fastapi_secure_allow__"
+
+
+class _SharedPathRoute(APIRoute):
+    """A route sharing its path with routes of other methods: a 405 names them all.
+
+    Starlette answers a wrong method with the ``Allow`` header of the first
+    route whose path matched, which would name POST alone where GET works
+    too. The methods of the path ride on the endpoint function, which
+    survives ``include_router`` (the route object does not).
+    """
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        allow = getattr(self.endpoint, _ALLOW, None)
+        if isinstance(allow, tuple) and scope["type"] == "http" and scope["method"] not in allow:
+            headers = {"Allow": ", ".join(allow)}
+            if "app" in scope:
+                raise StarletteHTTPException(status_code=405, headers=headers)
+            response = PlainTextResponse("Method Not Allowed", status_code=405, headers=headers)
+            await response(scope, receive, send)
+            return
+        await super().handle(scope, receive, send)
 
 
 def _refuse(status_code: int, code: ErrorCode, message: str) -> NoReturn:
@@ -207,7 +233,7 @@ def api_keys_router(
     ) -> AccessClaims:
         return person(claims)
 
-    router = APIRouter(prefix=prefix, tags=list(tags or ["api-keys"]))
+    router = APIRouter(prefix=prefix, tags=list(tags or ["api-keys"]), route_class=_SharedPathRoute)
     extra = dict(responses or {})
 
     @router.post(
@@ -251,6 +277,9 @@ def api_keys_router(
     ) -> list[APIKeyOut]:
         """The caller's keys, oldest first (revoked and expired ones included)."""
         return [APIKeyOut.of(record) for record in await manager.list_for(claims.sub)]
+
+    for shared in (create_api_key, list_api_keys):
+        setattr(shared, _ALLOW, ("GET", "POST"))
 
     @router.delete(
         "/{key_id}",

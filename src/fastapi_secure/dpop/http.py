@@ -12,7 +12,8 @@ Answers (RFC 9449, section 7.1):
 
 * no DPoP credentials: ``401`` with ``WWW-Authenticate: DPoP algs="..."``
   (``auto_error=False``: ``None``, to chain with another scheme);
-* a bad token, or a token not bound to a key: ``401`` ``DPoP error="invalid_token"``;
+* a bad token, a token not bound to a key, or a token sent as ``Bearer``
+  (unless ``accept_bearer``): ``401`` ``DPoP error="invalid_token"``;
 * a missing, bad, replayed or foreign proof: ``401`` ``DPoP error="invalid_dpop_proof"``;
 * a proof without the current server nonce: ``401`` ``DPoP error="use_dpop_nonce"``
   with a ``DPoP-Nonce`` header;
@@ -33,9 +34,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
+from fastapi_secure.audit import AuditInfo
 from fastapi_secure.auth.base import (
     DEFAULT_MAX_TOKEN_LENGTH,
     AccessTokenVerifier,
+    close_on_refusal,
     token_syntax_problem,
 )
 from fastapi_secure.dpop.proofs import (
@@ -72,7 +75,10 @@ class DPoPAuth(SecurityBase):
     without it the request's scheme and ``Host`` header are used, which is
     right only when the app is reached directly. ``accept_bearer=True``
     also takes unbound tokens as ``Authorization: Bearer`` (a migration
-    period); a bound token sent that way is refused either way.
+    period); a bound token sent that way is refused either way. Without it,
+    any ``Bearer`` credentials are refused (``invalid_token``), or, with
+    ``auto_error=False``, left to the next dependency (None). In a
+    ``FirstOf`` with a ``BearerAuth``, put the ``BearerAuth`` first.
     """
 
     model: HTTPBase
@@ -113,6 +119,8 @@ class DPoPAuth(SecurityBase):
         self.model = HTTPBase(scheme="DPoP", description=description)
         self.scheme_name = scheme_name or type(self).__name__
         self._algs = f'algs="{" ".join(verifier.algorithms)}"'
+        self.challenge = f"DPoP {self._algs}"
+        """The challenge of a request without credentials (``FirstOf`` joins them)."""
 
     def _refuse(self, err: SecurityError, headers: dict[str, str] | None = None) -> NoReturn:
         # The one place where a core error becomes an HTTP answer.
@@ -131,6 +139,14 @@ class DPoPAuth(SecurityBase):
         if isinstance(err, RequestRefusedError):
             logger.debug("DPoP request refused: %s (%s)", type(err).__name__, err.reason)
         raise http_exception(err, headers=extra or None) from None
+
+    def audit_info(self) -> AuditInfo:
+        """What :func:`fastapi_secure.audit.audit` reports: DPoP-bound tokens."""
+        return AuditInfo(
+            authentication="dpop",
+            optional=not self.auto_error,
+            details={"accept_bearer": str(self.accept_bearer).lower()},
+        )
 
     # -- request side ------------------------------------------------------------
 
@@ -173,6 +189,12 @@ class DPoPAuth(SecurityBase):
         token = param.strip(" ")
         if scheme.lower() == "bearer" and self.accept_bearer and token:
             return await self._bearer(request, token, scopes)
+        if scheme.lower() == "bearer" and token and self.auto_error:
+            # A token where DPoP is required (RFC 9449, section 7.2: a bound one
+            # sent as a bearer token is a downgrade); unbound ones are not taken here.
+            raise InvalidTokenError(
+                reason="Bearer credentials where DPoP is required", scheme="DPoP"
+            )
         if scheme.lower() != "dpop":
             if not self.auto_error:
                 return None
@@ -257,10 +279,12 @@ class DPoPAuth(SecurityBase):
         self._refuse(err, headers)
 
     async def __call__(
-        self, request: Request, response: Response, security_scopes: SecurityScopes
+        self, request: HTTPConnection, response: Response, security_scopes: SecurityScopes
     ) -> AccessClaims | None:
-        claims = await self.authenticate(request, security_scopes.scopes)
-        self._offer_nonce(request, response)
+        # On a WebSocket route the handshake is refused (close 1008), never a 500.
+        claims = await close_on_refusal(request, self.authenticate(request, security_scopes.scopes))
+        if isinstance(request, Request):
+            self._offer_nonce(request, response)
         return claims
 
     def _offer_nonce(self, request: Request, response: Response) -> None:

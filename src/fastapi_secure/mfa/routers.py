@@ -46,6 +46,7 @@ from fastapi_secure.auth.guards import ClaimsGuard, FreshnessChecker, MFAChecker
 from fastapi_secure.auth.transport import Transport
 from fastapi_secure.clientip import TrustedProxies
 from fastapi_secure.clock import Clock, system_clock
+from fastapi_secure.dpop.http import DPoPAuth
 from fastapi_secure.errors import AuthenticationError, ErrorCode, SecurityError
 from fastapi_secure.http_errors import http_exception
 from fastapi_secure.mfa.errors import InvalidOTPError
@@ -306,7 +307,7 @@ def _credential_id(text: str) -> bytes | None:
 _OTHER_METHODS = ("GET", "PUT", "PATCH", "OPTIONS", "TRACE")
 
 
-def _allow_only(router: APIRouter, path: str, allowed: Sequence[str], auth: Transport) -> None:
+def _allow_only(router: APIRouter, path: str, allowed: Sequence[str], auth: Any) -> None:
     """Answer other methods on ``path`` with a 405 whose ``Allow`` names every route's.
 
     Starlette answers a 405 with the methods of the first route whose path
@@ -348,6 +349,7 @@ def mfa_router(
     transport: Transport,
     *,
     step_up: ClaimsDependency | None = None,
+    auth: ClaimsDependency | None = None,
     prefix: str = "/users/me",
     account_label: AccountLabel = _user_id_label,
     clock: Clock = system_clock,
@@ -358,10 +360,13 @@ def mfa_router(
     ``step_up`` guards adding and removing factors and new recovery codes
     (default: :func:`require_step_up` over ``transport``, 5 minutes).
     ``account_label`` names the account in authenticator apps (an email).
+    ``auth`` authenticates the caller instead of ``transport`` (a
+    :class:`~fastapi_secure.dpop.DPoPAuth` where DPoP is required).
     """
     router = APIRouter(prefix=prefix, tags=list(tags))
-    guard = step_up if step_up is not None else require_step_up(transport, factors, clock=clock)
-    Claims = Annotated[AccessClaims, Depends(transport)]  # noqa: N806
+    session: Any = auth if auth is not None else transport
+    guard = step_up if step_up is not None else require_step_up(session, factors, clock=clock)
+    Claims = Annotated[AccessClaims, Depends(session)]  # noqa: N806
     StepUp = Annotated[AccessClaims, Depends(guard)]  # noqa: N806
 
     @router.get("/mfa", responses=_responses(401, 503))
@@ -435,7 +440,7 @@ def mfa_router(
         _no_store(response)
         return RecoveryCodesOut(recovery_codes=codes)
 
-    _allow_only(router, "/mfa/totp", ["DELETE", "POST"], transport)
+    _allow_only(router, "/mfa/totp", ["DELETE", "POST"], session)
     if factors.passkeys is None:
         return router
 
@@ -503,8 +508,19 @@ def mfa_login_router(
     prefix: str = "/auth",
     tags: Sequence[str] = ("auth",),
     trusted_proxies: TrustedProxies | None = None,
+    dpop: DPoPAuth | None = None,
+    dpop_required: bool = False,
 ) -> APIRouter:
-    """The second step of a login, and passkey sign-in; answers as ``/auth/login`` does."""
+    """The second step of a login, and passkey sign-in; answers as ``/auth/login`` does.
+
+    ``dpop`` and ``dpop_required`` as for :func:`~fastapi_secure.accounts.routers.auth_router`
+    (give both routers the same): a request with a ``DPoP`` proof gets tokens
+    bound to the client's key.
+    """
+    if dpop_required and dpop is None:
+        from fastapi_secure.errors import ConfigurationError
+
+        raise ConfigurationError("dpop_required=True needs dpop=DPoPAuth(...)")
     factors = manager.mfa
     if factors is None:
         from fastapi_secure.errors import ConfigurationError
@@ -522,12 +538,16 @@ def mfa_login_router(
             with _answering():
                 check_origin(request)
 
+    async def proof_key(request: Request) -> str | None:
+        return await dpop.check_login_proof(request, required=dpop_required) if dpop else None
+
     @router.post("/mfa/verify", responses=_responses(400, 401, 403, 422, 429, 503))
     async def verify_mfa(
         request: Request, response: Response, body: MFACodeIn | MFARecoveryCodeIn
     ) -> dict[str, Any]:
         """The second step: the MFA token with a TOTP code or a recovery code; the tokens."""
         login_csrf(request)
+        jkt = await proof_key(request)
         with _answering():
             pair = await manager.complete_mfa(
                 body.mfa_token,
@@ -536,6 +556,7 @@ def mfa_login_router(
                 else FactorCheck(recovery_code=body.recovery_code),
                 user_agent=request.headers.get("user-agent"),
                 client_address=address(request),
+                dpop_jkt=jkt,
             )
         return transport.login_response(pair, response)
 
@@ -560,6 +581,7 @@ def mfa_login_router(
     ) -> dict[str, Any]:
         """Sign in with a passkey assertion (with ``mfa_token``: as a second factor)."""
         login_csrf(request)
+        jkt = await proof_key(request)
         with _answering():
             if body.mfa_token is not None:
                 pair = await manager.complete_mfa(
@@ -567,12 +589,14 @@ def mfa_login_router(
                     FactorCheck(passkey=body.credential),
                     user_agent=request.headers.get("user-agent"),
                     client_address=address(request),
+                    dpop_jkt=jkt,
                 )
             else:
                 pair = await manager.login_with_passkey(
                     body.credential,
                     user_agent=request.headers.get("user-agent"),
                     client_address=address(request),
+                    dpop_jkt=jkt,
                 )
         return transport.login_response(pair, response)
 

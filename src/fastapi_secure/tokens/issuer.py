@@ -494,7 +494,8 @@ class TokenIssuer:
 
         ``dpop_jkt`` is the thumbprint of the key that signed the refresh
         request's DPoP proof. A session bound to a key refuses a refresh
-        without it or from another key (:class:`InvalidTokenError`), before
+        without it or from another key (``InvalidDPoPProofError``, an
+        :class:`InvalidTokenError`), before
         anything is consumed: a thief without the key burns nothing. An
         unbound session refreshed with a proof becomes bound to that key.
         """
@@ -502,10 +503,15 @@ class TokenIssuer:
         _check_jkt(dpop_jkt)
         claims = self._decode(refresh_token, RefreshClaims, REFRESH_TOKEN_TYP, _REQUIRED_REFRESH)
         if claims.cnf is not None:
+            # Imported here: the DPoP package is not needed by issuers that never bind.
+            from fastapi_secure.dpop.proofs import InvalidDPoPProofError
+
+            # RFC 9449, section 5: the refresh wants a proof from the session's key;
+            # the answer is invalid_dpop_proof (401, WWW-Authenticate: DPoP).
             if dpop_jkt is None:
-                raise InvalidTokenError(reason="DPoP-bound refresh token without a DPoP proof")
+                raise InvalidDPoPProofError(reason="DPoP-bound refresh token without a DPoP proof")
             if not hmac.compare_digest(claims.cnf.jkt, dpop_jkt):
-                raise InvalidTokenError(reason="DPoP proof key is not the session's key")
+                raise InvalidDPoPProofError(reason="DPoP proof key is not the session's key")
         if (
             self._max_session_age is not None
             and self._clock() - claims.auth_time > self._max_session_age
