@@ -15,6 +15,7 @@ import pytest
 
 from fastapi_secure.testing import FakeClock, totp_code
 from tests.conftest import fresh_postgres_database
+from tests.support.dpop import DPoPClient
 from tests.support.reference_api import ALICE_PASSWORD, Api, bearer, make_settings, serve
 from tests.support.webauthn_authenticator import SoftAuthenticator
 
@@ -398,3 +399,66 @@ async def test_junk_passkey_assertions_are_401(api: Api, body: dict[str, Any]) -
 async def test_passkey_options_for_an_unknown_mfa_token_are_401(api: Api) -> None:
     response = await api.client.post("/auth/passkey/options", json={"mfa_token": "mfa_nope"})
     assert response.status_code == 401
+
+
+# -- DPOP_REQUIRED: the second step binds the session like the login ------------------------
+
+
+@pytest.fixture
+async def dpop_api(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Api]:
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'api.db'}", dpop_required=True)
+    async for served in serve(settings, clock=clock):
+        yield served
+
+
+async def test_the_second_step_is_bound_to_the_clients_dpop_key(
+    dpop_api: Api, clock: FakeClock
+) -> None:
+    api = dpop_api
+    key = DPoPClient()
+    base = api.settings.public_base_url.rstrip("/")
+
+    def proof(method: str, path: str, token: str | None = None) -> str:
+        return key.proof(method, f"{base}{path}", iat=clock(), access_token=token)
+
+    def dpop(token: str, method: str, path: str) -> dict[str, str]:
+        return {"Authorization": f"DPoP {token}", "DPoP": proof(method, path, token)}
+
+    created = await api.register("alice@example.com", "alice", ALICE_PASSWORD)
+    assert created.status_code == 201
+    login = {"username": "alice", "password": ALICE_PASSWORD}
+    first = await api.client.post(
+        "/auth/login", data=login, headers={"DPoP": proof("POST", "/auth/login")}
+    )
+    token = first.json()["access_token"]
+    started = await api.client.post(
+        "/users/me/mfa/totp", headers=dpop(token, "POST", "/users/me/mfa/totp")
+    )
+    assert started.status_code == 201, started.text
+    secret = started.json()["secret"]
+    confirmed = await api.client.post(
+        "/users/me/mfa/totp/confirm",
+        json={"code": totp_code(secret, clock=clock)},
+        headers=dpop(token, "POST", "/users/me/mfa/totp/confirm"),
+    )
+    assert confirmed.status_code == 200, confirmed.text
+
+    step = await api.client.post(
+        "/auth/login", data=login, headers={"DPoP": proof("POST", "/auth/login")}
+    )
+    assert step.json()["mfa_required"] is True
+    clock.advance(30)
+    body = {"mfa_token": step.json()["mfa_token"], "code": totp_code(secret, clock=clock)}
+    unbound = await api.client.post("/auth/mfa/verify", json=body)
+    assert unbound.status_code == 401  # no proof: refused before the code is looked at
+    done = await api.client.post(
+        "/auth/mfa/verify", json=body, headers={"DPoP": proof("POST", "/auth/mfa/verify")}
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["token_type"] == "DPoP"
+    bound = done.json()["access_token"]
+    assert claims_of(done.json())["amr"] == ["pwd", "otp", "mfa"]
+    status = await api.client.get("/users/me/mfa", headers=dpop(bound, "GET", "/users/me/mfa"))
+    assert status.status_code == 200
+    as_bearer = await api.client.get("/users/me/mfa", headers={"Authorization": f"Bearer {bound}"})
+    assert as_bearer.status_code == 401
