@@ -371,6 +371,10 @@ def test_the_reference_api_passes_its_own_audit(
         "/auth/verify/confirm",
         "/auth/password-reset/request",
         "/auth/password-reset/confirm",
+        "/auth/mfa/verify",
+        "/auth/passkey/options",
+        "/auth/passkey/verify",
+        "/demo/passkeys",
         "/health",
         "/.well-known/jwks.json",
     }

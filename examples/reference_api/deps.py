@@ -7,6 +7,7 @@ PostgreSQL, memory or Redis, bearer or cookie transport. The routes receive a
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import logging
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import anyio
+from pydantic import SecretStr
 
 from fastapi_secure import (
     BearerAuth,
@@ -39,12 +41,24 @@ from fastapi_secure.accounts.users import UserStore
 from fastapi_secure.apikeys import APIKey, APIKeyManager, api_key_store_from_url
 from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
 from fastapi_secure.auth import ClaimsDependency
+from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.dpop import DPoPAuth, DPoPReplayCache, DPoPVerifier
+from fastapi_secure.mfa import (
+    TOTP,
+    AttemptLimit,
+    MFAChallenges,
+    Passkeys,
+    RecoveryCodes,
+    SecretBox,
+)
+from fastapi_secure.mfa.factors import SecondFactors
+from fastapi_secure.mfa.sqlalchemy import SQLAlchemyAuthenticatorStore
+from fastapi_secure.mfa.stores import MFAStore, mfa_store_from_url
 from fastapi_secure.oidc.login import OIDCLogin, OIDCProvider
 from fastapi_secure.tokens.issuer import Grant
 from fastapi_secure.tokens.stores import TokenStore
 
-from .models import Identity, User
+from .models import MFATOTP, Identity, MFAPasskey, MFARecoveryCode, User
 from .schemas import POLICY
 from .settings import AppSettings
 
@@ -94,6 +108,10 @@ class Components:
     """An access token (as ``auth`` takes it) or an ``X-API-Key``: routes that take either."""
     transport_refusals: tuple[int, ...]
     """Statuses the transport adds to unsafe routes: 403 for a failed CSRF check."""
+    factors: SecondFactors
+    """Second factors (TOTP, recovery codes, passkeys) in the database; their
+    short-lived state (replay guard, attempts, MFA tokens, challenges) in ``mfa_store``."""
+    mfa_store: MFAStore
     redis_ping: Callable[[], Awaitable[bool]] | None = None
     oidc: OIDCSetup | None = None
     """Sign-in with OpenID providers; None when ``OIDC_PROVIDERS`` is unset."""
@@ -175,6 +193,51 @@ def _lockout_store(store: TokenStore, prefix: str) -> LockoutStore:
     return RedisLockoutStore(_redis_client(store), prefix=f"{prefix}lockout:")
 
 
+def _mfa_keys(settings: AppSettings) -> list[SecretStr]:
+    """The keys that encrypt TOTP secrets: MFA_ENCRYPTION_KEYS, else derived from SECRET_KEY."""
+    if settings.mfa_encryption_keys:
+        return list(settings.mfa_encryption_keys)
+    if settings.secret_key is not None:
+        material = (
+            b"reference-api mfa secrets\x00" + settings.secret_key.get_secret_value().encode()
+        )
+        return [SecretStr(base64.urlsafe_b64encode(hashlib.sha256(material).digest()).decode())]
+    logger.warning(
+        "no MFA_ENCRYPTION_KEYS or SECRET_KEY: TOTP secrets are encrypted with a key made up "
+        "for this process; enrolled authenticators stop working after a restart"
+    )
+    return [SecretStr(SecretBox.generate_key())]
+
+
+def _second_factors(
+    settings: AppSettings, db: Database, mfa_store: MFAStore, issuer: TokenIssuer
+) -> SecondFactors:
+    authenticators = SQLAlchemyAuthenticatorStore(
+        totp=MFATOTP, recovery_codes=MFARecoveryCode, passkeys=MFAPasskey, sessions=db.transaction
+    )
+    # TOTP and recovery-code failures count together, per account, on top of the lockout.
+    attempts = AttemptLimit(mfa_store, max_failures=5, window=300)
+    return SecondFactors(
+        authenticators,
+        totp=TOTP(
+            box=SecretBox.from_settings(_mfa_keys(settings)),
+            used_codes=mfa_store,
+            issuer=settings.mfa_issuer_name,
+            attempts=attempts,
+            clock=issuer.clock,
+        ),
+        recovery_codes=RecoveryCodes(authenticators, attempts=attempts),
+        challenges=MFAChallenges(mfa_store, clock=issuer.clock),
+        passkeys=Passkeys(
+            rp_id=settings.webauthn_rp_id,
+            rp_name=settings.webauthn_rp_name,
+            origins=settings.webauthn_origins,
+            challenges=mfa_store,
+            clock=issuer.clock,
+        ),
+    )
+
+
 def _owner_grant(users: UserStore) -> Callable[[APIKey], Awaitable[Grant | None]]:
     async def grant(record: APIKey) -> Grant | None:
         # A key never outlives its owner's account, nor keeps a role they lost.
@@ -239,8 +302,11 @@ def _oidc(settings: AppSettings, db: Database, users: UserStore, clock: Any) -> 
     )
 
 
-def build_components(settings: AppSettings) -> Components:
-    """Build every component the settings describe (no I/O: connections open lazily)."""
+def build_components(settings: AppSettings, *, clock: Clock = system_clock) -> Components:
+    """Build every component the settings describe (no I/O: connections open lazily).
+
+    ``clock``: the time source of every block (tests pass a fake one).
+    """
     db = Database.from_settings(settings)
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     prefix = settings.redis_key_prefix
@@ -253,7 +319,9 @@ def build_components(settings: AppSettings) -> Components:
     keys = _make_keys(settings)
     hasher = _make_hasher(settings)
     users = SQLAlchemyUserStore(User, db.transaction)
-    issuer = TokenIssuer.from_settings(settings, keys, store, grant_loader=user_grant_loader(users))
+    issuer = TokenIssuer.from_settings(
+        settings, keys, store, grant_loader=user_grant_loader(users), clock=clock
+    )
 
     transport: BearerAuth | CookieAuth
     if settings.auth_transport == "cookie":
@@ -277,6 +345,11 @@ def build_components(settings: AppSettings) -> Components:
     dpop = _dpop(settings, issuer, store) if settings.dpop_required else None
     auth: ClaimsDependency = dpop if dpop is not None else transport
     outbox = FileOutbox(settings.email_outbox_dir) if settings.email_outbox_dir else MemoryOutbox()
+    mfa_store = mfa_store_from_url(
+        redis_url or "memory://",
+        **(_prefixed(redis_url, f"{prefix}mfa:") if redis_url else {"clock": issuer.clock}),
+    )
+    factors = _second_factors(settings, db, mfa_store, issuer)
     manager = AccountManager(
         users,
         issuer,
@@ -289,6 +362,7 @@ def build_components(settings: AppSettings) -> Components:
         mail=outbox,
         links=LinkBuilder(settings.public_base_url),
         require_verified_email=settings.require_verified_email,
+        mfa=factors,
     )
     api_keys = APIKeyManager(
         api_key_store_from_url(
@@ -316,6 +390,8 @@ def build_components(settings: AppSettings) -> Components:
         api_keys=api_keys,
         token_or_key=FirstOf(auth, APIKeyAuth(api_keys)),
         transport_refusals=refusals,
+        factors=factors,
+        mfa_store=mfa_store,
         redis_ping=_redis_ping(store) if redis_url else None,
         oidc=_oidc(settings, db, users, issuer.clock),
     )

@@ -63,6 +63,7 @@ def create_app(
                 for provider in c.oidc.login.providers.values():
                     await provider.key_set.aclose()
             await c.api_keys.store.aclose()
+            await c.mfa_store.aclose()
             await c.issuer.store.aclose()
             await c.db.dispose()
 

@@ -1,9 +1,13 @@
-"""SQLAlchemy 2 models of the reference API: its users and their outside identities.
+"""SQLAlchemy 2 models of the reference API: its users, their outside identities and
+their second factors.
 
 The account columns (normalized email and username keys under unique
 constraints, password hash, email verified, roles, security stamp) come from
 :class:`~fastapi_secure.accounts.sqlalchemy.SQLAlchemyUserMixin`; the table, its
-integer key and the timestamps below stay the example's own. The schema is
+integer key and the timestamps below stay the example's own. The second factors
+(TOTP authenticator, recovery-code digests, passkeys) are three tables whose
+columns come from the mixins of :mod:`fastapi_secure.mfa.sqlalchemy`, each row
+deleted with its user. The schema is
 created by the Alembic migrations in ``migrations/`` (see ``migrate.py``), never
 by ``create_all`` in the running app.
 """
@@ -20,8 +24,13 @@ from fastapi_secure.accounts.sqlalchemy import (
     SQLAlchemyUserMixin,
     UTCDateTime,
 )
+from fastapi_secure.mfa.sqlalchemy import (
+    SQLAlchemyPasskeyMixin,
+    SQLAlchemyRecoveryCodeMixin,
+    SQLAlchemyTOTPMixin,
+)
 
-__all__ = ["Base", "Identity", "UTCDateTime", "User"]
+__all__ = ["MFATOTP", "Base", "Identity", "MFAPasskey", "MFARecoveryCode", "UTCDateTime", "User"]
 
 
 def utcnow() -> datetime:
@@ -48,6 +57,34 @@ class User(SQLAlchemyUserMixin, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class MFATOTP(SQLAlchemyTOTPMixin, Base):
+    """A user's TOTP authenticator (secret encrypted), pending until confirmed."""
+
+    __tablename__ = "mfa_totp"
+
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class MFARecoveryCode(SQLAlchemyRecoveryCodeMixin, Base):
+    """One digest of a user's current recovery codes (deleted when used)."""
+
+    __tablename__ = "mfa_recovery_codes"
+
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class MFAPasskey(SQLAlchemyPasskeyMixin, Base):
+    """A user's passkey (WebAuthn credential)."""
+
+    __tablename__ = "mfa_passkeys"
+
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
 
 
 class Identity(SQLAlchemyIdentityMixin, Base):

@@ -159,6 +159,27 @@ class AppSettings(SecuritySettings):
         "proof signed for PUBLIC_BASE_URL; bearer transport only",
     )
     password_change_limits_per_user: str = "5/minute;20/hour"
+    mfa_encryption_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Fernet keys (a JSON list, newest first) that encrypt TOTP secrets at "
+        "rest; when unset, one is derived from SECRET_KEY (or made up per process: dev only)",
+    )
+    mfa_issuer_name: str = Field(
+        default="Reference API", description="the service's name in authenticator apps"
+    )
+    webauthn_rp_id: str = Field(
+        default="localhost", description="passkeys' relying-party id: your registrable domain"
+    )
+    webauthn_rp_name: str = "Reference API"
+    webauthn_origins: list[str] = Field(
+        default_factory=lambda: ["http://localhost:8000"],
+        description="exact origins (a JSON list) of the pages that use passkeys",
+    )
+    mfa_step_up_max_age: int = Field(
+        default=300,
+        description="seconds a login stays recent enough for sensitive routes (password "
+        "change, removing a factor, API keys)",
+    )
     oidc_providers: SecretStr | None = Field(
         default=None,
         description="sign-in with OpenID providers, JSON: name -> {issuer, client_id, "

@@ -32,6 +32,13 @@ pytestmark = pytest.mark.anyio
 PASSWORD = "correct horse battery staple"
 
 
+async def password_login(manager: AccountManager, name: str) -> TokenPair:
+    """A login of an account without a second factor: always a token pair."""
+    pair = await manager.login(name, PASSWORD)
+    assert isinstance(pair, TokenPair)
+    return pair
+
+
 async def test_configuration_is_checked(fake_clock: FakeClock) -> None:
     world = build_accounts_app(fake_clock)
     with pytest.raises(ConfigurationError, match="links"):
@@ -79,6 +86,7 @@ async def test_a_deactivated_user_cannot_refresh(fake_clock: FakeClock) -> None:
     world = build_accounts_app(fake_clock)
     user = await world.manager.register("gone@x.io", PASSWORD)
     pair = await world.manager.login("gone@x.io", PASSWORD)
+    assert isinstance(pair, TokenPair)
     await world.users.set_active(user.id, False)
     with pytest.raises(RevokedTokenError):
         await world.manager.refresh(pair.refresh_token)
@@ -88,6 +96,7 @@ async def test_a_password_login_says_so_in_amr(fake_clock: FakeClock) -> None:
     world = build_accounts_app(fake_clock)
     await world.manager.register("pwd@x.io", PASSWORD)
     pair = await world.manager.login("pwd@x.io", PASSWORD)
+    assert isinstance(pair, TokenPair)
     claims = await world.manager.issuer.verify_access(pair.access_token)
     assert claims.amr == ("pwd",)
     assert claims.fresh
@@ -283,9 +292,9 @@ async def _login_racing(
     """Start a login, pause it in ``pause_in``, run ``change`` (a password change
     from another session, or a reset) to the end, then let the login finish."""
     user = await world.manager.register("race@x.io", PASSWORD)
-    other = await world.manager.login("race@x.io", PASSWORD)
+    other = await password_login(world.manager, "race@x.io")
     users.pause_in = pause_in
-    login = asyncio.ensure_future(world.manager.login("race@x.io", PASSWORD))
+    login = asyncio.ensure_future(password_login(world.manager, "race@x.io"))
     await asyncio.wait_for(users.reached.wait(), 5)
     if change == "change":
         await world.manager.change_password(
@@ -342,8 +351,8 @@ async def test_a_login_that_finishes_before_the_change_is_ended_by_it(
     """The other order: the login's session exists before the change, which ends it."""
     world = build_accounts_app(fake_clock)
     user = await world.manager.register("order@x.io", PASSWORD)
-    changer = await world.manager.login("order@x.io", PASSWORD)
-    earlier = await world.manager.login("order@x.io", PASSWORD)
+    changer = await password_login(world.manager, "order@x.io")
+    earlier = await password_login(world.manager, "order@x.io")
     await world.manager.change_password(
         user.id, PASSWORD, "a brand new passphrase", session_id=changer.session_id
     )

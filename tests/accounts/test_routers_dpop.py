@@ -18,6 +18,7 @@ from fastapi_secure.auth.cookie import CookieAuth
 from fastapi_secure.dpop import DPoPAuth, DPoPVerifier, InvalidDPoPProofError
 from fastapi_secure.errors import ConfigurationError
 from fastapi_secure.testing import FakeClock
+from fastapi_secure.tokens.claims import TokenPair
 from tests.support.accounts import ORIGIN, AccountsApp, build_accounts_app
 from tests.support.dpop import DPoPClient
 
@@ -90,6 +91,7 @@ async def test_manager_login_and_refresh_pass_the_thumbprint(fake_clock: FakeClo
     world = await _world(fake_clock, "off")
     manager, key = world.accounts.manager, world.key
     pair = await manager.login("alice@example.io", PASSWORD, dpop_jkt=key.jkt)
+    assert isinstance(pair, TokenPair)
     assert pair.token_type == "DPoP"
     claims = await world.accounts.issuer.verify_access(pair.access_token)
     assert claims.cnf is not None
@@ -227,6 +229,7 @@ async def test_required_refreshes_an_old_unbound_session_only_with_a_proof(
 ) -> None:
     # A session from before DPoP was required: it must bind to go on.
     old = await required.accounts.manager.login("alice@example.io", PASSWORD)
+    assert isinstance(old, TokenPair)
     assert_dpop_refusal(await required.refresh(old.refresh_token))
     renewed = await required.refresh(old.refresh_token, required.proof("POST", "/auth/refresh"))
     assert renewed.json()["token_type"] == "DPoP"
@@ -234,6 +237,7 @@ async def test_required_refreshes_an_old_unbound_session_only_with_a_proof(
 
 async def test_required_logout_takes_dpop_only(required: World) -> None:
     old = await required.accounts.manager.login("alice@example.io", PASSWORD)
+    assert isinstance(old, TokenPair)
     as_bearer = await required.http.post(
         "/auth/logout-all", headers={"Authorization": f"Bearer {old.access_token}"}
     )
@@ -249,6 +253,7 @@ async def test_required_logout_takes_dpop_only(required: World) -> None:
 
 async def test_required_sessions_and_password_change_take_dpop(required: World) -> None:
     old = await required.accounts.manager.login("alice@example.io", PASSWORD)
+    assert isinstance(old, TokenPair)
     plain = {"Authorization": f"Bearer {old.access_token}"}
     assert (await required.http.get("/users/me/sessions", headers=plain)).status_code == 401
     body = {"current_password": PASSWORD, "new_password": "a whole new passphrase 42"}

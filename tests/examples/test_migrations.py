@@ -31,7 +31,7 @@ from fastapi_secure.db import Database
 from fastapi_secure.oidc.linking import OIDCIdentity
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_TABLES = {"users", "identities"}
+APP_TABLES = {"users", "identities", "mfa_totp", "mfa_recovery_codes", "mfa_passkeys"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -67,7 +67,7 @@ async def _version(url: str) -> list[str]:
 def test_revisions_form_a_single_line() -> None:
     script = ScriptDirectory.from_config(alembic_config())
     assert script.get_heads() == ["0004"]
-    assert [rev.revision for rev in script.walk_revisions()] == ["0004", "0002", "0001"]
+    assert [rev.revision for rev in script.walk_revisions()] == ["0004", "0003", "0002", "0001"]
 
 
 @pytest.mark.anyio
@@ -212,7 +212,9 @@ async def test_0004_keeps_one_link_per_identity_and_goes_back(db_url: str) -> No
                 sa.text("DELETE FROM users WHERE id = :id"), {"id": int(alice.id)}
             )
         assert await linker.find("https://idp.example", "s") is None  # removed with its user
-        await amigrate(db_url, "downgrade", "0002")
-        assert "identities" not in await _tables(db_url)
+        await amigrate(db_url, "downgrade", "0003")
+        tables = await _tables(db_url)
+        assert "identities" not in tables
+        assert "mfa_totp" in tables  # 0003's tables stay
     finally:
         await db.dispose()

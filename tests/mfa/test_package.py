@@ -20,6 +20,7 @@ MODULES = sorted(
     "fastapi_secure."
     + ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
     for path in PACKAGE.rglob("*.py")
+    if path.name != "routers.py"  # the HTTP glue, in its own module
 )
 
 

@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from examples.reference_api.deps import build_components
 from examples.reference_api.main import create_app
 from examples.reference_api.migrate import aupgrade_to_head
 from examples.reference_api.settings import AppSettings
 from pydantic import SecretStr
+
+from fastapi_secure.clock import Clock
 
 ADMIN_PASSWORD = "admin-Passphrase-for-tests-4821"
 ALICE_PASSWORD = "violet-kettle-harbour-17"
@@ -52,10 +55,11 @@ def make_settings(database_url: str, redis_url: str | None = None, **extra: Any)
     return AppSettings(**values)
 
 
-async def serve(settings: AppSettings) -> AsyncIterator[Api]:
+async def serve(settings: AppSettings, *, clock: Clock | None = None) -> AsyncIterator[Api]:
     database_url = settings.database_url.get_secret_value() if settings.database_url else ""
     await aupgrade_to_head(database_url)
-    app = create_app(settings)
+    components = build_components(settings, clock=clock) if clock is not None else None
+    app = create_app(settings, components=components)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from examples.reference_api.deps import Components
 
-from . import admin, auth, meta, oidc, realtime, users
+from . import admin, auth, demo, meta, mfa, oidc, realtime, users
 
 __all__ = ["routers"]
 
@@ -15,9 +15,11 @@ def routers(c: Components) -> list[APIRouter]:
     """Every router of the API, built over the components ``c``."""
     return [
         *auth.routers(c),
+        *mfa.routers(c),
         users.router(c),
         admin.router(c),
         meta.router(c),
         realtime.router(c),
+        demo.router(c),
         *oidc.routers(c),
     ]

@@ -24,6 +24,7 @@ from examples.reference_api.deps import Components
 from examples.reference_api.errors import responses
 from fastapi_secure import SecurityError
 from fastapi_secure.accounts.routers import account_router, auth_router, sessions_router
+from fastapi_secure.mfa.routers import require_step_up
 
 __all__ = ["routers"]
 
@@ -69,8 +70,19 @@ def routers(c: Components) -> list[APIRouter]:
         settings.password_change_limits_per_user, key=_password_change_key(c), name="password-user"
     )
     account = APIRouter(dependencies=[Depends(account_by_ip), Depends(password_by_user)])
+    # A password change needs a recent login, made with the second factor when there is one.
+    step_up = require_step_up(
+        c.auth, c.factors, max_age=settings.mfa_step_up_max_age, clock=c.issuer.clock
+    )
     account.include_router(
-        account_router(c.manager, c.transport, prefix="/auth", me_prefix="/users/me", auth=c.auth),
+        account_router(
+            c.manager,
+            c.transport,
+            prefix="/auth",
+            me_prefix="/users/me",
+            auth=c.auth,
+            password_change_auth=step_up,
+        ),
         responses=responses(413, 429),
     )
     sessions = sessions_router(c.manager, c.transport, prefix="/users/me/sessions", auth=c.auth)

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends
 
 from examples.reference_api.deps import Components
 from examples.reference_api.errors import responses
-from fastapi_secure import AccessClaims, InvalidTokenError, require_fresh
+from fastapi_secure import AccessClaims, InvalidTokenError
 from fastapi_secure.accounts.routers import UserOut
 from fastapi_secure.accounts.users import UserRecord
 from fastapi_secure.apikeys.router import api_keys_router
+from fastapi_secure.mfa.routers import require_step_up
 
 __all__ = ["router", "user_out"]
 
@@ -39,9 +40,12 @@ def router(c: Components) -> APIRouter:
             raise InvalidTokenError(reason="user gone or inactive")
         return user_out(user)
 
-    # Creating and rotating a key ask for a recent login; a request made with an
-    # API key is refused on all of these routes (a leaked key cannot mint more).
-    fresh = require_fresh(c.auth, max_age=300, clock=c.issuer.clock)
+    # Creating and rotating a key ask for a recent login (with the second factor when
+    # the account has one); a request made with an API key is refused on all of these
+    # routes (a leaked key cannot mint more).
+    fresh = require_step_up(
+        c.auth, c.factors, max_age=c.settings.mfa_step_up_max_age, clock=c.issuer.clock
+    )
     api.include_router(
         api_keys_router(c.api_keys, auth=c.token_or_key, manage_auth=fresh, prefix="/me/api-keys"),
         responses=responses(400, 413),

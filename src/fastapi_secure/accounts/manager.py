@@ -14,9 +14,11 @@ work in the background and answer the same whatever the address.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from fastapi_secure.accounts.action_tokens import ActionPurpose, ActionTokens
 from fastapi_secure.accounts.addresses import IPAddress
@@ -42,6 +44,8 @@ from fastapi_secure.tokens.issuer import Grant
 from fastapi_secure.tokens.stores.base import SessionStore
 
 if TYPE_CHECKING:
+    from fastapi_secure.mfa.challenge import PendingMFA
+    from fastapi_secure.mfa.factors import FactorCheck, SecondFactors
     from fastapi_secure.passwords.hasher import PasswordHasher
     from fastapi_secure.tokens.claims import RefreshClaims, TokenPair
     from fastapi_secure.tokens.issuer import GrantLoader, TokenIssuer
@@ -51,6 +55,7 @@ __all__ = [
     "CurrentPasswordError",
     "EmailNotVerifiedError",
     "InvalidCredentialsError",
+    "MFARequired",
     "user_grant_loader",
 ]
 
@@ -78,6 +83,25 @@ class CurrentPasswordError(PermissionDeniedError):
 
     default_code = ErrorCode.INVALID_CREDENTIALS
     default_message = "the current password is not correct"
+
+
+@dataclass(frozen=True)
+class MFARequired:
+    """What :meth:`AccountManager.login` answers for an account with a second factor.
+
+    The password was right; the login continues with
+    :meth:`AccountManager.complete_mfa` and ``mfa_token`` (single use, short-lived,
+    bound to this login attempt, never accepted as an access token).
+    """
+
+    mfa_token: str = field(repr=False)
+    methods: tuple[str, ...]
+    expires_in: int
+
+
+def _stamp_digest(user: UserRecord) -> str:
+    # Carried in the MFA token's context (a store entry): a digest, not the stamp.
+    return hashlib.sha256(f"mfa-login\x00{user.security_stamp}".encode()).hexdigest()[:32]
 
 
 def user_grant_loader(users: UserStore) -> GrantLoader:
@@ -114,6 +138,9 @@ class AccountManager:
             from the link's ``token`` query parameter.
         reset_path: the same for the password reset page.
         default_roles: roles of a newly registered account.
+        mfa: the accounts' second factors; with it, :meth:`login` answers
+            :class:`MFARequired` for an account that has one, and second-factor
+            failures count in ``lockout`` like wrong passwords.
     """
 
     def __init__(
@@ -133,6 +160,7 @@ class AccountManager:
         verify_path: str = "/verify-email",
         reset_path: str = "/reset-password",
         default_roles: Sequence[str] = (),
+        mfa: SecondFactors | None = None,
     ) -> None:
         if mail is not None and links is None:
             raise ConfigurationError("sending mail needs links=LinkBuilder(public_base_url)")
@@ -159,6 +187,7 @@ class AccountManager:
         self.verify_path = verify_path
         self.reset_path = reset_path
         self.default_roles = tuple(default_roles)
+        self.mfa = mfa
 
     def __repr__(self) -> str:
         return f"AccountManager(users={self.users!r})"
@@ -224,7 +253,10 @@ class AccountManager:
             await self._failed(name, client_address, user.id)
         if self.require_verified_email and not user.email_verified:
             raise EmailNotVerifiedError(reason="email not verified")
-        await self.lockout.success(name)
+        # With a second factor the login is not over: failures so far stay counted
+        # until the second step succeeds (complete_mfa clears them).
+        if self.mfa is None or not await self.mfa.enrolled(user.id):
+            await self.lockout.success(name)
         if new_hash is not None:
             await self.users.set_password_hash(user.id, new_hash, rotate_stamp=False)
         return user
@@ -248,15 +280,110 @@ class AccountManager:
         user_agent: str | None = None,
         client_address: str | IPAddress | None = None,
         dpop_jkt: str | None = None,
-    ) -> TokenPair:
-        """Authenticate, then start a session: a fresh token pair.
+    ) -> TokenPair | MFARequired:
+        """Authenticate, then start a session: a fresh token pair, or
+        :class:`MFARequired` when the account has a second factor (with ``mfa``).
 
         ``dpop_jkt``, the thumbprint of the key that signed the request's
         verified DPoP proof, binds the session to that key (RFC 9449).
         """
         user = await self.authenticate(login_name, password, client_address=client_address)
+        if self.mfa is not None:
+            context = {"login_name": login_name, "stamp": _stamp_digest(user)}
+            challenge = await self.mfa.challenge(user.id, context=context)
+            if challenge is not None:
+                return MFARequired(challenge.token, challenge.methods, challenge.expires_in)
         pair = await self.issuer.issue(
             user.id, roles=user.roles, fresh=True, amr=["pwd"], dpop_jkt=dpop_jkt
+        )
+        if self.sessions is not None:
+            await self.sessions.start(
+                user.id, pair.session_id, user_agent=user_agent, client_address=client_address
+            )
+        await self._end_if_changed_meanwhile(user, pair.session_id)
+        await self.hooks.emit(
+            AccountEvent.LOGIN_SUCCEEDED, subject=user.id, session_id=pair.session_id
+        )
+        return pair
+
+    def _second_factors(self) -> SecondFactors:
+        if self.mfa is None:
+            raise ConfigurationError("this AccountManager has no mfa=SecondFactors")
+        return self.mfa
+
+    async def complete_mfa(
+        self,
+        mfa_token: str,
+        presented: FactorCheck,
+        *,
+        user_agent: str | None = None,
+        client_address: str | IPAddress | None = None,
+        dpop_jkt: str | None = None,
+    ) -> TokenPair:
+        """The second step of a login: the factor for ``mfa_token``, then a session.
+
+        The account lockout is checked first and counts each refused factor
+        under the login name of the first step (and the client address), like
+        a wrong password. The tokens carry the factor's ``amr``
+        (``["pwd", "otp", "mfa"]`` for a code). ``dpop_jkt`` binds the session
+        to the key of this request's DPoP proof, as in :meth:`login`.
+        """
+        mfa = self._second_factors()
+
+        def name_of(pending: PendingMFA) -> str:
+            return pending.context.get("login_name", "")
+
+        async def before(pending: PendingMFA) -> None:
+            await self.lockout.check(name_of(pending), client_address)
+
+        async def failed(pending: PendingMFA, error: Exception) -> None:
+            if isinstance(error, AuthenticationError):
+                await self.lockout.failure(name_of(pending), client_address)
+                await self.hooks.emit(
+                    AccountEvent.LOGIN_FAILED,
+                    subject=pending.user_id,
+                    login_name=normalize_login_name(name_of(pending))[:254],
+                    data={"step": "mfa"},
+                )
+
+        result = await mfa.complete(mfa_token, presented, before=before, on_failure=failed)
+        user = await self.users.get(result.user_id)
+        if user is None or not user.is_active:
+            raise InvalidCredentialsError(reason="account gone or inactive during the MFA step")
+        if result.pending is not None:
+            # The password checked at the first step must still be the account's.
+            if result.pending.context.get("stamp") != _stamp_digest(user):
+                raise InvalidCredentialsError(reason="account changed during the MFA step")
+            await self.lockout.success(name_of(result.pending))
+        return await self._start_session(user, result.amr, user_agent, client_address, dpop_jkt)
+
+    async def login_with_passkey(
+        self,
+        response: str | Mapping[str, Any],
+        *,
+        user_agent: str | None = None,
+        client_address: str | IPAddress | None = None,
+        dpop_jkt: str | None = None,
+    ) -> TokenPair:
+        """A passwordless login with a passkey assertion (user verification required)."""
+        result = await self._second_factors().passwordless(response)
+        user = await self.users.get(result.user_id)
+        if user is None or not user.is_active:
+            raise InvalidCredentialsError(reason="account gone or inactive")
+        if self.require_verified_email and not user.email_verified:
+            raise EmailNotVerifiedError(reason="email not verified")
+        return await self._start_session(user, result.amr, user_agent, client_address, dpop_jkt)
+
+    async def _start_session(
+        self,
+        user: UserRecord,
+        amr: Sequence[str],
+        user_agent: str | None,
+        client_address: str | IPAddress | None,
+        dpop_jkt: str | None,
+    ) -> TokenPair:
+        pair = await self.issuer.issue(
+            user.id, roles=user.roles, fresh=True, amr=amr, dpop_jkt=dpop_jkt
         )
         if self.sessions is not None:
             await self.sessions.start(

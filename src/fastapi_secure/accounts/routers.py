@@ -48,7 +48,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from fastapi_secure.accounts.addresses import IPAddress
 from fastapi_secure.accounts.errors import UserExistsError
 from fastapi_secure.accounts.identities import AccountIdentityLinker
-from fastapi_secure.accounts.manager import MAX_PASSWORD_INPUT, AccountManager
+from fastapi_secure.accounts.manager import MAX_PASSWORD_INPUT, AccountManager, MFARequired
 from fastapi_secure.accounts.users import UserRecord, is_email, plausible_login_name
 from fastapi_secure.apikeys.auth import FirstOf
 from fastapi_secure.audit import mark_public
@@ -65,6 +65,7 @@ from fastapi_secure.tokens.claims import AccessClaims
 __all__ = [
     "ErrorOut",
     "IdentityOut",
+    "MFARequiredOut",
     "SessionOut",
     "UserOut",
     "account_router",
@@ -204,6 +205,37 @@ class UserOut(BaseModel):
     roles: list[str]
 
 
+class MFARequiredOut(BaseModel):
+    """A correct password for an account with a second factor: the login's second step.
+
+    Send ``mfa_token`` with a code, a recovery code or a passkey assertion to
+    ``POST /auth/mfa/verify`` (or ``/auth/passkey/verify``) within ``expires_in``
+    seconds; it works once and is never an access token.
+    """
+
+    mfa_required: bool = True
+    mfa_token: str
+    methods: list[str]
+    expires_in: int
+
+
+def mfa_required_out(result: MFARequired) -> dict[str, Any]:
+    """The body of a login answer that needs a second step."""
+    return MFARequiredOut(
+        mfa_token=result.mfa_token, methods=list(result.methods), expires_in=result.expires_in
+    ).model_dump()
+
+
+_LOGIN_OK: dict[int | str, dict[str, Any]] = {
+    200: {
+        # The transport's token pair, or the second step for an account with a factor.
+        "model": MFARequiredOut | dict[str, Any],
+        "description": "The token pair (as the transport answers it), or, for an account "
+        "with a second factor, the second step (`mfa_required`)",
+    }
+}
+
+
 class AcceptedOut(BaseModel):
     status: str = "accepted"
 
@@ -284,7 +316,10 @@ def auth_router(
     address = _client_address(trusted_proxies)
     check_origin: Callable[[Request], None] | None = getattr(transport, "check_origin", None)
 
-    @router.post("/login", responses=_responses(400, 401, 403, 422, 429, 503))
+    @router.post(
+        "/login",
+        responses={**_LOGIN_OK, **_responses(400, 401, 403, 422, 429, 503)},
+    )
     @_public("login form")
     async def login(
         request: Request,
@@ -309,6 +344,8 @@ def auth_router(
                 client_address=address(request),
                 dpop_jkt=jkt,
             )
+        if isinstance(pair, MFARequired):
+            return mfa_required_out(pair)
         return transport.login_response(pair, response)
 
     @router.post("/refresh", responses=_responses(400, 401, 403, 422, 503))
@@ -358,6 +395,7 @@ def account_router(
     fresh_max_age: float | None = 300,
     tags: Sequence[str] = ("account",),
     auth: ClaimsDependency | None = None,
+    password_change_auth: ClaimsDependency | None = None,
 ) -> APIRouter:
     """Registration, email verification, password reset and password change.
 
@@ -369,10 +407,19 @@ def account_router(
 
     ``auth`` authenticates the password change instead of ``transport`` (a
     :class:`~fastapi_secure.dpop.DPoPAuth` where DPoP is required).
+    ``password_change_auth`` replaces its whole fresh-login requirement, e.g.
+    :func:`fastapi_secure.mfa.routers.require_step_up` (a login with the
+    second factor, for accounts that have one).
     """
     router = APIRouter(tags=list(tags))
-    fresh = require_fresh(
-        auth if auth is not None else transport, max_age=fresh_max_age, clock=manager.issuer.clock
+    fresh: ClaimsDependency = (
+        password_change_auth
+        if password_change_auth is not None
+        else require_fresh(
+            auth if auth is not None else transport,
+            max_age=fresh_max_age,
+            clock=manager.issuer.clock,
+        )
     )
     Fresh = Annotated[AccessClaims, Depends(fresh)]  # noqa: N806
 

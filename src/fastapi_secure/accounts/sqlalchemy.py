@@ -71,6 +71,7 @@ __all__ = [
     "SQLAlchemyUserStore",
     "UTCDateTime",
     "id_parser",
+    "is_unique_violation",
 ]
 
 PASSWORD_HASH_MAX = 512
@@ -145,7 +146,8 @@ def _seconds(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
 
-def _is_unique_violation(exc: IntegrityError) -> bool:
+def is_unique_violation(exc: IntegrityError) -> bool:
+    """Whether ``exc`` is a unique-constraint violation (PostgreSQL or SQLite)."""
     orig = exc.orig
     if getattr(orig, "sqlstate", None) == _PG_UNIQUE_VIOLATION:
         return True
@@ -305,7 +307,7 @@ class SQLAlchemyUserStore(Generic[_User]):
                 await session.flush()
                 record = self._record(user)
         except IntegrityError as exc:
-            if _is_unique_violation(exc):
+            if is_unique_violation(exc):
                 raise UserExistsError(reason="unique constraint") from None
             raise
         return record
@@ -462,7 +464,7 @@ class SQLAlchemyIdentityStore(Generic[_Identity]):
                 await session.flush()
                 return self._record(row)
         except IntegrityError as exc:
-            if not _is_unique_violation(exc):
+            if not is_unique_violation(exc):
                 raise
         # A concurrent sign-in linked this identity first: the database kept its link.
         existing = await self.find(identity.issuer, identity.subject)

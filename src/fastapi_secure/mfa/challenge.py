@@ -136,6 +136,35 @@ class MFAChallenges:
         await self._store.put(self._key(token), _dump(pending), self.ttl)
         return MFAChallenge(token=token, expires_in=math.ceil(self.ttl), methods=pending.methods)
 
+    def _checked_key(self, token: object) -> str:
+        if (
+            not isinstance(token, str)
+            or not token.startswith(TOKEN_PREFIX)
+            or len(token) > _MAX_TOKEN_LENGTH
+        ):
+            raise MFATokenError(reason="malformed MFA token")
+        return self._key(token)
+
+    async def peek(self, token: str) -> PendingMFA:
+        """The login attempt ``token`` stands for, without using the token up.
+
+        For a step that needs the account before the second factor is
+        checked (passkey options for that account's credentials). The token
+        is taken and put back with its remaining lifetime, so a concurrent
+        :meth:`complete` may find it absent for that instant (and refuse).
+        Raises :class:`MFATokenError` like :meth:`complete`.
+        """
+        key = self._checked_key(token)
+        raw = await self._store.take(key)
+        if raw is None:
+            raise MFATokenError(reason="unknown, used or expired MFA token")
+        pending = _load(raw)
+        left = pending.expires_at - self._clock()
+        if left <= 0:
+            raise MFATokenError(reason="expired MFA token")
+        await self._store.put(key, raw, left)
+        return pending
+
     async def complete(
         self, token: str, verify: Callable[[PendingMFA], Awaitable[T]]
     ) -> tuple[PendingMFA, T]:
@@ -146,13 +175,7 @@ class MFAChallenges:
         store with one more attempt unless it used its last one or expired.
         Raises :class:`MFATokenError` for a token that is not (or no longer) valid.
         """
-        if (
-            not isinstance(token, str)
-            or not token.startswith(TOKEN_PREFIX)
-            or len(token) > _MAX_TOKEN_LENGTH
-        ):
-            raise MFATokenError(reason="malformed MFA token")
-        key = self._key(token)
+        key = self._checked_key(token)
         raw = await self._store.take(key)
         if raw is None:
             raise MFATokenError(reason="unknown, used or expired MFA token")

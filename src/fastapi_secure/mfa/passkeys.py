@@ -75,7 +75,7 @@ class PasskeyCredential:
 
     ``id`` is the WebAuthn credential id; ``user_handle`` the opaque WebAuthn
     user id given at registration (random, not the account id);
-    ``public_key`` the COSE public key.
+    ``public_key`` the COSE public key; ``name`` the user's label for it.
     """
 
     id: bytes
@@ -89,6 +89,8 @@ class PasskeyCredential:
     aaguid: str = ""
     backed_up: bool = False
     device_type: str = "single_device"
+    name: str = ""
+    """A label the user chose ("work laptop"); empty by default."""
 
     @property
     def id_b64(self) -> str:

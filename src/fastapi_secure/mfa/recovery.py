@@ -90,6 +90,9 @@ class RecoveryCodes:
         self._length = groups * group_size
         self._pepper = pepper or _DEFAULT_PEPPER
         self._attempts = attempts
+        # A store keyed by account id (an AuthenticatorStore: rows per user) gets the
+        # id itself; a key-value store (MFAStore) gets an opaque digest of it.
+        self._keyed_by_user_id = bool(getattr(store, "keyed_by_user_id", False))
 
     def __repr__(self) -> str:
         return (
@@ -123,9 +126,8 @@ class RecoveryCodes:
         message = f"{user_id}\x00{cleaned}".encode("utf-8", "surrogatepass")
         return hmac.new(self._pepper, message, hashlib.sha256).hexdigest()
 
-    @staticmethod
-    def _user_key(user_id: str) -> str:
-        return store_key("recovery", user_id)
+    def _user_key(self, user_id: str) -> str:
+        return user_id if self._keyed_by_user_id else store_key("recovery", user_id)
 
     async def generate(self, user_id: str) -> list[str]:
         """A new set for ``user_id``; the old set stops working at once.

@@ -4,7 +4,7 @@ One row per ``(issuer, subject)`` (unique: concurrent first sign-ins of one
 identity leave one link), owned by a user and removed with them.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Created: 2026-11-29
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from fastapi_secure.accounts.sqlalchemy import UTCDateTime
 
 revision: str = "0004"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
