@@ -316,9 +316,15 @@ def auth_router(
     address = _client_address(trusted_proxies)
     check_origin: Callable[[Request], None] | None = getattr(transport, "check_origin", None)
 
+    def proof_header() -> dict[str, Any] | None:
+        # The DPoP header is read by check_login_proof, not by a Header() parameter:
+        # declared in OpenAPI only, so a missing one keeps its 401 (not a 422).
+        return dpop.login_proof_openapi(required=dpop_required) if dpop else None
+
     @router.post(
         "/login",
         responses={**_LOGIN_OK, **_responses(400, 401, 403, 422, 429, 503)},
+        openapi_extra=proof_header(),
     )
     @_public("login form")
     async def login(
@@ -348,7 +354,9 @@ def auth_router(
             return mfa_required_out(pair)
         return transport.login_response(pair, response)
 
-    @router.post("/refresh", responses=_responses(400, 401, 403, 422, 503))
+    @router.post(
+        "/refresh", responses=_responses(400, 401, 403, 422, 503), openapi_extra=proof_header()
+    )
     @_public("authenticated by the refresh token")
     async def refresh(
         request: Request, response: Response, body: RefreshIn | None = None
