@@ -50,10 +50,10 @@ from fastapi_secure.accounts.errors import UserExistsError
 from fastapi_secure.accounts.identities import AccountIdentityLinker
 from fastapi_secure.accounts.manager import MAX_PASSWORD_INPUT, AccountManager, MFARequired
 from fastapi_secure.accounts.users import UserRecord, is_email, plausible_login_name
-from fastapi_secure.apikeys.auth import FirstOf
 from fastapi_secure.audit import mark_public
 from fastapi_secure.auth import ClaimsDependency
 from fastapi_secure.auth.cookie import CookieAuth
+from fastapi_secure.auth.first_of import FirstOf
 from fastapi_secure.auth.guards import require_fresh
 from fastapi_secure.auth.transport import Transport
 from fastapi_secure.clientip import TrustedProxies
