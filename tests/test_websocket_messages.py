@@ -244,3 +244,20 @@ def test_a_message_over_the_rate_limit_is_not_parsed(tc: TestClient) -> None:
         assert websocket.receive_json() == {"echo": {"n": 1}}
         websocket.send_text("[" * 50_000)
         assert websocket.receive()["code"] == WS_POLICY_VIOLATION
+
+
+def test_the_loops_need_an_accepted_connection() -> None:
+    limit = MessageLimit(RateLimiter("memory://"), "10/minute", name="unaccepted")
+    app = FastAPI()
+
+    @app.websocket("/unaccepted")
+    async def unaccepted(websocket: WebSocket) -> None:
+        async for _ in limit.iter_text(websocket):
+            pass  # pragma: no cover
+
+    with (
+        TestClient(app) as client,
+        pytest.raises(RuntimeError, match="accept"),
+        client.websocket_connect("/unaccepted"),
+    ):
+        pass  # pragma: no cover
