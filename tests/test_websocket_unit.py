@@ -321,4 +321,6 @@ def test_message_limit_configuration_errors(options: dict[str, Any]) -> None:
 
 def test_message_limit_repr() -> None:
     limit = MessageLimit(RateLimiter("memory://"), "1/second", name="chat")
-    assert repr(limit) == "MessageLimit('1/second', name='chat', on_limit='close')"
+    assert repr(limit) == (
+        "MessageLimit('1/second', name='chat', on_limit='close', max_bytes=65536)"
+    )

@@ -39,8 +39,8 @@ from fastapi_secure.accounts.manager import AccountManager, user_grant_loader
 from fastapi_secure.accounts.sqlalchemy import SQLAlchemyIdentityStore, SQLAlchemyUserStore
 from fastapi_secure.accounts.users import UserStore
 from fastapi_secure.apikeys import APIKey, APIKeyManager, api_key_store_from_url
-from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
-from fastapi_secure.auth import ClaimsDependency
+from fastapi_secure.apikeys.auth import APIKeyAuth
+from fastapi_secure.auth import ClaimsDependency, FirstOf
 from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.dpop import DPoPAuth, DPoPReplayCache, DPoPVerifier
 from fastapi_secure.mfa import (

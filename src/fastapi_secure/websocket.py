@@ -13,7 +13,9 @@ accepted. This module covers the rest of a connection's life:
   expired or revoked;
 * :class:`MessageLimit` counts received messages on a
   :class:`~fastapi_secure.ratelimit.RateLimiter` (same storage and keys as the
-  HTTP limits) and closes with 1008, or answers an error frame, over the limit.
+  HTTP limits) and closes with 1008, or answers an error frame, over the limit;
+  its receive loops close with 1009 a message over ``max_bytes`` (default
+  64 KiB) before counting or parsing it.
 
 The guard needs asyncio (the loop uvicorn and hypercorn run FastAPI on).
 """
@@ -22,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketState
 
 from fastapi_secure.auth.base import (
     ACCESS_TOKEN_SCOPE_KEY,
@@ -43,8 +46,10 @@ from fastapi_secure.tokens.claims import AccessClaims
 
 __all__ = [
     "BEARER_SUBPROTOCOL",
+    "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_RECHECK_INTERVAL",
     "WS_INVALID_PAYLOAD",
+    "WS_MESSAGE_TOO_BIG",
     "WS_POLICY_VIOLATION",
     "WS_UNSUPPORTED_DATA",
     "ConnectionGuard",
@@ -64,6 +69,12 @@ WS_UNSUPPORTED_DATA = 1003
 """Close code of a frame of the wrong kind (binary for text or the reverse; RFC 6455, 7.4.1)."""
 WS_INVALID_PAYLOAD = 1007
 """Close code of a text frame that is not the JSON document ``iter_json`` expects."""
+WS_MESSAGE_TOO_BIG = 1009
+"""Close code of a message over ``MessageLimit.max_bytes`` (RFC 6455, 7.4.1)."""
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
+"""The largest message (its UTF-8 text or its bytes) the ``MessageLimit`` loops
+take by default; the servers' own bound is far higher (16 MiB on uvicorn)."""
 
 OnLimit = Literal["close", "error"]
 
@@ -265,7 +276,11 @@ class MessageLimit:
     what they cannot take, instead of letting the error escape the route: a
     frame of the other kind (binary to ``iter_text``/``iter_json``, text to
     ``iter_bytes``) closes with 1003, a text frame that is not JSON (or is
-    nested too deep to parse) to ``iter_json`` with 1007.
+    nested too deep to parse) to ``iter_json`` with 1007, and a message over
+    ``max_bytes`` (default :data:`DEFAULT_MAX_MESSAGE_BYTES`, 64 KiB; text is
+    measured in UTF-8 bytes) with 1009, before it is counted or parsed. The
+    loops count a message before parsing it, so a flood of large documents is
+    cut at the limit without being parsed.
     """
 
     def __init__(
@@ -276,23 +291,30 @@ class MessageLimit:
         name: str,
         key_name: str = "ip",
         on_limit: OnLimit = "close",
+        max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         if not isinstance(limiter, RateLimiter):
             raise ConfigurationError("limiter must be a RateLimiter")
         if on_limit not in ("close", "error"):
             raise ConfigurationError("on_limit must be 'close' or 'error'")
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+            raise ConfigurationError("max_bytes must be a positive number of bytes")
         self.limiter = limiter
         self.rates = rates
         self.name = name
         self.key_name = key_name
         self.on_limit: OnLimit = on_limit
+        self.max_bytes = max_bytes
         # Fail at construction, not at the first message.
         from fastapi_secure.ratelimit import parse_limit
 
         parse_limit(rates, name)
 
     def __repr__(self) -> str:
-        return f"MessageLimit({self.rates!r}, name={self.name!r}, on_limit={self.on_limit!r})"
+        return (
+            f"MessageLimit({self.rates!r}, name={self.name!r}, on_limit={self.on_limit!r}, "
+            f"max_bytes={self.max_bytes!r})"
+        )
 
     async def allow(self, websocket: WebSocket, key: str | None = None, cost: int = 1) -> bool:
         """Count one message of ``websocket`` for ``key`` (default: the client IP).
@@ -349,29 +371,46 @@ class MessageLimit:
     async def _iter(
         self, websocket: WebSocket, key: str | None, kind: Literal["text", "bytes", "json"]
     ) -> AsyncIterator[Any]:
-        receive = {
-            "text": websocket.receive_text,
-            "bytes": websocket.receive_bytes,
-            "json": websocket.receive_json,
-        }[kind]
+        field = "bytes" if kind == "bytes" else "text"
         while True:
-            try:
-                message = await receive()
-            except WebSocketDisconnect:
+            if websocket.application_state != WebSocketState.CONNECTED:
+                raise RuntimeError('WebSocket is not connected. Need to call "accept" first.')
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
                 return
-            except KeyError:
-                # A binary frame where text was expected or the reverse: Starlette
-                # finds no "text" (or "bytes") in the message.
+            payload = message.get(field)
+            if not isinstance(payload, (str, bytes)):
+                # A binary frame where text was expected or the reverse (some
+                # servers send the other key as None).
                 await _close_for_data(websocket, WS_UNSUPPORTED_DATA, f"not a {kind} frame")
                 return
+            if self._too_big(payload):
+                # Before counting or parsing: the bound is what the loop takes,
+                # far below the server's frame limit.
+                await _close_for_data(websocket, WS_MESSAGE_TOO_BIG, "message too big")
+                return
+            if not await self.allow(websocket, key):
+                if self.on_limit == "close":
+                    return
+                continue
+            if kind != "json":
+                yield payload
+                continue
+            try:
+                document = json.loads(payload)
             except (ValueError, RecursionError):
-                # iter_json: not JSON, or nested deeper than the parser goes.
+                # Not JSON, or nested deeper than the parser goes.
                 await _close_for_data(websocket, WS_INVALID_PAYLOAD, "message is not JSON")
                 return
-            if await self.allow(websocket, key):
-                yield message
-            elif self.on_limit == "close":
-                return
+            yield document
+
+    def _too_big(self, payload: str | bytes) -> bool:
+        if isinstance(payload, bytes) or len(payload) > self.max_bytes:
+            return len(payload) > self.max_bytes
+        # A character is 1 to 4 UTF-8 bytes: encode only when it can matter.
+        if len(payload) * 4 <= self.max_bytes:
+            return False
+        return len(payload.encode("utf-8", "surrogatepass")) > self.max_bytes
 
 
 async def _close_for_data(websocket: WebSocket, code: int, reason: str) -> None:

@@ -284,3 +284,30 @@ def test_configuration_mistakes_are_refused(fake_clock: FakeClock) -> None:
     cookie = CookieAuth(world.issuer, csrf_secret="s" * 32, allowed_origins=[ORIGIN])
     with pytest.raises(ConfigurationError, match="Authorization header"):
         auth_router(world.manager, cookie, dpop=dpop)
+
+
+# -- OpenAPI ----------------------------------------------------------------------
+
+
+def _dpop_parameters(accounts: AccountsApp, path: str) -> list[dict[str, Any]]:
+    operation = accounts.app.openapi()["paths"][path]["post"]
+    return [p for p in operation.get("parameters", []) if p["name"].lower() == "dpop"]
+
+
+@pytest.mark.parametrize("dpop", ["off", "optional", "required"])
+def test_login_and_refresh_declare_the_dpop_header(fake_clock: FakeClock, dpop: str) -> None:
+    accounts = build_accounts_app(fake_clock, dpop=dpop)
+    for path in ("/auth/login", "/auth/refresh"):
+        declared = _dpop_parameters(accounts, path)
+        if dpop == "off":
+            assert declared == []
+            continue
+        assert len(declared) == 1, declared
+        (header,) = declared
+        assert header["in"] == "header"
+        assert header["name"] == "DPoP"
+        assert header["required"] is (dpop == "required")
+        assert header["schema"] == {"type": "string"}
+        assert "RFC 9449" in header["description"]
+    # Only where a proof is read: the logout routes take DPoP credentials instead.
+    assert _dpop_parameters(accounts, "/auth/logout") == []

@@ -9,11 +9,12 @@ from fastapi import Depends, FastAPI, HTTPException, Security
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
+from fastapi_secure.apikeys.auth import APIKeyAuth
 from fastapi_secure.apikeys.keys import APIKeyManager, CreatedAPIKey
 from fastapi_secure.apikeys.stores.memory import MemoryAPIKeyStore
 from fastapi_secure.auth import (
     BearerAuth,
+    FirstOf,
     PermissionChecker,
     RoleChecker,
     RolePermissions,

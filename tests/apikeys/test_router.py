@@ -7,11 +7,11 @@ from typing import Annotated, Any
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
 
-from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
+from fastapi_secure.apikeys.auth import APIKeyAuth
 from fastapi_secure.apikeys.keys import APIKeyManager
 from fastapi_secure.apikeys.router import api_keys_router
 from fastapi_secure.apikeys.stores.memory import MemoryAPIKeyStore
-from fastapi_secure.auth import BearerAuth, require_fresh
+from fastapi_secure.auth import BearerAuth, FirstOf, require_fresh
 from fastapi_secure.errors import ConfigurationError
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import AccessClaims

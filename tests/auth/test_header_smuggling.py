@@ -19,9 +19,9 @@ import pytest
 from fastapi import Depends, FastAPI
 
 from fastapi_secure.apikeys import APIKeyManager
-from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
+from fastapi_secure.apikeys.auth import APIKeyAuth
 from fastapi_secure.apikeys.stores import MemoryAPIKeyStore
-from fastapi_secure.auth import BearerAuth, CookieAuth
+from fastapi_secure.auth import BearerAuth, CookieAuth, FirstOf
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.claims import AccessClaims
 from tests.support.auth import make_issuer

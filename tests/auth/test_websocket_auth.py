@@ -14,12 +14,13 @@ from hypothesis import strategies as st
 from starlette.exceptions import HTTPException
 from starlette.websockets import WebSocketDisconnect
 
-from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
+from fastapi_secure.apikeys.auth import APIKeyAuth
 from fastapi_secure.apikeys.keys import APIKeyManager
 from fastapi_secure.apikeys.stores.memory import MemoryAPIKeyStore
 from fastapi_secure.auth import (
     BearerAuth,
     CookieAuth,
+    FirstOf,
     PermissionChecker,
     RoleChecker,
     RolePermissions,

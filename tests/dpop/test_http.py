@@ -261,7 +261,8 @@ def test_dpop_auth_describes_itself_to_the_audit(fake_clock: FakeClock) -> None:
 
 async def test_first_of_names_the_dpop_challenge(fake_clock: FakeClock) -> None:
     from fastapi_secure.apikeys import APIKeyManager, MemoryAPIKeyStore
-    from fastapi_secure.apikeys.auth import APIKeyAuth, FirstOf
+    from fastapi_secure.apikeys.auth import APIKeyAuth
+    from fastapi_secure.auth import FirstOf
 
     issuer = make_issuer(fake_clock)
     auth = DPoPAuth(issuer, DPoPVerifier(clock=fake_clock))

@@ -144,6 +144,53 @@ async def test_memory_cache_is_bounded(fake_clock: FakeClock) -> None:
         MemoryDPoPReplayCache(max_entries=0)
 
 
+async def test_a_full_memory_cache_drops_every_expired_entry_before_refusing(
+    fake_clock: FakeClock,
+) -> None:
+    cache = MemoryDPoPReplayCache(clock=fake_clock, max_entries=3)
+    assert await cache.remember("a", 10)
+    assert await cache.remember("b", 10)
+    assert await cache.remember("c", 100)
+    with pytest.raises(StoreUnavailableError):
+        await cache.remember("d", 10)
+    # Full, a replay of a live key is still told apart: a replay (False), not a 503.
+    assert not await cache.remember("a", 10)
+    fake_clock.advance(9.99)
+    with pytest.raises(StoreUnavailableError):
+        await cache.remember("d", 10)
+    # At their expiry both a and b are dropped: two new keys fit, a third does not.
+    fake_clock.advance(0.01)
+    assert await cache.remember("d", 10)
+    assert await cache.remember("a", 10)
+    with pytest.raises(StoreUnavailableError):
+        await cache.remember("e", 10)
+    assert len(cache) == 3
+
+
+async def test_a_cache_filled_by_proofs_frees_itself_within_max_age_plus_leeway(
+    fake_clock: FakeClock,
+) -> None:
+    # The flood of docs/dpop.md: valid proofs of fresh keys, each dated as far in
+    # the future as the leeway lets it, to stay in the cache longest.
+    cache = MemoryDPoPReplayCache(clock=fake_clock, max_entries=2)
+    verifier = DPoPVerifier(clock=fake_clock, replay_cache=cache)
+    start = fake_clock()
+    for _ in range(2):
+        proof = DPoPClient().proof("POST", URL, iat=start + verifier.leeway)
+        await verifier.verify(proof, method="POST", uri=URL)
+    honest = DPoPClient()
+    with pytest.raises(StoreUnavailableError) as caught:
+        await verifier.verify(honest.proof("POST", URL, iat=fake_clock()), method="POST", uri=URL)
+    assert status_of(caught.value) == 503
+    # Held at most max_age + leeway + 1 seconds (66 with the defaults), not longer.
+    fake_clock.advance(verifier.max_age + verifier.leeway + 1 - 0.5)
+    with pytest.raises(StoreUnavailableError):
+        await verifier.verify(honest.proof("POST", URL, iat=fake_clock()), method="POST", uri=URL)
+    fake_clock.advance(0.5)
+    await verifier.verify(honest.proof("POST", URL, iat=fake_clock()), method="POST", uri=URL)
+    await verifier.verify(honest.proof("POST", URL, iat=fake_clock()), method="POST", uri=URL)
+
+
 @pytest.mark.redis
 async def test_redis_keys_carry_the_ttl(redis_url: str, redis_prefix: str) -> None:
     cache = RedisDPoPReplayCache.from_url(redis_url, prefix=redis_prefix)

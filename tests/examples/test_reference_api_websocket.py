@@ -1,5 +1,5 @@
 """``WS /ws/echo`` of the reference API: login, then echo; refused without a token;
-ended by a logout everywhere."""
+ended by a logout everywhere; an oversized message closes it with 1009."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import anyio
 import pytest
 from examples.reference_api.main import create_app
 from examples.reference_api.migrate import aupgrade_to_head
+from examples.reference_api.routes.realtime import MESSAGE_MAX_BYTES
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -43,3 +44,12 @@ def test_echo_with_the_bearer_subprotocol(api: TestClient) -> None:
         assert ws.accepted_subprotocol == "bearer"
         ws.send_text("ping")
         assert ws.receive_text() == "ping"
+
+
+def test_echo_closes_on_a_message_over_its_bound(api: TestClient) -> None:
+    token = login(api)
+    with api.websocket_connect("/ws/echo", subprotocols=["bearer", token]) as ws:
+        ws.send_text("x" * MESSAGE_MAX_BYTES)
+        assert ws.receive_text() == "x" * MESSAGE_MAX_BYTES
+        ws.send_text("x" * (MESSAGE_MAX_BYTES + 1))
+        assert ws.receive()["code"] == 1009

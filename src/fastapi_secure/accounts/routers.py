@@ -50,10 +50,10 @@ from fastapi_secure.accounts.errors import UserExistsError
 from fastapi_secure.accounts.identities import AccountIdentityLinker
 from fastapi_secure.accounts.manager import MAX_PASSWORD_INPUT, AccountManager, MFARequired
 from fastapi_secure.accounts.users import UserRecord, is_email, plausible_login_name
-from fastapi_secure.apikeys.auth import FirstOf
 from fastapi_secure.audit import mark_public
 from fastapi_secure.auth import ClaimsDependency
 from fastapi_secure.auth.cookie import CookieAuth
+from fastapi_secure.auth.first_of import FirstOf
 from fastapi_secure.auth.guards import require_fresh
 from fastapi_secure.auth.transport import Transport
 from fastapi_secure.clientip import TrustedProxies
@@ -316,9 +316,15 @@ def auth_router(
     address = _client_address(trusted_proxies)
     check_origin: Callable[[Request], None] | None = getattr(transport, "check_origin", None)
 
+    def proof_header() -> dict[str, Any] | None:
+        # The DPoP header is read by check_login_proof, not by a Header() parameter:
+        # declared in OpenAPI only, so a missing one keeps its 401 (not a 422).
+        return dpop.login_proof_openapi(required=dpop_required) if dpop else None
+
     @router.post(
         "/login",
         responses={**_LOGIN_OK, **_responses(400, 401, 403, 422, 429, 503)},
+        openapi_extra=proof_header(),
     )
     @_public("login form")
     async def login(
@@ -348,7 +354,9 @@ def auth_router(
             return mfa_required_out(pair)
         return transport.login_response(pair, response)
 
-    @router.post("/refresh", responses=_responses(400, 401, 403, 422, 503))
+    @router.post(
+        "/refresh", responses=_responses(400, 401, 403, 422, 503), openapi_extra=proof_header()
+    )
     @_public("authenticated by the refresh token")
     async def refresh(
         request: Request, response: Response, body: RefreshIn | None = None

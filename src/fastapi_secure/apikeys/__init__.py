@@ -1,9 +1,9 @@
 """API keys: identifiable, digest-stored, scoped, revocable, rotatable.
 
 The core (this package) has no HTTP: :class:`APIKeyManager` over an
-:class:`APIKeyStore`. The FastAPI side, :class:`~fastapi_secure.apikeys.auth.APIKeyAuth`
-and :class:`~fastapi_secure.apikeys.auth.FirstOf`, is in
-:mod:`fastapi_secure.apikeys.auth`.
+:class:`APIKeyStore`. The FastAPI side, :class:`~fastapi_secure.apikeys.auth.APIKeyAuth`,
+is in :mod:`fastapi_secure.apikeys.auth`; :class:`~fastapi_secure.auth.first_of.FirstOf`
+(a bearer token *or* an API key) in :mod:`fastapi_secure.auth`.
 """
 
 from fastapi_secure.apikeys.keys import (

@@ -4,6 +4,7 @@
 - :mod:`~fastapi_secure.auth.bearer`: ``Authorization: Bearer``.
 - :mod:`~fastapi_secure.auth.cookie`: HttpOnly cookies with CSRF and Origin checks.
 - :mod:`~fastapi_secure.auth.transport`: the contract token routes are written over.
+- :mod:`~fastapi_secure.auth.first_of`: ``FirstOf``, the first of several ways in.
 - :mod:`~fastapi_secure.auth.guards`: roles, permissions, freshness.
 - :mod:`~fastapi_secure.auth.roles`: role hierarchies and permission grants (no FastAPI).
 """
@@ -11,6 +12,7 @@
 from fastapi_secure.auth.base import AccessTokenVerifier, ClaimsDependency, TokenAuth
 from fastapi_secure.auth.bearer import BearerAuth
 from fastapi_secure.auth.cookie import CookieAuth
+from fastapi_secure.auth.first_of import FirstOf
 from fastapi_secure.auth.guards import (
     ClaimsGuard,
     FreshnessChecker,
@@ -29,6 +31,7 @@ __all__ = [
     "ClaimsDependency",
     "ClaimsGuard",
     "CookieAuth",
+    "FirstOf",
     "FreshnessChecker",
     "MFAChecker",
     "PermissionChecker",

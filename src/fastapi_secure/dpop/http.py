@@ -300,6 +300,33 @@ class DPoPAuth(SecurityBase):
 
     # -- login and refresh ---------------------------------------------------------
 
+    def login_proof_openapi(self, *, required: bool = False) -> dict[str, Any]:
+        """The ``openapi_extra`` of a route that calls :meth:`check_login_proof`:
+        declares its ``DPoP`` request header (``required`` as given there).
+
+        Only the schema changes: the header is still read by
+        :meth:`check_login_proof`, so a missing or repeated one keeps its
+        401 ``invalid_dpop_proof`` answer rather than FastAPI's 422.
+        """
+        algorithms = ", ".join(self.verifier.algorithms)
+        described = "binds the session to the proof's key" + (
+            " (required)" if required else "; without it the tokens are not bound"
+        )
+        return {
+            "parameters": [
+                {
+                    "name": "DPoP",
+                    "in": "header",
+                    "required": bool(required),
+                    "schema": {"type": "string"},
+                    "description": (
+                        f"A DPoP proof JWT (RFC 9449) for this request, signed with {algorithms}: "
+                        f"{described}."
+                    ),
+                }
+            ]
+        }
+
     async def check_login_proof(self, request: Request, *, required: bool = False) -> str | None:
         """The thumbprint of the key that signed this login or refresh request's
         ``DPoP`` proof, to bind the session to: ``issuer.issue(sub, dpop_jkt=...)``

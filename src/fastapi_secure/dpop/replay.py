@@ -56,9 +56,10 @@ def _check(key: str, ttl: float) -> None:
 class MemoryDPoPReplayCache:
     """A replay cache in this process's memory, on an injectable clock.
 
-    Holds at most ``max_entries`` live keys: past that (a flood of valid
-    proofs) it refuses with :class:`StoreUnavailableError` rather than grow
-    without bound or forget a key early.
+    Holds at most ``max_entries`` live keys: every call first drops the
+    expired ones; past that (a flood of valid proofs) it refuses with
+    :class:`StoreUnavailableError` rather than grow without bound or forget a
+    key early. See docs/dpop.md for the rate that fills it and the mitigations.
     """
 
     def __init__(
