@@ -205,7 +205,8 @@ async def test_totp_use_is_recorded_only_on_the_confirmed_authenticator(world: W
     assert await store.confirm_totp(dataclasses.replace(used, last_used_at=1100.0))
     assert await store.record_totp_use(used)
     stored = await store.get_totp(world.alice)
-    assert stored is not None and stored.last_used_at == 1500.0
+    assert stored is not None
+    assert stored.last_used_at == 1500.0
     # A use that raced a new enrolment or a removal writes nothing, resurrects nothing.
     await store.save_totp(_totp(world.alice, "ciphertext-2"))
     assert not await store.record_totp_use(dataclasses.replace(used, last_used_at=1600.0))

@@ -312,10 +312,12 @@ async def test_a_totp_use_is_saved_as_last_used(
     secret = enrolment.secret.get_secret_value()
     await factors.confirm_totp("u1", totp_code(secret, clock=fake_clock))
     confirmed = await factors.store.get_totp("u1")
-    assert confirmed is not None and confirmed.last_used_at == fake_clock()
+    assert confirmed is not None
+    assert confirmed.last_used_at == fake_clock()
     fake_clock.advance(3600)
     started = await factors.challenge("u1")
     assert started is not None
     await factors.complete(started.token, FactorCheck(code=totp_code(secret, clock=fake_clock)))
     used = await factors.store.get_totp("u1")
-    assert used is not None and used.last_used_at == fake_clock()
+    assert used is not None
+    assert used.last_used_at == fake_clock()
