@@ -204,6 +204,7 @@ async def test_step_up_routes_refuse_a_token_without_mfa(api: Api, clock: FakeCl
         "methods": [],
         "totp": False,
         "totp_pending": False,
+        "totp_last_used_at": None,
         "passkeys": 0,
         "recovery_codes_remaining": 0,
     }

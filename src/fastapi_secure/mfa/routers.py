@@ -497,7 +497,7 @@ def mfa_router(
             found = await factors.list_passkeys(claims.sub)
         return [_passkey_out(credential) for credential in found]
 
-    @router.patch("/passkeys/{credential_id}", responses=_responses(401, 403, 404, 422, 503))
+    @router.patch("/passkeys/{credential_id}", responses=_responses(400, 401, 403, 404, 422, 503))
     async def rename_passkey(
         claims: Claims, credential_id: CredentialId, body: PasskeyRenameIn
     ) -> PasskeyOut:
