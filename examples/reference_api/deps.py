@@ -43,6 +43,7 @@ from fastapi_secure.apikeys.auth import APIKeyAuth
 from fastapi_secure.auth import ClaimsDependency, FirstOf
 from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.dpop import DPoPAuth, DPoPReplayCache, DPoPVerifier
+from fastapi_secure.events import SecurityEvents
 from fastapi_secure.mfa import (
     TOTP,
     AttemptLimit,
@@ -115,6 +116,9 @@ class Components:
     redis_ping: Callable[[], Awaitable[bool]] | None = None
     oidc: OIDCSetup | None = None
     """Sign-in with OpenID providers; None when ``OIDC_PROVIDERS`` is unset."""
+    events: SecurityEvents | None = None
+    """The security log (logger ``fastapi_secure.events``): the limiter, the issuer,
+    the cookie transport and the second factors report to it."""
 
 
 def user_id(subject: str) -> int:
@@ -210,7 +214,11 @@ def _mfa_keys(settings: AppSettings) -> list[SecretStr]:
 
 
 def _second_factors(
-    settings: AppSettings, db: Database, mfa_store: MFAStore, issuer: TokenIssuer
+    settings: AppSettings,
+    db: Database,
+    mfa_store: MFAStore,
+    issuer: TokenIssuer,
+    events: SecurityEvents,
 ) -> SecondFactors:
     authenticators = SQLAlchemyAuthenticatorStore(
         totp=MFATOTP, recovery_codes=MFARecoveryCode, passkeys=MFAPasskey, sessions=db.transaction
@@ -235,6 +243,8 @@ def _second_factors(
             challenges=mfa_store,
             clock=issuer.clock,
         ),
+        events=events,
+        clock=issuer.clock,
     )
 
 
@@ -313,14 +323,16 @@ def build_components(settings: AppSettings, *, clock: Clock = system_clock) -> C
     store = token_store_from_url(
         redis_url or "memory://", **_prefixed(redis_url, f"{prefix}tokens:")
     )
+    # One security log for every block that reports (client addresses cut to /24 or /64).
+    events = SecurityEvents()
     limiter = RateLimiter.from_settings(
-        settings, strategy="moving-window", key_prefix=f"{prefix}limits"
+        settings, strategy="moving-window", key_prefix=f"{prefix}limits", events=events
     )
     keys = _make_keys(settings)
     hasher = _make_hasher(settings)
     users = SQLAlchemyUserStore(User, db.transaction)
     issuer = TokenIssuer.from_settings(
-        settings, keys, store, grant_loader=user_grant_loader(users), clock=clock
+        settings, keys, store, grant_loader=user_grant_loader(users), clock=clock, events=events
     )
 
     transport: BearerAuth | CookieAuth
@@ -336,6 +348,7 @@ def build_components(settings: AppSettings, *, clock: Clock = system_clock) -> C
             csrf_secret=secret or secrets.token_urlsafe(32),
             allowed_origins=settings.cors_allow_origins or ["http://127.0.0.1:8000"],
             secure=settings.cookie_secure,
+            events=events,
         )
         transport = cookie_auth
         refusals: tuple[int, ...] = (403,)
@@ -349,7 +362,7 @@ def build_components(settings: AppSettings, *, clock: Clock = system_clock) -> C
         redis_url or "memory://",
         **(_prefixed(redis_url, f"{prefix}mfa:") if redis_url else {"clock": issuer.clock}),
     )
-    factors = _second_factors(settings, db, mfa_store, issuer)
+    factors = _second_factors(settings, db, mfa_store, issuer, events)
     manager = AccountManager(
         users,
         issuer,
@@ -394,4 +407,5 @@ def build_components(settings: AppSettings, *, clock: Clock = system_clock) -> C
         mfa_store=mfa_store,
         redis_ping=_redis_ping(store) if redis_url else None,
         oidc=_oidc(settings, db, users, issuer.clock),
+        events=events,
     )

@@ -87,6 +87,11 @@ class EventType(str, enum.Enum):
     MFA_ADDED = "mfa_added"
     MFA_REMOVED = "mfa_removed"
     MFA_FAILED = "mfa_failed"
+    MFA_SUCCEEDED = "mfa_succeeded"
+    MFA_TOKEN_REFUSED = "mfa_token_refused"
+    RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
+    RECOVERY_CODE_USED = "recovery_code_used"
+    PASSKEY_CLONE_SUSPECTED = "passkey_clone_suspected"
     API_KEY_CREATED = "api_key_created"
     API_KEY_REVOKED = "api_key_revoked"
     CSRF_REFUSED = "csrf_refused"
@@ -100,6 +105,7 @@ _WARNING_EVENTS = frozenset(
         EventType.LOGIN_FAILED,
         EventType.LOCKOUT_STARTED,
         EventType.MFA_FAILED,
+        EventType.MFA_TOKEN_REFUSED,
         EventType.CSRF_REFUSED,
         EventType.ORIGIN_REFUSED,
         EventType.RATE_LIMITED,
@@ -110,14 +116,15 @@ _WARNING_EVENTS = frozenset(
 DEFAULT_LEVELS: Mapping[EventType, int] = {
     kind: (
         logging.ERROR
-        if kind is EventType.REFRESH_REUSE_DETECTED
+        if kind in (EventType.REFRESH_REUSE_DETECTED, EventType.PASSKEY_CLONE_SUSPECTED)
         else logging.WARNING
         if kind in _WARNING_EVENTS
         else logging.INFO
     )
     for kind in EventType
 }
-"""Log level of each event type: refusals WARNING, token theft ERROR, the rest INFO."""
+"""Log level of each event type: refusals WARNING, token theft and a cloned passkey
+ERROR, the rest INFO."""
 
 
 @dataclass(frozen=True)

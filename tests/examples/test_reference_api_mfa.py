@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -202,6 +204,7 @@ async def test_step_up_routes_refuse_a_token_without_mfa(api: Api, clock: FakeCl
         "methods": [],
         "totp": False,
         "totp_pending": False,
+        "totp_last_used_at": None,
         "passkeys": 0,
         "recovery_codes_remaining": 0,
     }
@@ -462,3 +465,95 @@ async def test_the_second_step_is_bound_to_the_clients_dpop_key(
     assert status.status_code == 200
     as_bearer = await api.client.get("/users/me/mfa", headers={"Authorization": f"Bearer {bound}"})
     assert as_bearer.status_code == 401
+
+
+def log_text(records: list[logging.LogRecord]) -> str:
+    return "\n".join(f"{record.getMessage()} {record.__dict__!r}" for record in records)
+
+
+async def test_mfa_events_reach_the_security_log_without_a_secret(
+    api: Api, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    before = await signed_up(api, "alice")
+    secret, codes = await enrol_totp(api, before, clock)
+    step = await second_step(api, "alice")
+    clock.advance(30)
+    code = totp_code(secret, clock=clock)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    assert (await verify(api, mfa_token=step["mfa_token"], code=wrong)).status_code == 401
+    done = await verify(api, mfa_token=step["mfa_token"], code=code)
+    assert done.status_code == 200, done.text
+    assert (await verify(api, mfa_token=step["mfa_token"], code=code)).status_code == 401
+    rescue = await second_step(api, "alice")
+    assert (
+        await verify(api, mfa_token=rescue["mfa_token"], recovery_code=codes[0])
+    ).status_code == 200
+    status = (await api.client.get("/users/me/mfa", headers=bearer(done.json()))).json()
+    assert status["totp_last_used_at"] is not None
+
+    events = [
+        record.__dict__["security_event"]
+        for record in caplog.records
+        if record.name == "fastapi_secure.events"
+    ]
+    mfa = [event for event in events if event["type"] != "rate_limited"]
+    assert [event["type"] for event in mfa] == [
+        "mfa_added",
+        "mfa_failed",
+        "mfa_succeeded",
+        "mfa_token_refused",
+        "mfa_succeeded",
+        "recovery_code_used",
+    ]
+    me = (await api.client.get("/users/me", headers=bearer(done.json()))).json()
+    assert {event["subject"] for event in mfa} == {str(me["id"])}
+    assert mfa[1]["client"] == "203.0.113.0/24"  # the address cut to its network
+    assert mfa[5]["extra"] == {"remaining": 9}
+    text = log_text(caplog.records)
+    for secret_value in (
+        secret,
+        code,
+        wrong,
+        *codes,
+        step["mfa_token"],
+        rescue["mfa_token"],
+        done.json()["access_token"],
+        done.json()["refresh_token"],
+    ):
+        assert not re.search(rf"(?<![0-9A-Za-z]){re.escape(secret_value)}(?![0-9A-Za-z])", text)
+
+
+async def test_a_passkey_is_renamed_and_another_account_cannot(api: Api) -> None:
+    alice = await signed_up(api, "alice")
+    device = SoftAuthenticator(origin=ORIGIN)
+    options = await api.client.post("/users/me/passkeys/register/options", headers=bearer(alice))
+    created = await api.client.post(
+        "/users/me/passkeys/register/verify",
+        json={"credential": device.create(options.json()["publicKey"]), "name": "laptop"},
+        headers=bearer(alice),
+    )
+    assert created.status_code == 201, created.text
+    url = f"/users/me/passkeys/{created.json()['passkey']['id']}"
+    renamed = await api.client.patch(url, json={"name": " phone "}, headers=bearer(alice))
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["name"] == "phone"
+
+    mallory = await signed_up(api, "mallory")
+    stolen = await api.client.patch(url, json={"name": "mine"}, headers=bearer(mallory))
+    assert stolen.status_code == 404
+    assert (
+        stolen.json()
+        == (
+            await api.client.patch(
+                "/users/me/passkeys/AAAA", json={"name": "mine"}, headers=bearer(mallory)
+            )
+        ).json()
+    )
+    bad = await api.client.patch(url, json={"name": "a\u202eb"}, headers=bearer(alice))
+    assert bad.status_code == 422
+    listed = (await api.client.get("/users/me/passkeys", headers=bearer(alice))).json()
+    assert [p["name"] for p in listed] == ["phone"]
+    document = (await api.client.get("/openapi.json")).json()
+    patch = document["paths"]["/users/me/passkeys/{credential_id}"]["patch"]
+    assert set(patch["responses"]) >= {"200", "401", "404", "413", "422", "503"}

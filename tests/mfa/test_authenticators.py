@@ -191,6 +191,42 @@ async def test_malformed_user_ids_are_no_account(world: World, bad: str) -> None
     assert await store.remaining(bad) == 0
     assert await store.list_passkeys(bad) == []
     assert not await store.delete_passkey(bad, b"cred-1")
+    assert await store.rename_passkey(bad, b"cred-1", "x") is None
+    assert not await store.record_totp_use(dataclasses.replace(_totp(bad), last_used_at=1.0))
+
+
+async def test_totp_use_is_recorded_only_on_the_confirmed_authenticator(world: World) -> None:
+    store = world.store
+    pending = _totp(world.alice)
+    used = dataclasses.replace(pending, confirmed_at=1100.0, last_used_at=1500.0)
+    assert not await store.record_totp_use(used)  # nothing stored yet
+    await store.save_totp(pending)
+    assert not await store.record_totp_use(used)  # still pending
+    assert await store.confirm_totp(dataclasses.replace(used, last_used_at=1100.0))
+    assert await store.record_totp_use(used)
+    stored = await store.get_totp(world.alice)
+    assert stored is not None
+    assert stored.last_used_at == 1500.0
+    # A use that raced a new enrolment or a removal writes nothing, resurrects nothing.
+    await store.save_totp(_totp(world.alice, "ciphertext-2"))
+    assert not await store.record_totp_use(dataclasses.replace(used, last_used_at=1600.0))
+    assert await store.delete_totp(world.alice)
+    assert not await store.record_totp_use(dataclasses.replace(used, last_used_at=1700.0))
+    assert await store.get_totp(world.alice) is None
+    assert not await store.record_totp_use(dataclasses.replace(used, user_id=world.bob))
+
+
+async def test_a_passkey_is_renamed_only_by_its_account(world: World) -> None:
+    store = world.store
+    await store.add_passkey(_passkey(world.alice))
+    assert await store.rename_passkey(world.bob, b"cred-1", "mine now") is None
+    assert await store.rename_passkey(world.alice, b"cred-2", "nope") is None
+    assert await store.rename_passkey(world.alice, b"", "nope") is None
+    renamed = await store.rename_passkey(world.alice, b"cred-1", "work laptop")
+    assert renamed is not None
+    assert (renamed.name, renamed.sign_count, renamed.public_key) == ("work laptop", 0, b"cose-key")
+    [listed] = await store.list_passkeys(world.alice)
+    assert listed.name == "work laptop"
 
 
 def test_the_sql_store_refuses_models_without_the_mixins() -> None:

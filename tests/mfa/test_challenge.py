@@ -207,3 +207,32 @@ async def test_methods_must_be_a_list(methods: Any) -> None:
     assert repr(challenges) == "MFAChallenges(ttl=300.0, max_attempts=5)"
     with pytest.raises(ConfigurationError):
         await challenges.start("u", methods)
+
+
+async def test_a_refused_token_says_why_and_whose(fast_store: Any, fake_clock: FakeClock) -> None:
+    challenges = MFAChallenges(fast_store, clock=fake_clock)
+
+    async def problem_of(token: str) -> tuple[str, str | None]:
+        with pytest.raises(MFATokenError) as refused:
+            await challenges.complete(token, ok)
+        assert refused.value.message == "invalid or expired MFA token"
+        return refused.value.problem, refused.value.user_id
+
+    async def ok(pending: PendingMFA) -> str:
+        return pending.user_id
+
+    used = await challenges.start("u1", ["totp"])
+    await challenges.complete(used.token, ok)
+    assert await problem_of(used.token) == ("reused", "u1")
+    assert await problem_of(used.token) == ("reused", "u1")  # every replay
+    with pytest.raises(MFATokenError):
+        await challenges.peek(used.token)
+    late = await challenges.start("u2", ["totp"])
+    fake_clock.advance(301)
+    assert await problem_of(late.token) == ("expired", "u2")
+    assert await problem_of("mfa_" + "x" * 43) == ("unknown", None)
+    assert await problem_of("nope") == ("malformed", None)
+    if isinstance(fast_store, MemoryMFAStore):  # Redis expires keys on its own clock
+        # After one more ttl the marker is gone: an old token is merely unknown.
+        fake_clock.advance(300)
+        assert await problem_of(used.token) == ("unknown", None)

@@ -16,6 +16,7 @@ from fastapi_secure.accounts.manager import (
     MFARequired,
 )
 from fastapi_secure.errors import ConfigurationError
+from fastapi_secure.events import SecurityEvent, SecurityEvents
 from fastapi_secure.mfa import (
     InvalidOTPError,
     MFATokenError,
@@ -284,7 +285,7 @@ async def test_second_step_failures_lock_the_login_name(
         assert isinstance(step, MFARequired)
         with pytest.raises(InvalidOTPError):
             await manager.complete_mfa(step.mfa_token, FactorCheck(code="000000"))
-    assert [c.data.get("step") for c in seen] == ["mfa"] * 5
+    assert [dict(c.data) for c in seen] == [{"step": "mfa", "method": "totp"}] * 5
     assert {c.subject for c in seen} == {user.id}
     with pytest.raises(AccountLockedError):
         await manager.login("ann", PASSWORD)
@@ -348,3 +349,50 @@ async def test_a_password_change_during_the_second_step_voids_it(
     await manager.change_password(user.id, PASSWORD, "a-brand-new-passphrase-9")
     with pytest.raises(InvalidCredentialsError):
         await manager.complete_mfa(step.mfa_token, FactorCheck(recovery_code=codes[0]))
+
+
+async def test_the_second_step_reports_to_hooks_and_security_events(
+    world: AccountsApp, fake_clock: FakeClock
+) -> None:
+    """The login step's outcome goes to AccountHooks (login_failed / login_succeeded,
+    from the manager) and to SecurityEvents (mfa_failed / mfa_succeeded, from the block),
+    the latter with the client and user agent the manager was given."""
+    manager = world.manager
+    assert manager.mfa is not None
+    events: list[SecurityEvent] = []
+    hooks: list[HookContext] = []
+
+    async def to_list(event: SecurityEvent) -> None:
+        events.append(event)
+
+    async def record(context: HookContext) -> None:
+        hooks.append(context)
+
+    manager.mfa.events = SecurityEvents(hook=to_list, client_address="full")
+    world.hooks.add(AccountEvent.LOGIN_FAILED, record)
+    world.hooks.add(AccountEvent.LOGIN_SUCCEEDED, record)
+    user = await world.users.find_by_email("ann@x.io")
+    assert user is not None
+    secret, _ = await enrol(manager.mfa, fake_clock, user.id)
+    events.clear()
+    step = await manager.login("ann", PASSWORD)
+    assert isinstance(step, MFARequired)
+    with pytest.raises(InvalidOTPError):
+        await manager.complete_mfa(
+            step.mfa_token, FactorCheck(code="000000"), client_address="198.51.100.4"
+        )
+    await manager.complete_mfa(
+        step.mfa_token,
+        FactorCheck(code=totp_code(secret, clock=fake_clock)),
+        client_address="198.51.100.4",
+        user_agent="agent/2",
+    )
+    assert [(e.type.value, e.subject, e.client) for e in events] == [
+        ("mfa_failed", user.id, "198.51.100.4"),
+        ("mfa_succeeded", user.id, "198.51.100.4"),
+    ]
+    assert events[1].user_agent == "agent/2"
+    assert [(h.event, h.subject) for h in hooks] == [
+        (AccountEvent.LOGIN_FAILED, user.id),
+        (AccountEvent.LOGIN_SUCCEEDED, user.id),
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -13,9 +14,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from fastapi_secure.audit import audit
 from fastapi_secure.errors import ConfigurationError
+from fastapi_secure.mfa.factors import passkey_name
 from fastapi_secure.mfa.routers import (
     MFACodeIn,
     MFARecoveryCodeIn,
+    PasskeyRenameIn,
     _credential_id,
     mfa_login_router,
     mfa_router,
@@ -24,7 +27,9 @@ from fastapi_secure.mfa.routers import (
 from fastapi_secure.mfa.stores import MemoryMFAStore
 from fastapi_secure.testing import FakeClock, totp_code
 from tests.support.accounts import ORIGIN, AccountsApp, build_accounts_app
+from tests.support.mfa import ORIGIN as PASSKEY_ORIGIN
 from tests.support.mfa import make_factors
+from tests.support.webauthn_authenticator import SoftAuthenticator
 
 pytestmark = pytest.mark.anyio
 
@@ -207,3 +212,109 @@ def test_second_step_bodies_parse_into_one_factor_or_are_refused(body: dict[str,
         return
     assert parsed.mfa_token == body["mfa_token"]
     assert ("code" in body) != ("recovery_code" in body)
+
+
+async def sign_in_as(world: AccountsApp, username: str) -> Browser:
+    browser = Browser(world)
+    response = await browser.client.post(
+        "/auth/login", data={"username": username, "password": PASSWORD}, headers={"Origin": ORIGIN}
+    )
+    assert response.status_code == 200, response.text
+    browser.keep(response.json())
+    return browser
+
+
+async def test_a_passkey_is_renamed_by_its_owner_only(world: AccountsApp) -> None:
+    await world.manager.register("bob@x.io", PASSWORD, username="bob")
+    ann = await sign_in_as(world, "ann")
+    device = SoftAuthenticator(origin=PASSKEY_ORIGIN)
+    options = await ann.call("POST", "/users/me/passkeys/register/options")
+    created = await ann.call(
+        "POST",
+        "/users/me/passkeys/register/verify",
+        json={"credential": device.create(options.json()["publicKey"]), "name": "laptop"},
+    )
+    assert created.status_code == 201, created.text
+    passkey_id = created.json()["passkey"]["id"]
+    url = f"/users/me/passkeys/{passkey_id}"
+
+    renamed = await ann.call("PATCH", url, json={"name": "  work laptop 🔑  "})
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["name"] == "work laptop 🔑"
+    assert renamed.json()["id"] == passkey_id
+    [listed] = (await ann.call("GET", "/users/me/passkeys")).json()
+    assert listed["name"] == "work laptop 🔑"
+
+    # The attacker: another account, knowing the id, gets the same 404 as for no passkey.
+    bob = await sign_in_as(world, "bob")
+    for target in (url, "/users/me/passkeys/AAAA"):
+        stolen = await bob.call("PATCH", target, json={"name": "pwned"})
+        assert stolen.status_code == 404
+        assert stolen.json()["detail"]["code"] == "not_found"
+    assert (await Browser(world).client.patch(url, json={"name": "x"})).status_code == 401
+    for junk in (
+        {"name": ""},
+        {"name": "   "},
+        {"name": "a" * 65},
+        {"name": "line\nbreak"},
+        {"name": "tab\there"},
+        {"name": "nul\x00"},
+        {"name": "bidi\u202eevil"},
+        {"name": "zero\u200bwidth"},
+        {"name": 5},
+        {},
+        {"name": "ok", "extra": 1},
+    ):
+        refused = await ann.call("PATCH", url, json=junk)
+        assert refused.status_code == 422, junk
+    assert (
+        await ann.call("PATCH", "/users/me/passkeys/" + "A" * 1500, json={"name": "x"})
+    ).status_code == 422
+    [still] = (await ann.call("GET", "/users/me/passkeys")).json()
+    assert still["name"] == "work laptop 🔑"
+    wrong_method = await ann.call("GET", url)
+    assert (wrong_method.status_code, wrong_method.headers["allow"]) == (405, "DELETE, PATCH")
+
+
+async def test_the_status_shows_when_totp_was_last_used(
+    world: AccountsApp, fake_clock: FakeClock
+) -> None:
+    browser = await sign_in_as(world, "ann")
+    status = (await browser.call("GET", "/users/me/mfa")).json()
+    assert (status["totp"], status["totp_last_used_at"]) == (False, None)
+    secret = (await browser.call("POST", "/users/me/mfa/totp")).json()["secret"]
+    pending = (await browser.call("GET", "/users/me/mfa")).json()
+    assert (pending["totp_pending"], pending["totp_last_used_at"]) == (True, None)
+    await browser.call(
+        "POST", "/users/me/mfa/totp/confirm", json={"code": totp_code(secret, clock=fake_clock)}
+    )
+    fake_clock.advance(7200)
+    fresh = Browser(world)
+    step = await fresh.login()
+    done = await fresh.client.post(
+        "/auth/mfa/verify",
+        json={"mfa_token": step["mfa_token"], "code": totp_code(secret, clock=fake_clock)},
+        headers={"Origin": ORIGIN},
+    )
+    assert done.status_code == 200, done.text
+    fresh.keep(done.json())
+    status = (await fresh.call("GET", "/users/me/mfa")).json()
+    assert status["totp"] is True
+    assert status["totp_last_used_at"] == datetime.fromtimestamp(
+        fake_clock(), tz=timezone.utc
+    ).isoformat().replace("+00:00", "Z")
+    assert (status["passkeys"], status["recovery_codes_remaining"]) == (0, 10)
+
+
+@given(st.text(max_size=80))
+def test_a_rename_body_is_a_clean_name_or_refused(name: str) -> None:
+    try:
+        parsed = PasskeyRenameIn(name=name)
+    except ValidationError:
+        with pytest.raises(ValueError, match="passkey name"):
+            passkey_name(name)
+        return
+    cleaned = passkey_name(parsed.name)
+    assert cleaned == name.strip()
+    assert 0 < len(cleaned) <= 64
+    assert not any(ch in cleaned for ch in "\x00\n\r\t\x7f\u202e\u200b")

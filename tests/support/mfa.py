@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi_secure.events import EventSink
 from fastapi_secure.mfa import TOTP, AttemptLimit, MFAChallenges, Passkeys, SecretBox
 from fastapi_secure.mfa.authenticators import MemoryAuthenticatorStore
 from fastapi_secure.mfa.factors import SecondFactors
@@ -12,7 +13,9 @@ from fastapi_secure.testing import FakeClock
 ORIGIN = "https://example.com"
 
 
-def make_factors(mfa_store: Any, clock: FakeClock, *, passkeys: bool = True) -> SecondFactors:
+def make_factors(
+    mfa_store: Any, clock: FakeClock, *, passkeys: bool = True, events: EventSink | None = None
+) -> SecondFactors:
     attempts = AttemptLimit(mfa_store, max_failures=5, window=300)
     return SecondFactors(
         MemoryAuthenticatorStore(),
@@ -33,4 +36,6 @@ def make_factors(mfa_store: Any, clock: FakeClock, *, passkeys: bool = True) -> 
         )
         if passkeys
         else None,
+        events=events,
+        clock=clock,
     )

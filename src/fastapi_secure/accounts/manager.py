@@ -343,10 +343,17 @@ class AccountManager:
                     AccountEvent.LOGIN_FAILED,
                     subject=pending.user_id,
                     login_name=normalize_login_name(name_of(pending))[:254],
-                    data={"step": "mfa"},
+                    data={"step": "mfa", "method": presented.method},
                 )
 
-        result = await mfa.complete(mfa_token, presented, before=before, on_failure=failed)
+        result = await mfa.complete(
+            mfa_token,
+            presented,
+            before=before,
+            on_failure=failed,
+            client=client_address,
+            user_agent=user_agent,
+        )
         user = await self.users.get(result.user_id)
         if user is None or not user.is_active:
             raise InvalidCredentialsError(reason="account gone or inactive during the MFA step")
@@ -366,7 +373,9 @@ class AccountManager:
         dpop_jkt: str | None = None,
     ) -> TokenPair:
         """A passwordless login with a passkey assertion (user verification required)."""
-        result = await self._second_factors().passwordless(response)
+        result = await self._second_factors().passwordless(
+            response, client=client_address, user_agent=user_agent
+        )
         user = await self.users.get(result.user_id)
         if user is None or not user.is_active:
             raise InvalidCredentialsError(reason="account gone or inactive")

@@ -74,6 +74,11 @@ class AuthenticatorStore(Protocol):
         """
         ...
 
+    async def record_totp_use(self, authenticator: TOTPAuthenticator) -> bool:
+        """Store ``authenticator.last_used_at`` if the account's confirmed TOTP still
+        has this secret; False (nothing written) when it was removed or replaced."""
+        ...
+
     async def delete_totp(self, user_id: str) -> bool:
         """Remove the account's TOTP authenticator; True if there was one."""
         ...
@@ -111,6 +116,12 @@ class AuthenticatorStore(Protocol):
         authenticators without a counter): of two concurrent uses presenting
         one count, one wins. False: refuse the sign-in.
         """
+        ...
+
+    async def rename_passkey(
+        self, user_id: str, credential_id: bytes, name: str
+    ) -> PasskeyCredential | None:
+        """Give one of the account's passkeys a new ``name``; None if it has none with that id."""
         ...
 
     async def delete_passkey(self, user_id: str, credential_id: bytes) -> bool:
@@ -162,6 +173,20 @@ class MemoryAuthenticatorStore:
             account.totp = authenticator
             return True
 
+    async def record_totp_use(self, authenticator: TOTPAuthenticator) -> bool:
+        with self._lock:
+            account = self._accounts.get(authenticator.user_id)
+            current = None if account is None else account.totp
+            if (
+                account is None
+                or current is None
+                or not current.confirmed
+                or current.encrypted_secret != authenticator.encrypted_secret
+            ):
+                return False
+            account.totp = dataclasses.replace(current, last_used_at=authenticator.last_used_at)
+            return True
+
     async def delete_totp(self, user_id: str) -> bool:
         with self._lock:
             account = self._accounts.get(user_id)
@@ -211,6 +236,17 @@ class MemoryAuthenticatorStore:
                 stored, sign_count=credential.sign_count, last_used_at=credential.last_used_at
             )
             return True
+
+    async def rename_passkey(
+        self, user_id: str, credential_id: bytes, name: str
+    ) -> PasskeyCredential | None:
+        with self._lock:
+            stored = self._passkeys.get(credential_id)
+            if stored is None or stored.user_id != user_id:
+                return None
+            renamed = dataclasses.replace(stored, name=name)
+            self._passkeys[credential_id] = renamed
+            return renamed
 
     async def delete_passkey(self, user_id: str, credential_id: bytes) -> bool:
         with self._lock:

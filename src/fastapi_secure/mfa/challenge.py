@@ -10,8 +10,14 @@ give, such as the client address) and single use: :meth:`MFAChallenges.complete`
 
 A wrong code does not burn the token at once: it goes back with one more
 failed attempt (still with its original expiry) until ``max_attempts``,
-then it is gone. While one check runs the token is out of the store, so a
+then it is used up. While one check runs the token is out of the store, so a
 concurrent use of the same token finds nothing: exactly one wins.
+
+A used (or used-up) token leaves a marker under its digest, and an expired
+one stays, for one more ``ttl``: presenting it again is refused like any
+unknown token, but :class:`MFATokenError` says which account and why
+(``problem``: ``"reused"`` or ``"expired"``), so the refusal can be
+reported (a replayed MFA token is a stolen one).
 
 ```python
 import anyio
@@ -46,13 +52,13 @@ import math
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, Literal, TypeVar
 
 from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.errors import ConfigurationError, InvalidTokenError, SecurityError
 from fastapi_secure.mfa.stores.base import ChallengeStore, store_key
 
-__all__ = ["MFAChallenge", "MFAChallenges", "MFATokenError", "PendingMFA"]
+__all__ = ["MFAChallenge", "MFAChallenges", "MFATokenError", "MFATokenProblem", "PendingMFA"]
 
 T = TypeVar("T")
 
@@ -60,10 +66,30 @@ TOKEN_PREFIX = "mfa_"
 _MAX_TOKEN_LENGTH = 128
 
 
+MFATokenProblem = Literal["malformed", "unknown", "reused", "expired"]
+
+
 class MFATokenError(InvalidTokenError):
-    """401: the MFA token is unknown, expired, used up or malformed."""
+    """401: the MFA token is unknown, expired, used up or malformed.
+
+    ``problem`` says which (never in the answer, which is the same for all);
+    ``user_id`` is the account of a ``"reused"`` or ``"expired"`` token (known
+    from its marker), else None.
+    """
 
     default_message = "invalid or expired MFA token"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        problem: MFATokenProblem = "unknown",
+        user_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.problem: MFATokenProblem = problem
+        self.user_id = user_id
 
 
 @dataclass(frozen=True)
@@ -133,7 +159,7 @@ class MFAChallenges:
             expires_at=now + self.ttl,
             context=dict(context or {}),
         )
-        await self._store.put(self._key(token), _dump(pending), self.ttl)
+        await self._store.put(self._key(token), _dump(pending), self.ttl + self.ttl)
         return MFAChallenge(token=token, expires_in=math.ceil(self.ttl), methods=pending.methods)
 
     def _checked_key(self, token: object) -> str:
@@ -142,8 +168,37 @@ class MFAChallenges:
             or not token.startswith(TOKEN_PREFIX)
             or len(token) > _MAX_TOKEN_LENGTH
         ):
-            raise MFATokenError(reason="malformed MFA token")
+            raise MFATokenError(reason="malformed MFA token", problem="malformed")
         return self._key(token)
+
+    def _kept(self, pending: PendingMFA) -> float:
+        """Seconds the entry (or its marker) stays: its lifetime, then one more ``ttl``."""
+        return pending.expires_at + self.ttl - self._clock()
+
+    async def _take(self, key: str) -> tuple[PendingMFA, str]:
+        """The live login attempt under ``key``, taken out of the store, or a refusal."""
+        raw = await self._store.take(key)
+        if raw is None:
+            raise MFATokenError(reason="unknown, used or expired MFA token")
+        pending, spent = _load(raw)
+        if spent is not None:
+            # Keep the marker: every replay is refused and reported the same way.
+            left = self._kept(pending)
+            if left > 0:
+                await self._store.put(key, raw, left)
+            raise MFATokenError(
+                reason=f"MFA token {spent}", problem="reused", user_id=pending.user_id
+            )
+        if pending.expires_at <= self._clock():
+            raise MFATokenError(
+                reason="expired MFA token", problem="expired", user_id=pending.user_id
+            )
+        return pending, raw
+
+    async def _mark(self, key: str, pending: PendingMFA, spent: str) -> None:
+        left = self._kept(pending)
+        if left > 0:
+            await self._store.put(key, _dump(pending, spent=spent), left)
 
     async def peek(self, token: str) -> PendingMFA:
         """The login attempt ``token`` stands for, without using the token up.
@@ -155,14 +210,8 @@ class MFAChallenges:
         Raises :class:`MFATokenError` like :meth:`complete`.
         """
         key = self._checked_key(token)
-        raw = await self._store.take(key)
-        if raw is None:
-            raise MFATokenError(reason="unknown, used or expired MFA token")
-        pending = _load(raw)
-        left = pending.expires_at - self._clock()
-        if left <= 0:
-            raise MFATokenError(reason="expired MFA token")
-        await self._store.put(key, raw, left)
+        pending, raw = await self._take(key)
+        await self._store.put(key, raw, self._kept(pending))
         return pending
 
     async def complete(
@@ -176,28 +225,24 @@ class MFAChallenges:
         Raises :class:`MFATokenError` for a token that is not (or no longer) valid.
         """
         key = self._checked_key(token)
-        raw = await self._store.take(key)
-        if raw is None:
-            raise MFATokenError(reason="unknown, used or expired MFA token")
-        pending = _load(raw)
-        now = self._clock()
-        if pending.expires_at <= now:
-            raise MFATokenError(reason="expired MFA token")
+        pending, _ = await self._take(key)
         try:
             result = await verify(pending)
         except SecurityError:
-            attempts = pending.attempts + 1
-            left = pending.expires_at - self._clock()
-            if attempts < self.max_attempts and left > 0:
-                again = dataclasses.replace(pending, attempts=attempts)
-                await self._store.put(key, _dump(again), left)
+            again = dataclasses.replace(pending, attempts=pending.attempts + 1)
+            if again.attempts < self.max_attempts and again.expires_at > self._clock():
+                await self._store.put(key, _dump(again), self._kept(again))
+            else:
+                await self._mark(key, again, "used up")
             raise
+        await self._mark(key, pending, "already used")
         return pending, result
 
 
-def _dump(pending: PendingMFA) -> str:
+def _dump(pending: PendingMFA, *, spent: str | None = None) -> str:
     return json.dumps(
         {
+            "spent": spent,
             "user_id": pending.user_id,
             "methods": list(pending.methods),
             "created_at": pending.created_at,
@@ -208,9 +253,10 @@ def _dump(pending: PendingMFA) -> str:
     )
 
 
-def _load(raw: str) -> PendingMFA:
+def _load(raw: str) -> tuple[PendingMFA, str | None]:
     data = json.loads(raw)
-    return PendingMFA(
+    spent = data.get("spent")
+    pending = PendingMFA(
         user_id=str(data["user_id"]),
         methods=tuple(data["methods"]),
         created_at=float(data["created_at"]),
@@ -218,3 +264,4 @@ def _load(raw: str) -> PendingMFA:
         attempts=int(data["attempts"]),
         context={str(k): str(v) for k, v in data["context"].items()},
     )
+    return pending, None if spent is None else str(spent)

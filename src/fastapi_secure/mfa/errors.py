@@ -26,6 +26,7 @@ nothing from the answer. The precise cause is in ``reason``, for debug logs.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from fastapi_secure.errors import (
     AuthenticationError,
@@ -84,7 +85,27 @@ class ChallengeError(PasskeyError):
 
 
 class SignCountError(PasskeyError):
-    """401: the signature counter did not grow: the credential may have been cloned."""
+    """401: the signature counter did not grow: the credential may have been cloned.
+
+    ``user_id`` and ``credential_id`` (base64url) name the passkey when known,
+    ``stored_count`` and ``presented_count`` the counters (for the report).
+    """
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        user_id: str | None = None,
+        credential_id: str | None = None,
+        stored_count: int | None = None,
+        presented_count: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.user_id = user_id
+        self.credential_id = credential_id
+        self.stored_count = stored_count
+        self.presented_count = presented_count
 
 
 class TooManyAttemptsError(RateLimitExceededError):

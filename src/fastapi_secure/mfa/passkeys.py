@@ -402,7 +402,13 @@ class Passkeys:
         presented = verified.new_sign_count
         if (presented > 0 or stored.sign_count > 0) and presented <= stored.sign_count:
             await self._report_regression(stored, presented)
-            raise SignCountError(reason=f"sign count {presented} <= {stored.sign_count}")
+            raise SignCountError(
+                reason=f"sign count {presented} <= {stored.sign_count}",
+                user_id=stored.user_id,
+                credential_id=stored.id_b64,
+                stored_count=stored.sign_count,
+                presented_count=presented,
+            )
         updated = dataclasses.replace(
             stored,
             sign_count=presented,

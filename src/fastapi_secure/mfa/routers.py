@@ -6,7 +6,7 @@
   (first code; answers the recovery codes), ``DELETE {me}/mfa/totp``,
   ``POST {me}/mfa/recovery-codes`` (a new set), ``POST
   {me}/passkeys/register/options`` and ``/register/verify``, ``GET
-  {me}/passkeys``, ``DELETE {me}/passkeys/{id}``.
+  {me}/passkeys``, ``PATCH {me}/passkeys/{id}`` (rename), ``DELETE {me}/passkeys/{id}``.
 * :func:`mfa_login_router`: the second step of a login and passkey sign-in:
   ``POST {auth}/mfa/verify`` (``mfa_token`` with a ``code`` or a
   ``recovery_code``), ``POST {auth}/passkey/options`` and ``/passkey/verify``
@@ -50,7 +50,12 @@ from fastapi_secure.dpop.http import DPoPAuth
 from fastapi_secure.errors import AuthenticationError, ErrorCode, SecurityError
 from fastapi_secure.http_errors import http_exception
 from fastapi_secure.mfa.errors import InvalidOTPError
-from fastapi_secure.mfa.factors import FactorCheck, SecondFactors
+from fastapi_secure.mfa.factors import (
+    MAX_PASSKEY_NAME,
+    PASSKEY_NAME_PATTERN,
+    FactorCheck,
+    SecondFactors,
+)
 from fastapi_secure.mfa.passkeys import PasskeyCredential, PasskeyOptions
 from fastapi_secure.tokens.claims import AccessClaims
 
@@ -203,10 +208,13 @@ class RecoveryCodesOut(BaseModel):
 
 
 class MFAStatusOut(BaseModel):
-    methods: list[str]
-    totp: bool
-    totp_pending: bool
-    passkeys: int
+    methods: list[str] = Field(description="What the second step of a login accepts")
+    totp: bool = Field(description="A TOTP authenticator is set up (confirmed)")
+    totp_pending: bool = Field(description="A TOTP enrolment waits for its first code")
+    totp_last_used_at: datetime | None = Field(
+        description="When the TOTP authenticator last gave an accepted code"
+    )
+    passkeys: int = Field(description="How many passkeys the account has")
     recovery_codes_remaining: int
 
 
@@ -223,6 +231,17 @@ class PasskeyCreatedOut(BaseModel):
     passkey: PasskeyOut
     recovery_codes: list[str] = Field(
         description="Recovery codes when this passkey is the account's first second factor"
+    )
+
+
+class PasskeyRenameIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        min_length=1,
+        max_length=MAX_PASSKEY_NAME,
+        pattern=PASSKEY_NAME_PATTERN,
+        description="Trimmed; not only spaces; no control, zero-width or bidi characters",
     )
 
 
@@ -304,7 +323,7 @@ def _credential_id(text: str) -> bytes | None:
         return None
 
 
-_OTHER_METHODS = ("GET", "PUT", "PATCH", "OPTIONS", "TRACE")
+_OTHER_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 
 
 def _allow_only(router: APIRouter, path: str, allowed: Sequence[str], auth: Any) -> None:
@@ -381,6 +400,7 @@ def mfa_router(
             methods=list(methods),
             totp=totp is not None and totp.confirmed,
             totp_pending=totp is not None and not totp.confirmed,
+            totp_last_used_at=_moment(totp.last_used_at) if totp and totp.confirmed else None,
             passkeys=len(passkeys),
             recovery_codes_remaining=remaining,
         )
@@ -477,6 +497,28 @@ def mfa_router(
             found = await factors.list_passkeys(claims.sub)
         return [_passkey_out(credential) for credential in found]
 
+    @router.patch("/passkeys/{credential_id}", responses=_responses(400, 401, 403, 404, 422, 503))
+    async def rename_passkey(
+        claims: Claims, credential_id: CredentialId, body: PasskeyRenameIn
+    ) -> PasskeyOut:
+        """Rename one of the caller's passkeys (the name is trimmed)."""
+        raw = _credential_id(credential_id)
+        try:
+            with _answering():
+                renamed = (
+                    None
+                    if raw is None
+                    else await factors.rename_passkey(claims.sub, raw, body.name)
+                )
+        except ValueError:  # pragma: no cover - the body's pattern refuses these first
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                detail={"code": ErrorCode.VALIDATION_FAILED.value, "message": "invalid name"},
+            ) from None
+        if renamed is None:
+            _not_found("passkey")
+        return _passkey_out(renamed)
+
     @router.delete(
         "/passkeys/{credential_id}",
         status_code=status.HTTP_204_NO_CONTENT,
@@ -490,6 +532,7 @@ def mfa_router(
         if not removed:
             _not_found("passkey")
 
+    _allow_only(router, "/passkeys/{credential_id}", ["DELETE", "PATCH"], session)
     return router
 
 

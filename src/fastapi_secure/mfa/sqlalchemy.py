@@ -242,6 +242,23 @@ class SQLAlchemyAuthenticatorStore:
             )
             return _rows(result) == 1
 
+    async def record_totp_use(self, authenticator: TOTPAuthenticator) -> bool:
+        key = self._key(authenticator.user_id)
+        if key is None:
+            return False
+        model = self._totp
+        async with self._sessions() as session:
+            result = await session.execute(
+                sa.update(model)
+                .where(
+                    model.user_id == key,
+                    model.encrypted_secret == authenticator.encrypted_secret,
+                    model.confirmed_at.is_not(None),
+                )
+                .values(last_used_at=_moment(authenticator.last_used_at))
+            )
+            return _rows(result) == 1
+
     async def delete_totp(self, user_id: str) -> bool:
         key = self._key(user_id)
         if key is None:
@@ -361,6 +378,24 @@ class SQLAlchemyAuthenticatorStore:
                 .values(sign_count=new, last_used_at=_moment(credential.last_used_at))
             )
             return _rows(result) == 1
+
+    async def rename_passkey(
+        self, user_id: str, credential_id: bytes, name: str
+    ) -> PasskeyCredential | None:
+        key = self._key(user_id)
+        if key is None or not 0 < len(credential_id) <= MAX_CREDENTIAL_ID:
+            return None
+        model = self._passkeys
+        async with self._sessions() as session:
+            result = await session.execute(
+                sa.update(model)
+                .where(model.user_id == key, model.credential_id == credential_id)
+                .values(name=name[:64])
+            )
+            if _rows(result) != 1:
+                return None
+            row = await session.get(self._passkeys, credential_id, populate_existing=True)
+            return None if row is None else self._credential(row)
 
     async def delete_passkey(self, user_id: str, credential_id: bytes) -> bool:
         key = self._key(user_id)
