@@ -264,3 +264,16 @@ def test_websocket_handshakes_are_refused_under_dpop(ws_api: TestClient, with_to
     ):
         pass  # pragma: no cover
     assert caught.value.code == 1008
+
+
+def test_every_route_that_reads_a_login_proof_declares_it(tmp_path: Path) -> None:
+    """Login, refresh and the second steps (code, passkey) read a DPoP proof
+    themselves, not through a Header() parameter: the schema still names it."""
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'api.db'}", dpop_required=True)
+    paths = create_app(settings).openapi()["paths"]
+    readers = ["/auth/login", "/auth/refresh", "/auth/mfa/verify", "/auth/passkey/verify"]
+    for path in readers:
+        parameters = paths[path]["post"].get("parameters", [])
+        declared = [p for p in parameters if p["in"] == "header" and p["name"] == "DPoP"]
+        assert len(declared) == 1, path
+        assert declared[0]["required"] is True, path

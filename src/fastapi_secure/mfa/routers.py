@@ -584,7 +584,14 @@ def mfa_login_router(
     async def proof_key(request: Request) -> str | None:
         return await dpop.check_login_proof(request, required=dpop_required) if dpop else None
 
-    @router.post("/mfa/verify", responses=_responses(400, 401, 403, 422, 429, 503))
+    # Read by check_login_proof, so declared in OpenAPI only (a missing one stays a 401).
+    proof_header = dpop.login_proof_openapi(required=dpop_required) if dpop else None
+
+    @router.post(
+        "/mfa/verify",
+        responses=_responses(400, 401, 403, 422, 429, 503),
+        openapi_extra=proof_header,
+    )
     async def verify_mfa(
         request: Request, response: Response, body: MFACodeIn | MFARecoveryCodeIn
     ) -> dict[str, Any]:
@@ -618,7 +625,11 @@ def mfa_login_router(
                 options = await factors.passwordless_options()
         return _options_out(options)
 
-    @router.post("/passkey/verify", responses=_responses(400, 401, 403, 422, 429, 503))
+    @router.post(
+        "/passkey/verify",
+        responses=_responses(400, 401, 403, 422, 429, 503),
+        openapi_extra=proof_header,
+    )
     async def passkey_verify(
         request: Request, response: Response, body: PasskeyVerifyIn
     ) -> dict[str, Any]:
