@@ -1,5 +1,7 @@
 """``WS /ws/echo`` of the reference API: login, then echo; refused without a token;
-ended by a logout everywhere; an oversized message closes it with 1009."""
+an oversized message closes it with 1009. (A connection ended by revocation within
+the guard's interval is tested on the block, through a real server, in
+tests/test_websocket.py.)"""
 
 from __future__ import annotations
 
