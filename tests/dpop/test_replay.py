@@ -144,6 +144,26 @@ async def test_memory_cache_is_bounded(fake_clock: FakeClock) -> None:
         MemoryDPoPReplayCache(max_entries=0)
 
 
+async def test_a_full_cache_warns_once_per_spell(
+    fake_clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flood of refused proofs is one warning, not one a proof."""
+    cache = MemoryDPoPReplayCache(clock=fake_clock, max_entries=1)
+    caplog.set_level("WARNING", logger="fastapi_secure.dpop")
+    assert await cache.remember("a", 5)
+    for n in range(5):
+        with pytest.raises(StoreUnavailableError):
+            await cache.remember(f"flood-{n}", 5)
+    assert [r.getMessage() for r in caplog.records].count(
+        "DPoP replay cache full (1 entries): refusing new proofs until entries expire"
+    ) == 1
+    fake_clock.advance(5)
+    assert await cache.remember("b", 5)  # the spell ended
+    with pytest.raises(StoreUnavailableError):
+        await cache.remember("c", 5)
+    assert len([r for r in caplog.records if "cache full" in r.getMessage()]) == 2
+
+
 async def test_a_full_memory_cache_drops_every_expired_entry_before_refusing(
     fake_clock: FakeClock,
 ) -> None:

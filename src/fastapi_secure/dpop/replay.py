@@ -74,6 +74,8 @@ class MemoryDPoPReplayCache:
         # A thread lock, not an asyncio one: nothing awaits inside, and it also
         # holds when a verifier runs in worker threads.
         self._lock = threading.Lock()
+        # Logged once per spell of being full: a flood must not become a log flood.
+        self._full_reported = False
 
     def __len__(self) -> int:
         with self._lock:
@@ -94,8 +96,15 @@ class MemoryDPoPReplayCache:
             if key in self._expiry:
                 return False
             if len(self._expiry) >= self._max_entries:
-                logger.warning("DPoP replay cache full (%d entries)", self._max_entries)
+                if not self._full_reported:
+                    self._full_reported = True
+                    logger.warning(
+                        "DPoP replay cache full (%d entries): refusing new proofs until "
+                        "entries expire",
+                        self._max_entries,
+                    )
                 raise StoreUnavailableError(reason="DPoP replay cache full")
+            self._full_reported = False
             expiry = now + ttl
             self._expiry[key] = expiry
             heapq.heappush(self._queue, (expiry, key))
