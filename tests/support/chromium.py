@@ -28,6 +28,16 @@ import pytest
 
 INSTALL_HINT = "apt-get install -y chromium"
 
+# A platform authenticator (a passkey on this device) that verifies the user by itself.
+VIRTUAL_AUTHENTICATOR: dict[str, Any] = {
+    "protocol": "ctap2",
+    "transport": "internal",
+    "hasResidentKey": True,
+    "hasUserVerification": True,
+    "isUserVerified": True,
+    "automaticPresenceSimulation": True,
+}
+
 
 def find_chromium(in_ci: bool) -> str:
     """The Chromium binary; skips (locally) or fails (CI=true) when there is none."""
@@ -198,6 +208,34 @@ class Page:
         if "exceptionDetails" in result:
             raise RuntimeError(json.dumps(result["exceptionDetails"])[:1000])
         return result["result"].get("value")
+
+    def add_authenticator(self) -> str:
+        """Turn WebAuthn's virtual authenticators on in this tab and add one
+        (:data:`VIRTUAL_AUTHENTICATOR`); its id."""
+        self.send("WebAuthn.enable", {"enableUI": False})
+        return self._new_authenticator()
+
+    def clone_authenticator(self, authenticator: str) -> dict[str, Any]:
+        """Replace ``authenticator`` by a clone: its first credential (the same private
+        key) on a new authenticator, the signature counter reset. That credential."""
+        credentials = self.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})
+        original: dict[str, Any] = credentials["credentials"][0]
+        self.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": authenticator})
+        self.send(
+            "WebAuthn.addCredential",
+            {
+                "authenticatorId": self._new_authenticator(),
+                "credential": {**original, "signCount": 0},
+            },
+        )
+        return original
+
+    def _new_authenticator(self) -> str:
+        options = {"options": VIRTUAL_AUTHENTICATOR}
+        authenticator: str = self.send("WebAuthn.addVirtualAuthenticator", options)[
+            "authenticatorId"
+        ]
+        return authenticator
 
     def goto(self, url: str, timeout: float = 20.0) -> None:
         self.send("Page.navigate", {"url": url})
