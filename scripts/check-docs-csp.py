@@ -41,10 +41,7 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import json
-import os
-import select
 import shutil
 import socket
 import subprocess
@@ -64,6 +61,10 @@ from starlette.staticfiles import StaticFiles
 
 from fastapi_secure.apidocs import DocsAssets
 from fastapi_secure.defaults import install_secure_defaults
+
+# The Chromium driver is the tests' own: the repository root goes on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.chromium import Browser, Page
 
 PACKAGES = {"swagger": "swagger-ui-dist@5", "redoc": "redoc@2"}
 STRICT_API_CSP = "default-src 'none'; frame-ancestors 'none'"
@@ -179,8 +180,8 @@ def wait_for(url: str, server: subprocess.Popen[bytes], timeout: float = 20.0) -
 # --- DevTools protocol over a pipe ----------------------------------------------
 
 
-class DevTools:
-    """Chromium's --remote-debugging-pipe: NUL-terminated JSON on fds 3 and 4."""
+class DevTools(Browser):
+    """The tests' Chromium driver, answering intercepted https:// requests."""
 
     def __init__(
         self,
@@ -191,98 +192,14 @@ class DevTools:
     ) -> None:
         # Answers the https:// requests that pass the page's CSP (the CDN mode).
         self.cdn = cdn or (lambda url: None)
-        to_browser_r, self._to_browser = os.pipe()
-        self._from_browser, from_browser_w = os.pipe()
-
-        def wire_pipes() -> None:
-            os.dup2(to_browser_r, 3)
-            os.dup2(from_browser_w, 4)
-
-        self.process = subprocess.Popen(
-            [
-                chromium,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                # Only the local app is reachable: a CDN load would fail loudly.
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                f"--user-data-dir={profile}",
-                "--remote-debugging-pipe",
-                "about:blank",
-            ],
-            # Fds 3 and 4 are made in the child; close_fds would close them again.
-            preexec_fn=wire_pipes,  # this process runs no threads
-            close_fds=False,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
+        # Only the local app is reachable: a CDN load would fail loudly.
+        super().__init__(
+            chromium, profile, host_rules="MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", stderr=log
         )
-        os.close(to_browser_r)
-        os.close(from_browser_w)
-        self._buffer = b""
-        self._next_id = 0
-        self.events: list[dict[str, Any]] = []
-
-    def _read_message(self, timeout: float) -> dict[str, Any] | None:
-        deadline = time.monotonic() + timeout
-        while b"\0" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            ready, _, _ = select.select([self._from_browser], [], [], remaining)
-            if ready:
-                chunk = os.read(self._from_browser, 1 << 20)
-                if not chunk:
-                    raise RuntimeError("Chromium closed the DevTools pipe")
-                self._buffer += chunk
-        raw, self._buffer = self._buffer.split(b"\0", 1)
-        message: dict[str, Any] = json.loads(raw)
-        return message
-
-    def send(
-        self, method: str, params: dict[str, Any] | None = None, session: str | None = None
-    ) -> int:
-        self._next_id += 1
-        request: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
-        if session:
-            request["sessionId"] = session
-        os.write(self._to_browser, json.dumps(request).encode() + b"\0")
-        return self._next_id
-
-    def call(
-        self, method: str, params: dict[str, Any] | None = None, session: str | None = None
-    ) -> dict[str, Any]:
-        request_id = self.send(method, params, session)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            message = self._read_message(deadline - time.monotonic())
-            if message is None:
-                break
-            if message.get("id") == request_id:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                result: dict[str, Any] = message.get("result", {})
-                return result
-            self._event(message)
-        raise TimeoutError(method)
-
-    def pump(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0:
-            message = self._read_message(remaining)
-            if message is not None:
-                self._event(message)
 
     def _event(self, message: dict[str, Any]) -> None:
-        if "method" not in message:
-            return  # the answer to a fire-and-forget Fetch.* command
-        self.events.append(message)
-        if message["method"] == "Fetch.requestPaused":
+        super()._event(message)
+        if message.get("method") == "Fetch.requestPaused":
             params = message["params"]
             found = self.cdn(params["request"]["url"])
             if found is None:
@@ -298,14 +215,6 @@ class DevTools:
             }
             self.send("Fetch.fulfillRequest", reply, message.get("sessionId"))
 
-    def close(self) -> None:
-        with contextlib.suppress(RuntimeError, TimeoutError, OSError):
-            self.call("Browser.close")
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
 
 # Recorded before any page script runs; DevTools-injected code is not subject to the CSP.
 RECORD_VIOLATIONS = """
@@ -316,15 +225,13 @@ document.addEventListener('securitypolicyviolation', (e) => window.__cspViolatio
 """
 
 
-class Tab:
+class Tab(Page):
+    """A tab that records what the browser reports (CSP, console, failed requests)."""
+
     def __init__(self, tools: DevTools) -> None:
+        super().__init__(tools)  # Page and Runtime enabled
         self.tools = tools
-        target = tools.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self.target = target
-        self.session = tools.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
-            "sessionId"
-        ]
-        for domain in ("Page", "Runtime", "Log", "Network", "Audits"):
+        for domain in ("Log", "Network", "Audits"):
             self.send(f"{domain}.enable")
         self.send(
             "Target.setAutoAttach",
@@ -339,26 +246,12 @@ class Tab:
         self.send("Fetch.enable", {"patterns": [{"urlPattern": "https://*"}]})
         self.mark = len(tools.events)
 
-    def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        return self.tools.call(method, params, self.session)
-
     def evaluate(self, expression: str, *, gesture: bool = False) -> Any:
-        result = self.send(
-            "Runtime.evaluate",
-            {
-                "expression": expression,
-                "awaitPromise": True,
-                "returnByValue": True,
-                "userGesture": gesture,
-            },
-        )
-        if "exceptionDetails" in result:
-            raise RuntimeError(json.dumps(result["exceptionDetails"])[:500])
-        return result["result"].get("value")
+        return super().evaluate(expression, gesture=gesture)
 
-    def goto(self, url: str) -> None:
+    def goto(self, url: str, timeout: float = 20.0) -> None:
         self.send("Page.navigate", {"url": url})
-        self.wait("document.readyState === 'complete'", 20)
+        self.wait("document.readyState === 'complete'", timeout)
 
     def wait(self, condition: str, timeout: float = 15) -> bool:
         deadline = time.monotonic() + timeout

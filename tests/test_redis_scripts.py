@@ -201,3 +201,99 @@ def test_a_cluster_url_makes_a_cluster_client_only_where_clusters_are_allowed() 
     assert isinstance(plain, redis.asyncio.Redis)
     with pytest.raises(ValueError, match="scheme"):
         client_from_url(url, feature="TestStore", cluster=False)
+
+
+def _redis_stores() -> dict[str, Any]:
+    from fastapi_secure.accounts.redis import RedisActionTokenStore, RedisLockoutStore
+    from fastapi_secure.apikeys.stores.redis import RedisAPIKeyStore
+    from fastapi_secure.dpop.replay import RedisDPoPReplayCache
+    from fastapi_secure.mfa.stores.redis import RedisMFAStore
+    from fastapi_secure.tokens.stores.redis import RedisTokenStore
+
+    return {
+        "RedisMFAStore": RedisMFAStore,
+        "RedisAPIKeyStore": RedisAPIKeyStore,
+        "RedisTokenStore": RedisTokenStore,
+        "RedisDPoPReplayCache": RedisDPoPReplayCache,
+        "RedisActionTokenStore": RedisActionTokenStore,
+        "RedisLockoutStore": RedisLockoutStore,
+    }
+
+
+_STORE_NAMES = [
+    "RedisMFAStore",
+    "RedisAPIKeyStore",
+    "RedisTokenStore",
+    "RedisDPoPReplayCache",
+    "RedisActionTokenStore",
+    "RedisLockoutStore",
+]
+
+
+@pytest.mark.parametrize("name", _STORE_NAMES)
+def test_a_store_repr_names_its_prefix_never_the_url(name: str) -> None:
+    store = _redis_stores()[name].from_url(
+        "redis://:hunter2secret@127.0.0.1:1/0", prefix="fs-test:repr:"
+    )
+    assert repr(store) == f"{name}(prefix='fs-test:repr:')"
+    assert "hunter2secret" not in repr(store)
+
+
+@pytest.mark.parametrize(
+    ("name", "feature"),
+    [
+        *((name, name) for name in _STORE_NAMES[:4]),
+        ("RedisActionTokenStore", "Redis account stores"),
+        ("RedisLockoutStore", "Redis account stores"),
+    ],
+)
+def test_without_the_redis_extra_from_url_names_the_store(
+    name: str, feature: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi_secure.errors import MissingDependencyError
+
+    stores = _redis_stores()
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    with pytest.raises(MissingDependencyError) as caught:
+        stores[name].from_url("redis://127.0.0.1:1/0")
+    assert caught.value.feature == feature
+
+
+@pytest.mark.parametrize("name", _STORE_NAMES)
+def test_without_the_redis_extra_a_store_on_a_client_names_itself(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.asyncio
+
+    from fastapi_secure.errors import MissingDependencyError
+
+    stores, client = _redis_stores(), redis.asyncio.Redis()
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    with pytest.raises(MissingDependencyError) as caught:
+        stores[name](client)
+    assert caught.value.feature == name
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("name", _STORE_NAMES)
+async def test_a_store_closes_the_client_it_made_and_leaves_a_given_one_open(
+    name: str, redis_url: str, redis_prefix: str
+) -> None:
+    import redis.asyncio
+
+    store_class = _redis_stores()[name]
+    given = redis.asyncio.Redis.from_url(redis_url)
+    store = store_class(given, prefix=redis_prefix)
+    assert store.client is given
+    await store.aclose()
+    assert await given.ping() is True
+    await given.aclose()
+
+    owned = store_class.from_url(redis_url, prefix=redis_prefix)
+    assert isinstance(owned.client, redis.asyncio.Redis)
+    assert await owned.client.ping() is True
+    connection = await owned.client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+    await owned.client.connection_pool.release(connection)
+    assert connection.is_connected
+    await owned.aclose()
+    assert not connection.is_connected

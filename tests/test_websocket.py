@@ -5,7 +5,7 @@ on 127.0.0.1 and a real client (the ``websockets`` package), from the attacker's
 
 import uuid
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import pytest
 from fastapi import Depends, FastAPI, WebSocket
@@ -47,42 +47,23 @@ class Deployment:
         clock = self.clock
         app = FastAPI()
 
-        async def echo(websocket: WebSocket, claims: AccessClaims, limit: MessageLimit) -> None:
-            await accept(websocket)
-            async with guard_connection(websocket, interval=INTERVAL, clock=clock):
-                async for text in limit.iter_text(websocket, key=claims.sub):
-                    await websocket.send_text(f"{claims.sub}:{text}")
+        def echo(path: str, auth: Any, limit: MessageLimit) -> None:
+            """A route on ``path`` admitted by ``auth`` that echoes "sub:text" under ``limit``."""
 
-        @app.websocket("/ws/echo")
-        async def bearer_echo(
-            websocket: WebSocket, claims: Annotated[AccessClaims, Depends(bearer)]
-        ) -> None:
-            await echo(websocket, claims, closing)
+            @app.websocket(path)
+            async def endpoint(
+                websocket: WebSocket, claims: Annotated[AccessClaims, Depends(auth)]
+            ) -> None:
+                await accept(websocket)
+                async with guard_connection(websocket, interval=INTERVAL, clock=clock):
+                    async for text in limit.iter_text(websocket, key=claims.sub):
+                        await websocket.send_text(f"{claims.sub}:{text}")
 
-        @app.websocket("/ws/soft")
-        async def soft_echo(
-            websocket: WebSocket, claims: Annotated[AccessClaims, Depends(bearer)]
-        ) -> None:
-            await echo(websocket, claims, erroring)
-
-        @app.websocket("/ws/cookie")
-        async def cookie_echo(
-            websocket: WebSocket, claims: Annotated[AccessClaims, Depends(cookie)]
-        ) -> None:
-            await echo(websocket, claims, closing)
-
-        @app.websocket("/ws/query")
-        async def query_echo(
-            websocket: WebSocket, claims: Annotated[AccessClaims, Depends(query)]
-        ) -> None:
-            await echo(websocket, claims, closing)
-
-        @app.websocket("/ws/admin")
-        async def admin_echo(
-            websocket: WebSocket, claims: Annotated[AccessClaims, Depends(admin)]
-        ) -> None:
-            await echo(websocket, claims, closing)
-
+        echo("/ws/echo", bearer, closing)
+        echo("/ws/soft", bearer, erroring)
+        echo("/ws/cookie", cookie, closing)
+        echo("/ws/query", query, closing)
+        echo("/ws/admin", admin, closing)
         return app
 
 

@@ -12,7 +12,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import anyio
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     RedisClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 T = TypeVar("T")
+StoreT = TypeVar("StoreT", bound="RedisStore")
 
 
 @contextlib.asynccontextmanager
@@ -253,3 +254,64 @@ class RedisScripts:
             # A client's own bug must fail closed as an outage, never as a 500.
             self._logger.error("%s client failed unexpectedly: %s", self._label, type(exc).__name__)
             raise StoreUnavailableError(reason=type(exc).__name__) from None
+
+
+class RedisStore:
+    """What every Redis-backed store shares around its :class:`RedisScripts`.
+
+    A store names itself in ``_feature`` (the missing-extra error), ``_label``
+    (logs) and ``_logger``, builds ``_redis`` and ``_prefix`` through this
+    ``__init__`` (``script_options`` go to :class:`RedisScripts`) and writes
+    its ``from_url`` (its own signature and docstring) on :meth:`_connect`.
+    """
+
+    _feature: ClassVar[str]
+    _label: ClassVar[str]
+    _logger: ClassVar[logging.Logger]
+
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        prefix: str,
+        operation_timeout: float,
+        owns_client: bool,
+        **script_options: Any,
+    ) -> None:
+        self._redis = RedisScripts(
+            client,
+            feature=self._feature,
+            label=self._label,
+            logger=self._logger,
+            operation_timeout=operation_timeout,
+            owns_client=owns_client,
+            **script_options,
+        )
+        self._prefix = prefix
+
+    @classmethod
+    def _connect(
+        cls: type[StoreT],
+        url: str,
+        *,
+        prefix: Any,
+        operation_timeout: float,
+        **client_options: Any,
+    ) -> StoreT:
+        """A store owning a new client on ``url`` (``client_options`` go to
+        :func:`client_from_url`): the body of each store's ``from_url``."""
+        client = client_from_url(url, feature=cls._feature, **client_options)
+        return cls(client, prefix=prefix, operation_timeout=operation_timeout, owns_client=True)
+
+    def __repr__(self) -> str:
+        # Never the URL: it may hold a password.
+        return f"{type(self).__name__}(prefix={self._prefix!r})"
+
+    @property
+    def client(self) -> RedisClient:
+        """The underlying ``redis.asyncio`` client."""
+        return self._redis.client
+
+    async def aclose(self) -> None:
+        """Close the client if this store created it (:meth:`from_url`)."""
+        await self._redis.aclose()

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -27,15 +26,6 @@ from tests.support.chromium import Page, find_chromium, headless_chromium
 from tests.support.reference_api import ALICE_PASSWORD, make_settings
 
 pytestmark = pytest.mark.slow
-
-VIRTUAL_AUTHENTICATOR: dict[str, Any] = {
-    "protocol": "ctap2",
-    "transport": "internal",
-    "hasResidentKey": True,
-    "hasUserVerification": True,
-    "isUserVerified": True,
-    "automaticPresenceSimulation": True,
-}
 
 
 def _free_port() -> int:
@@ -88,10 +78,7 @@ def test_register_sign_out_sign_in_and_a_clone_refused(origin: str) -> None:
     rules = "MAP localhost 127.0.0.1, MAP * ~NOTFOUND"
     with headless_chromium(binary, host_rules=rules) as browser:
         page = Page(browser)
-        page.send("WebAuthn.enable", {"enableUI": False})
-        authenticator = page.send(
-            "WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_AUTHENTICATOR}
-        )["authenticatorId"]
+        authenticator = page.add_authenticator()
         page.goto(f"{origin}/demo/passkeys")
 
         signed_up = page.evaluate(
@@ -118,16 +105,7 @@ def test_register_sign_out_sign_in_and_a_clone_refused(origin: str) -> None:
         assert page.evaluate("document.getElementById('who').textContent") == "alice@example.com"
 
         # A clone: the same private key on another authenticator, its counter reset.
-        credentials = page.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})
-        original = credentials["credentials"][0]
-        page.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": authenticator})
-        clone = page.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_AUTHENTICATOR})[
-            "authenticatorId"
-        ]
-        page.send(
-            "WebAuthn.addCredential",
-            {"authenticatorId": clone, "credential": {**original, "signCount": 0}},
-        )
+        page.clone_authenticator(authenticator)
         page.goto(f"{origin}/demo/passkeys")
         cloned = page.evaluate("demo.passkeySignIn()")
         assert cloned["status"] == 401, cloned

@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import uvicorn
@@ -77,16 +76,6 @@ def served() -> Iterator[Served]:
         thread.join(timeout=10)
 
 
-VIRTUAL_AUTHENTICATOR: dict[str, Any] = {
-    "protocol": "ctap2",
-    "transport": "internal",
-    "hasResidentKey": True,
-    "hasUserVerification": True,
-    "isUserVerified": True,
-    "automaticPresenceSimulation": True,
-}
-
-
 def _b64url(data: str) -> bytes:
     return base64.b64decode(data + "=" * (-len(data) % 4))
 
@@ -96,10 +85,7 @@ def test_register_sign_out_sign_in_and_a_clone_refused(served: Served) -> None:
     rules = "MAP localhost 127.0.0.1, MAP * ~NOTFOUND"
     with headless_chromium(binary, host_rules=rules) as browser:
         page = Page(browser)
-        page.send("WebAuthn.enable", {"enableUI": False})
-        authenticator = page.send(
-            "WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_AUTHENTICATOR}
-        )["authenticatorId"]
+        authenticator = page.add_authenticator()
         page.goto(f"{served.origin}/")
 
         registered = page.evaluate("register('alice')")
@@ -125,17 +111,8 @@ def test_register_sign_out_sign_in_and_a_clone_refused(served: Served) -> None:
         assert after_password["body"]["sign_count"] > second["body"]["sign_count"]
 
         # A clone: the same private key on another authenticator, its counter reset.
-        credentials = page.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})
-        original = credentials["credentials"][0]
+        original = page.clone_authenticator(authenticator)
         assert _b64url(original["credentialId"].replace("-", "+").replace("_", "/")) == stored.id
-        page.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": authenticator})
-        clone = page.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_AUTHENTICATOR})[
-            "authenticatorId"
-        ]
-        page.send(
-            "WebAuthn.addCredential",
-            {"authenticatorId": clone, "credential": {**original, "signCount": 0}},
-        )
         cloned = page.evaluate("login()")
         assert cloned["status"] == 401, cloned
         assert cloned["body"]["detail"]["message"] == "passkey verification failed"

@@ -1,10 +1,12 @@
 """Headless Chromium driven over the DevTools protocol through a pipe (standard library only).
 
 ``--remote-debugging-pipe`` speaks NUL-terminated JSON on the child's file
-descriptors 3 (commands in) and 4 (answers and events out), as
-``scripts/check-docs-csp.py`` does. Here a small Python wrapper process
-wires them and ``exec``s Chromium, so no ``preexec_fn`` runs in a process
-that may have threads (the test's uvicorn server).
+descriptors 3 (commands in) and 4 (answers and events out). A small Python
+wrapper process wires them and ``exec``s Chromium, so no ``preexec_fn`` runs
+in a process that may have threads (the test's uvicorn server).
+
+``scripts/check-docs-csp.py`` drives Chromium with these classes too (it
+subclasses them to answer intercepted requests and watch CSP reports).
 """
 
 from __future__ import annotations
@@ -25,6 +27,16 @@ from typing import Any
 import pytest
 
 INSTALL_HINT = "apt-get install -y chromium"
+
+# A platform authenticator (a passkey on this device) that verifies the user by itself.
+VIRTUAL_AUTHENTICATOR: dict[str, Any] = {
+    "protocol": "ctap2",
+    "transport": "internal",
+    "hasResidentKey": True,
+    "hasUserVerification": True,
+    "isUserVerified": True,
+    "automaticPresenceSimulation": True,
+}
 
 
 def find_chromium(in_ci: bool) -> str:
@@ -56,7 +68,8 @@ def _above_four(fd: int) -> int:
 class Browser:
     """One headless Chromium; :meth:`call` sends a command and waits for its answer."""
 
-    def __init__(self, binary: str, profile: str, *, host_rules: str) -> None:
+    def __init__(self, binary: str, profile: str, *, host_rules: str, stderr: Any = None) -> None:
+        """``stderr``: where Chromium's own log goes (a file), discarded by default."""
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
         # The child's ends move above 4 first: a redirection onto 3 must not
@@ -68,6 +81,7 @@ class Browser:
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            "--disable-quic",
             "--no-first-run",
             "--disable-background-networking",
             "--disable-component-update",
@@ -82,7 +96,7 @@ class Browser:
             [sys.executable, "-c", _WIRE, str(to_browser_r), str(from_browser_w), *command],
             pass_fds=(to_browser_r, from_browser_w),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL if stderr is None else stderr,
         )
         os.close(to_browser_r)
         os.close(from_browser_w)
@@ -106,6 +120,17 @@ class Browser:
         message: dict[str, Any] = json.loads(raw)
         return message
 
+    def send(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None
+    ) -> int:
+        """Send a command without waiting for its answer; its id."""
+        self._next_id += 1
+        request: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
+        if session:
+            request["sessionId"] = session
+        os.write(self._to_browser, json.dumps(request).encode() + b"\0")
+        return self._next_id
+
     def call(
         self,
         method: str,
@@ -113,23 +138,33 @@ class Browser:
         session: str | None = None,
         timeout: float = 60.0,
     ) -> dict[str, Any]:
-        self._next_id += 1
-        request: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
-        if session:
-            request["sessionId"] = session
-        os.write(self._to_browser, json.dumps(request).encode() + b"\0")
+        """Send a command and wait for its answer (its ``result``); events met on the way
+        go to :meth:`_event`."""
+        request_id = self.send(method, params, session)
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
             message = self._read(remaining)
             if message is None:
                 break
-            if message.get("id") == self._next_id:
+            if message.get("id") == request_id:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
                 result: dict[str, Any] = message.get("result", {})
                 return result
-            self.events.append(message)
+            self._event(message)
         raise TimeoutError(method)
+
+    def pump(self, seconds: float) -> None:
+        """Take in the events that arrive within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            message = self._read(remaining)
+            if message is not None:
+                self._event(message)
+
+    def _event(self, message: dict[str, Any]) -> None:
+        if "method" in message:  # not the late answer to a command sent with send()
+            self.events.append(message)
 
     def close(self) -> None:
         with contextlib.suppress(RuntimeError, TimeoutError, OSError):
@@ -149,9 +184,9 @@ class Page:
 
     def __init__(self, browser: Browser) -> None:
         self.browser = browser
-        target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self.target: str = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         self.session: str = browser.call(
-            "Target.attachToTarget", {"targetId": target, "flatten": True}
+            "Target.attachToTarget", {"targetId": self.target, "flatten": True}
         )["sessionId"]
         self.send("Page.enable")
         self.send("Runtime.enable")
@@ -159,19 +194,48 @@ class Page:
     def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.browser.call(method, params, self.session)
 
-    def evaluate(self, expression: str) -> Any:
+    def evaluate(self, expression: str, *, gesture: bool = True) -> Any:
+        """The value of ``expression`` (a promise awaited), run as a user gesture by default."""
         result = self.send(
             "Runtime.evaluate",
             {
                 "expression": expression,
                 "awaitPromise": True,
                 "returnByValue": True,
-                "userGesture": True,
+                "userGesture": gesture,
             },
         )
         if "exceptionDetails" in result:
             raise RuntimeError(json.dumps(result["exceptionDetails"])[:1000])
         return result["result"].get("value")
+
+    def add_authenticator(self) -> str:
+        """Turn WebAuthn's virtual authenticators on in this tab and add one
+        (:data:`VIRTUAL_AUTHENTICATOR`); its id."""
+        self.send("WebAuthn.enable", {"enableUI": False})
+        return self._new_authenticator()
+
+    def clone_authenticator(self, authenticator: str) -> dict[str, Any]:
+        """Replace ``authenticator`` by a clone: its first credential (the same private
+        key) on a new authenticator, the signature counter reset. That credential."""
+        credentials = self.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})
+        original: dict[str, Any] = credentials["credentials"][0]
+        self.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": authenticator})
+        self.send(
+            "WebAuthn.addCredential",
+            {
+                "authenticatorId": self._new_authenticator(),
+                "credential": {**original, "signCount": 0},
+            },
+        )
+        return original
+
+    def _new_authenticator(self) -> str:
+        options = {"options": VIRTUAL_AUTHENTICATOR}
+        authenticator: str = self.send("WebAuthn.addVirtualAuthenticator", options)[
+            "authenticatorId"
+        ]
+        return authenticator
 
     def goto(self, url: str, timeout: float = 20.0) -> None:
         self.send("Page.navigate", {"url": url})

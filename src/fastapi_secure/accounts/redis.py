@@ -14,7 +14,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from fastapi_secure._optional import require
-from fastapi_secure._redis import RedisScripts, client_from_url, stale_connection_retry
+from fastapi_secure._redis import RedisStore, client_from_url, stale_connection_retry
 from fastapi_secure.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -56,11 +56,12 @@ def redis_client_from_url(
     )
 
 
-class _RedisAccountStore:
-    """Prefix, ``from_url`` and the guarded client shared by the backends."""
+class _RedisAccountStore(RedisStore):
+    """Prefix rules and ``from_url`` shared by the backends."""
 
     default_prefix = "fastapi-secure:accounts:"
-    feature = "Redis account store"
+    feature = _feature = _label = "Redis account store"
+    _logger = logger
 
     def __init__(
         self,
@@ -76,15 +77,13 @@ class _RedisAccountStore:
             raise ConfigurationError(
                 "prefix may not contain '{' or '}': they would change the Redis Cluster hash tag"
             )
-        self._redis = RedisScripts(
-            client,
-            feature=self.feature,
-            label=self.feature,
-            logger=logger,
-            operation_timeout=operation_timeout,
-            owns_client=owns_client,
+        super().__init__(
+            client, prefix=prefix, operation_timeout=operation_timeout, owns_client=owns_client
         )
-        self._prefix = prefix
+        self._register_scripts()
+
+    def _register_scripts(self) -> None:
+        """Register the backend's Lua scripts (each backend has its own)."""
 
     @classmethod
     def from_url(
@@ -98,14 +97,6 @@ class _RedisAccountStore:
         """Connect to ``url`` (see :func:`redis_client_from_url`); the store owns the client."""
         client = redis_client_from_url(url, **client_options)
         return cls(client, prefix=prefix, operation_timeout=operation_timeout, owns_client=True)
-
-    @property
-    def client(self) -> RedisClient:
-        return self._redis.client
-
-    async def aclose(self) -> None:
-        """Close the client if this store created it (:meth:`from_url`)."""
-        await self._redis.aclose()
 
     async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return await self._redis.run(script, keys, args)
@@ -140,19 +131,9 @@ class RedisActionTokenStore(_RedisAccountStore):
     """
 
     default_prefix = "fastapi-secure:action:"
-    feature = "RedisActionTokenStore"
+    feature = _feature = _label = "RedisActionTokenStore"
 
-    def __init__(
-        self,
-        client: RedisClient,
-        *,
-        prefix: str | None = None,
-        operation_timeout: float = 2.0,
-        owns_client: bool = False,
-    ) -> None:
-        super().__init__(
-            client, prefix=prefix, operation_timeout=operation_timeout, owns_client=owns_client
-        )
+    def _register_scripts(self) -> None:
         self._put = self._redis.register(_PUT)
         self._take = self._redis.register(_TAKE)
 
@@ -235,19 +216,9 @@ class RedisLockoutStore(_RedisAccountStore):
     """
 
     default_prefix = "fastapi-secure:lockout:"
-    feature = "RedisLockoutStore"
+    feature = _feature = _label = "RedisLockoutStore"
 
-    def __init__(
-        self,
-        client: RedisClient,
-        *,
-        prefix: str | None = None,
-        operation_timeout: float = 2.0,
-        owns_client: bool = False,
-    ) -> None:
-        super().__init__(
-            client, prefix=prefix, operation_timeout=operation_timeout, owns_client=owns_client
-        )
+    def _register_scripts(self) -> None:
         self._locked_for = self._redis.register(_LOCKED_FOR)
         self._failure = self._redis.register(_FAILURE)
         self._clear = self._redis.register(_CLEAR)

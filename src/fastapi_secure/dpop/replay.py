@@ -17,7 +17,7 @@ import math
 import threading
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from fastapi_secure._redis import RedisScripts, client_from_url
+from fastapi_secure._redis import RedisStore
 from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.errors import ConfigurationError, StoreUnavailableError
 
@@ -111,13 +111,17 @@ class MemoryDPoPReplayCache:
             return True
 
 
-class RedisDPoPReplayCache:
+class RedisDPoPReplayCache(RedisStore):
     """A replay cache in Redis, shared by every worker: ``SET key 1 NX PX ttl``.
 
     Give it a client you own (``redis.asyncio.Redis`` or ``RedisCluster``) or
     use :meth:`from_url`. One key per proof id, so it runs unchanged on a
     Redis Cluster. ``operation_timeout`` bounds every call.
     """
+
+    _feature = "RedisDPoPReplayCache"
+    _label = "DPoP replay cache"
+    _logger = logger
 
     def __init__(
         self,
@@ -129,17 +133,11 @@ class RedisDPoPReplayCache:
     ) -> None:
         if isinstance(operation_timeout, bool):
             raise ConfigurationError("operation_timeout must be a positive number of seconds")
-        self._redis = RedisScripts(
-            client,
-            feature="RedisDPoPReplayCache",
-            label="DPoP replay cache",
-            logger=logger,
-            operation_timeout=operation_timeout,
-            owns_client=owns_client,
+        super().__init__(
+            client, prefix=prefix, operation_timeout=operation_timeout, owns_client=owns_client
         )
         if not isinstance(prefix, str):
             raise ConfigurationError("prefix must be a string")
-        self._prefix = prefix
 
     @classmethod
     def from_url(
@@ -161,26 +159,18 @@ class RedisDPoPReplayCache:
         ):
             if isinstance(value, bool):
                 raise ConfigurationError(f"{name} must be a positive number of seconds")
-        client = client_from_url(
+        return cls._connect(
             url,
-            feature="RedisDPoPReplayCache",
+            prefix=prefix,
+            operation_timeout=operation_timeout,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_connect_timeout,
             **client_options,
         )
-        return cls(client, prefix=prefix, operation_timeout=operation_timeout, owns_client=True)
-
-    def __repr__(self) -> str:
-        # Never the URL: it may hold a password.
-        return f"RedisDPoPReplayCache(prefix={self._prefix!r})"
-
-    @property
-    def client(self) -> RedisClient:
-        return self._redis.client
 
     async def aclose(self) -> None:
         """Close the client if this cache created it (:meth:`from_url`)."""
-        await self._redis.aclose()
+        await super().aclose()
 
     async def remember(self, key: str, ttl: float) -> bool:
         _check(key, ttl)

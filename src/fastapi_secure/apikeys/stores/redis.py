@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from fastapi_secure._redis import RedisScripts, client_from_url
+from fastapi_secure._redis import RedisStore
 from fastapi_secure.apikeys.stores.base import APIKey, StoredAPIKey
 from fastapi_secure.tokens.stores.base import digest
 
@@ -130,13 +130,17 @@ def _decode(key_id: str, values: Sequence[Any]) -> StoredAPIKey:
     return StoredAPIKey(record=record, secret_digest=dig)
 
 
-class RedisAPIKeyStore:
+class RedisAPIKeyStore(RedisStore):
     """An :class:`~fastapi_secure.apikeys.stores.base.APIKeyStore` in Redis.
 
     Give it a ``redis.asyncio.Redis`` you own (with socket timeouts) or use
     :meth:`from_url`. ``operation_timeout`` bounds every call on top of the
     socket timeouts. Keys live under ``prefix``.
     """
+
+    _feature = "RedisAPIKeyStore"
+    _label = "API key store"
+    _logger = logger
 
     def __init__(
         self,
@@ -146,11 +150,9 @@ class RedisAPIKeyStore:
         operation_timeout: float = 2.0,
         owns_client: bool = False,
     ) -> None:
-        self._redis = RedisScripts(
+        super().__init__(
             client,
-            feature="RedisAPIKeyStore",
-            label="API key store",
-            logger=logger,
+            prefix=prefix,
             operation_timeout=operation_timeout,
             owns_client=owns_client,
             # Standalone and Sentinel only (see the module): no cluster to warm up.
@@ -158,7 +160,6 @@ class RedisAPIKeyStore:
             fail_closed_on_any_error=False,
         )
         self._client = client
-        self._prefix = prefix
         self._add = self._redis.register(_ADD)
         self._revoke = self._redis.register(_REVOKE)
         self._rotate = self._redis.register(_ROTATE)
@@ -177,27 +178,20 @@ class RedisAPIKeyStore:
     ) -> RedisAPIKeyStore:
         """Connect to ``redis://``, ``rediss://`` or ``unix://``; the store owns the client."""
         # cluster=False: the URL never names a cluster, so the client is a Redis.
-        client = cast(
-            "redis.asyncio.Redis",
-            client_from_url(
-                url,
-                feature="RedisAPIKeyStore",
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_connect_timeout,
-                cluster=False,
-                **client_options,
-            ),
+        return cls._connect(
+            url,
+            prefix=prefix,
+            operation_timeout=operation_timeout,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout,
+            cluster=False,
+            **client_options,
         )
-        return cls(client, prefix=prefix, operation_timeout=operation_timeout, owns_client=True)
 
     @property
     def client(self) -> redis.asyncio.Redis:
         """The underlying ``redis.asyncio`` client."""
         return self._client
-
-    async def aclose(self) -> None:
-        """Close the client if this store created it (:meth:`from_url`)."""
-        await self._redis.aclose()
 
     def _key(self, key_id: str) -> str:
         return f"{self._prefix}k:{key_id}"

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastapi_secure._optional import require
-from fastapi_secure._redis import RedisScripts, client_from_url
+from fastapi_secure._redis import RedisStore
 from fastapi_secure.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -61,13 +61,17 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
-class RedisMFAStore:
+class RedisMFAStore(RedisStore):
     """Every MFA store protocol in Redis (``redis.asyncio``, standalone or cluster).
 
     Give it a client you own or use :meth:`from_url`. ``operation_timeout``
     bounds each call. Keys live under ``prefix``; recovery-code sets have no
     TTL (they last until replaced), everything else expires.
     """
+
+    _feature = "RedisMFAStore"
+    _label = "MFA store"
+    _logger = logger
 
     def __init__(
         self,
@@ -77,15 +81,9 @@ class RedisMFAStore:
         operation_timeout: float = 2.0,
         owns_client: bool = False,
     ) -> None:
-        self._redis = RedisScripts(
-            client,
-            feature="RedisMFAStore",
-            label="MFA store",
-            logger=logger,
-            operation_timeout=operation_timeout,
-            owns_client=owns_client,
+        super().__init__(
+            client, prefix=prefix, operation_timeout=operation_timeout, owns_client=owns_client
         )
-        self._prefix = prefix
         self._increment = self._redis.register(_INCREMENT)
         self._take = self._redis.register(_TAKE)
         self._replace = self._redis.register(_REPLACE)
@@ -109,26 +107,14 @@ class RedisMFAStore:
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        client = client_from_url(
+        return cls._connect(
             url,
-            feature="RedisMFAStore",
+            prefix=prefix,
+            operation_timeout=operation_timeout,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_connect_timeout,
             **{"retry": Retry(NoBackoff(), 1), **client_options},
         )
-        return cls(client, prefix=prefix, operation_timeout=operation_timeout, owns_client=True)
-
-    def __repr__(self) -> str:
-        return f"RedisMFAStore(prefix={self._prefix!r})"
-
-    @property
-    def client(self) -> RedisClient:
-        """The underlying ``redis.asyncio`` client."""
-        return self._redis.client
-
-    async def aclose(self) -> None:
-        """Close the client if this store created it (:meth:`from_url`)."""
-        await self._redis.aclose()
 
     def _key(self, kind: str, key: str) -> str:
         return f"{self._prefix}{kind}:{key}"

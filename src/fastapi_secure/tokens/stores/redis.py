@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi_secure._redis import (
     PiggybackRead,
-    RedisScripts,
-    client_from_url,
+    RedisStore,
     stale_connection_retry,
 )
 from fastapi_secure.errors import ConfigurationError, StoreUnavailableError
@@ -244,7 +243,7 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
-class RedisTokenStore:
+class RedisTokenStore(RedisStore):
     """A :class:`~fastapi_secure.tokens.stores.TokenStore` in Redis (``redis.asyncio``).
 
     Give it a client you own (``redis.asyncio.Redis`` or
@@ -254,6 +253,10 @@ class RedisTokenStore:
     them cannot hang a request. Keys live under ``prefix``.
     """
 
+    _feature = "RedisTokenStore"
+    _label = "token store"
+    _logger = logger
+
     def __init__(
         self,
         client: RedisClient,
@@ -262,20 +265,14 @@ class RedisTokenStore:
         operation_timeout: float = 2.0,
         owns_client: bool = False,
     ) -> None:
-        self._redis = RedisScripts(
-            client,
-            feature="RedisTokenStore",
-            label="token store",
-            logger=logger,
-            operation_timeout=operation_timeout,
-            owns_client=owns_client,
+        super().__init__(
+            client, prefix=prefix, operation_timeout=operation_timeout, owns_client=owns_client
         )
         if "{" in prefix or "}" in prefix:
             raise ConfigurationError(
                 "RedisTokenStore prefix may not contain '{' or '}': they would change "
                 "the Redis Cluster hash tag"
             )
-        self._prefix = prefix
         self._create = self._redis.register(_CREATE)
         self._check_access = self._redis.register(_CHECK_ACCESS)
         self._check_refresh = self._redis.register(_CHECK_REFRESH)
@@ -303,23 +300,14 @@ class RedisTokenStore:
         restarted) is retried once, immediately, on a fresh connection; a
         timeout is not retried, so a hung Redis answers within the timeouts.
         """
-        client = client_from_url(
+        return cls._connect(
             url,
-            feature="RedisTokenStore",
+            prefix=prefix,
+            operation_timeout=operation_timeout,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_connect_timeout,
             **{"retry": stale_connection_retry(), **client_options},
         )
-        return cls(client, prefix=prefix, operation_timeout=operation_timeout, owns_client=True)
-
-    @property
-    def client(self) -> RedisClient:
-        """The underlying ``redis.asyncio`` client."""
-        return self._redis.client
-
-    async def aclose(self) -> None:
-        """Close the client if this store created it (:meth:`from_url`)."""
-        await self._redis.aclose()
 
     def _subject_key(self, subject: str) -> str:
         return f"{self._prefix}{{{subject_tag(subject)}}}:s:{digest('sub', subject)}"
