@@ -38,7 +38,9 @@ from fastapi_secure.tokens.issuer import TokenIssuer
 from fastapi_secure.tokens.keys import KeySet
 from fastapi_secure.tokens.stores.memory import MemoryTokenStore
 from tests.support.accounts import token_from
+from tests.support.mfa import ORIGIN as MFA_ORIGIN
 from tests.support.mfa import make_factors
+from tests.support.webauthn_authenticator import SoftAuthenticator
 
 pytestmark = pytest.mark.anyio
 
@@ -498,3 +500,49 @@ async def test_a_login_that_lost_a_race_with_a_password_change_is_a_failure(
         await manager._start_session(stale, ["pwd"], AGENT, CLIENT, None)
     failed = one(recorder.take(), EventType.LOGIN_FAILED)
     assert (failed.subject, failed.reason) == (alice.id, "account changed during the login")
+
+
+async def test_a_passkey_login_reports_its_outcome(fake_clock: FakeClock) -> None:
+    recorder = Recorder()
+    events = sink(recorder)
+    manager = build(fake_clock, events)
+    factors = make_factors(MemoryMFAStore(clock=fake_clock), fake_clock, events=events)
+    manager.mfa = factors
+    user = await manager.register("ann@x.io", PASSWORD)
+    device = SoftAuthenticator(origin=MFA_ORIGIN)
+    options = await factors.passkey_registration_options(user.id, "ann@x.io")
+    await factors.register_passkey(user.id, device.create(options.public_key), name="key")
+    recorder.take()
+
+    async def passkey_login() -> TokenPair:
+        assertion = device.get((await factors.passwordless_options()).public_key)
+        return await manager.login_with_passkey(assertion, client_address=CLIENT, user_agent=AGENT)
+
+    pair = await passkey_login()
+    succeeded = one(recorder.take(), EventType.LOGIN_SUCCEEDED)
+    assert (succeeded.subject, succeeded.session_id, succeeded.client) == (
+        user.id,
+        pair.session_id,
+        CLIENT,
+    )
+    assert "mfa" in succeeded.extra["amr"]
+
+    manager.require_verified_email = True
+    with pytest.raises(EmailNotVerifiedError):
+        await passkey_login()
+    unverified = recorder.take()[-1]
+    assert (unverified.type, unverified.reason, unverified.extra["step"]) == (
+        EventType.LOGIN_FAILED,
+        "email not verified",
+        "passkey",
+    )
+    manager.require_verified_email = False
+    await manager.users.set_active(user.id, False)
+    with pytest.raises(InvalidCredentialsError):
+        await passkey_login()
+    inactive = recorder.take()[-1]
+    assert (inactive.type, inactive.subject, inactive.reason) == (
+        EventType.LOGIN_FAILED,
+        user.id,
+        "account gone or inactive",
+    )
