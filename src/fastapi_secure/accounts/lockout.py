@@ -30,10 +30,10 @@ from typing import Protocol, runtime_checkable
 from fastapi_secure.accounts.addresses import IPAddress, coarsen_address
 from fastapi_secure.accounts.errors import AccountLockedError
 from fastapi_secure.accounts.hooks import AccountEvent, AccountHooks
-from fastapi_secure.accounts.users import normalize_login_name
+from fastapi_secure.accounts.users import login_name_digest, normalize_login_name
 from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.errors import ConfigurationError
-from fastapi_secure.events import EventSink, EventType, emit_event, pseudonymize_login_name
+from fastapi_secure.events import EventSink, EventType, emit_event
 from fastapi_secure.tokens.stores.base import digest
 
 __all__ = ["Lockout", "LockoutPolicy", "LockoutStore", "MemoryLockoutStore"]
@@ -289,7 +289,7 @@ class Lockout:
             "retry_after": math.ceil(delay),
         }
         if network is None:
-            extra["login_name_digest"] = pseudonymize_login_name(normalize_login_name(login_name))
+            extra["login_name_digest"] = login_name_digest(login_name)
         await emit_event(
             self.events,
             EventType.LOCKOUT_STARTED,

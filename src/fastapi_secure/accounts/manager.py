@@ -30,6 +30,7 @@ from fastapi_secure.accounts.sessions import SessionManager
 from fastapi_secure.accounts.users import (
     UserRecord,
     UserStore,
+    login_name_digest,
     normalize_login_name,
     plausible_login_name,
 )
@@ -40,7 +41,7 @@ from fastapi_secure.errors import (
     PermissionDeniedError,
     TokenReuseError,
 )
-from fastapi_secure.events import EventSink, EventType, emit_event, pseudonymize_login_name
+from fastapi_secure.events import EventSink, EventType, emit_event
 from fastapi_secure.passwords.policy import PasswordPolicy
 from fastapi_secure.tokens.issuer import Grant
 from fastapi_secure.tokens.stores.base import SessionStore
@@ -242,9 +243,7 @@ class AccountManager:
         # Never the name in clear (a password typed into the name field would land
         # in the log): its digest correlates the failures of one name.
         if login_name is not None:
-            extra["login_name_digest"] = pseudonymize_login_name(
-                normalize_login_name(login_name)[:254]
-            )
+            extra["login_name_digest"] = login_name_digest(login_name)
         await self._event(
             EventType.LOGIN_FAILED,
             subject=subject,
