@@ -22,6 +22,7 @@ from fastapi_secure.events import (
     SecurityEvents,
     coarsen_address,
     emit_event,
+    pseudonymize_login_name,
     pseudonymize_session,
     redact_text,
 )
@@ -386,3 +387,15 @@ def test_identifiers_are_kept_even_when_long() -> None:
 def test_a_jwt_is_redacted_even_as_a_subject() -> None:
     clean = SecurityEvents().redact(SecurityEvent(EventType.LOGOUT, time=0, subject=JWT))
     assert clean.subject == "[redacted]"
+
+
+def test_a_login_name_becomes_a_stable_digest_that_is_not_a_session_digest() -> None:
+    name = "alice@example.io"
+    digest = pseudonymize_login_name(name)
+    assert digest == pseudonymize_login_name(name)
+    assert len(digest) == 16
+    assert set(digest) <= set("0123456789abcdef")
+    assert name not in digest
+    assert digest != pseudonymize_login_name("bob@example.io")
+    assert digest != pseudonymize_session(name)  # a separate domain
+    assert pseudonymize_login_name("\ud800")  # a lone surrogate from JSON does not raise

@@ -118,7 +118,8 @@ class Components:
     """Sign-in with OpenID providers; None when ``OIDC_PROVIDERS`` is unset."""
     events: SecurityEvents | None = None
     """The security log (logger ``fastapi_secure.events``): the limiter, the issuer,
-    the cookie transport and the second factors report to it."""
+    the cookie transport, the second factors, the account flows (and their lockout)
+    and the API keys report to it."""
 
 
 def user_id(subject: str) -> int:
@@ -371,11 +372,16 @@ def build_components(settings: AppSettings, *, clock: Clock = system_clock) -> C
         action_tokens=ActionTokens(
             users, _action_store(store, prefix) if redis_url else None, clock=issuer.clock
         ),
-        lockout=Lockout(_lockout_store(store, prefix) if redis_url else None, clock=issuer.clock),
+        lockout=Lockout(
+            _lockout_store(store, prefix) if redis_url else None,
+            events=events,
+            clock=issuer.clock,
+        ),
         mail=outbox,
         links=LinkBuilder(settings.public_base_url),
         require_verified_email=settings.require_verified_email,
         mfa=factors,
+        events=events,
     )
     api_keys = APIKeyManager(
         api_key_store_from_url(
@@ -385,6 +391,7 @@ def build_components(settings: AppSettings, *, clock: Clock = system_clock) -> C
         issuer=settings.token_issuer,
         audience=settings.token_audience,
         grant_loader=_owner_grant(users),
+        events=events,
         clock=issuer.clock,
     )
     return Components(

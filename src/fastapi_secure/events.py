@@ -60,6 +60,7 @@ __all__ = [
     "SecurityEvent",
     "SecurityEvents",
     "emit_event",
+    "pseudonymize_login_name",
 ]
 
 EVENTS_LOGGER = "fastapi_secure.events"
@@ -94,6 +95,8 @@ class EventType(str, enum.Enum):
     PASSKEY_CLONE_SUSPECTED = "passkey_clone_suspected"
     API_KEY_CREATED = "api_key_created"
     API_KEY_REVOKED = "api_key_revoked"
+    API_KEY_ROTATED = "api_key_rotated"
+    API_KEY_REFUSED = "api_key_refused"
     CSRF_REFUSED = "csrf_refused"
     ORIGIN_REFUSED = "origin_refused"
     RATE_LIMITED = "rate_limited"
@@ -106,6 +109,7 @@ _WARNING_EVENTS = frozenset(
         EventType.LOCKOUT_STARTED,
         EventType.MFA_FAILED,
         EventType.MFA_TOKEN_REFUSED,
+        EventType.API_KEY_REFUSED,
         EventType.CSRF_REFUSED,
         EventType.ORIGIN_REFUSED,
         EventType.RATE_LIMITED,
@@ -376,6 +380,21 @@ def pseudonymize_session(session_id: str) -> str:
     """A short, stable digest of a session id: correlates events, grants nothing."""
     digest = hashlib.blake2b(
         session_id.encode("utf-8", "surrogatepass"), digest_size=8, person=b"fs-event-sid"
+    )
+    return digest.hexdigest()
+
+
+def pseudonymize_login_name(login_name: str) -> str:
+    """A short, stable digest of a login name as typed: failures of one name correlate.
+
+    Events never carry a login name in clear: a user who types a password into
+    the name field must not find it in the log. Callers normalize first
+    (:func:`~fastapi_secure.accounts.users.normalize_login_name`). A pseudonym,
+    not anonymity: whoever holds a candidate name can compute its digest, which
+    is how an investigation finds that name's events.
+    """
+    digest = hashlib.blake2b(
+        login_name.encode("utf-8", "surrogatepass"), digest_size=8, person=b"fs-event-name"
     )
     return digest.hexdigest()
 

@@ -276,9 +276,9 @@ async def test_one_use_is_recorded_per_request_however_many_dependencies(
     verified: list[str] = []
     real_verify = manager.verify
 
-    async def counting_verify(key: str) -> Any:
+    async def counting_verify(key: str, **where: Any) -> Any:
         verified.append(key)
-        return await real_verify(key)
+        return await real_verify(key, **where)
 
     manager.verify = counting_verify  # type: ignore[method-assign]
 

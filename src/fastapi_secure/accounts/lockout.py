@@ -30,9 +30,10 @@ from typing import Protocol, runtime_checkable
 from fastapi_secure.accounts.addresses import IPAddress, coarsen_address
 from fastapi_secure.accounts.errors import AccountLockedError
 from fastapi_secure.accounts.hooks import AccountEvent, AccountHooks
-from fastapi_secure.accounts.users import normalize_login_name
+from fastapi_secure.accounts.users import login_name_digest, normalize_login_name
 from fastapi_secure.clock import Clock, system_clock
 from fastapi_secure.errors import ConfigurationError
+from fastapi_secure.events import EventSink, EventType, emit_event
 from fastapi_secure.tokens.stores.base import digest
 
 __all__ = ["Lockout", "LockoutPolicy", "LockoutStore", "MemoryLockoutStore"]
@@ -190,6 +191,10 @@ class Lockout:
         account: policy per normalized login name.
         address: policy per client network; ``None`` counts no addresses.
         hooks: ``AccountEvent.LOCKED`` is emitted when a lock starts.
+        events: the security log: ``lockout_started`` when a lock starts (one per
+            locked key, ``extra``: ``scope``, ``retry_after`` and, for an account,
+            ``login_name_digest``; never the name). An :class:`AccountManager`
+            gives its own ``events`` to a lockout that has none.
         clock: time source.
     """
 
@@ -200,9 +205,11 @@ class Lockout:
         account: LockoutPolicy | None = None,
         address: LockoutPolicy | None = ADDRESS_POLICY,
         hooks: AccountHooks | None = None,
+        events: EventSink | None = None,
         clock: Clock = system_clock,
     ) -> None:
         self._store = store if store is not None else MemoryLockoutStore()
+        self.events = events
         self._account = account if account is not None else LockoutPolicy()
         self._address = address
         self._hooks = hooks
@@ -267,7 +274,30 @@ class Lockout:
                         retry_after=delay,
                         data={"scope": "address" if network else "account"},
                     )
+                await self._report(login_name, client_address, network, delay)
         return started
+
+    async def _report(
+        self,
+        login_name: str,
+        client_address: str | IPAddress | None,
+        network: str | None,
+        delay: float,
+    ) -> None:
+        extra: dict[str, object] = {
+            "scope": "address" if network else "account",
+            "retry_after": math.ceil(delay),
+        }
+        if network is None:
+            extra["login_name_digest"] = login_name_digest(login_name)
+        await emit_event(
+            self.events,
+            EventType.LOCKOUT_STARTED,
+            clock=self._clock,
+            client=None if client_address is None else str(client_address),
+            reason="address locked" if network else "account locked",
+            extra=extra,
+        )
 
     async def success(self, login_name: str) -> None:
         """Clear the account's failures and escalation (not the address's: an

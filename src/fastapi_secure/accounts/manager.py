@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from fastapi_secure.accounts.action_tokens import ActionPurpose, ActionTokens
 from fastapi_secure.accounts.addresses import IPAddress
+from fastapi_secure.accounts.errors import AccountLockedError
 from fastapi_secure.accounts.hooks import AccountEvent, AccountHooks
 from fastapi_secure.accounts.lockout import Lockout
 from fastapi_secure.accounts.mail import LinkBuilder, MailMessage, MailSender
@@ -29,6 +30,7 @@ from fastapi_secure.accounts.sessions import SessionManager
 from fastapi_secure.accounts.users import (
     UserRecord,
     UserStore,
+    login_name_digest,
     normalize_login_name,
     plausible_login_name,
 )
@@ -39,6 +41,7 @@ from fastapi_secure.errors import (
     PermissionDeniedError,
     TokenReuseError,
 )
+from fastapi_secure.events import EventSink, EventType, emit_event
 from fastapi_secure.passwords.policy import PasswordPolicy
 from fastapi_secure.tokens.issuer import Grant
 from fastapi_secure.tokens.stores.base import SessionStore
@@ -141,6 +144,12 @@ class AccountManager:
         mfa: the accounts' second factors; with it, :meth:`login` answers
             :class:`MFARequired` for an account that has one, and second-factor
             failures count in ``lockout`` like wrong passwords.
+        events: the security log (:class:`~fastapi_secure.events.SecurityEvents`):
+            login failed and succeeded, logout, password changed and reset,
+            email verified (see ``docs/events.md`` for each event's fields). A
+            ``lockout`` without a sink of its own reports ``lockout_started`` here.
+            Independent of ``hooks``: hooks are the application's reactions, events
+            the security log; a failing sink or hook never changes an answer.
     """
 
     def __init__(
@@ -161,6 +170,7 @@ class AccountManager:
         reset_path: str = "/reset-password",
         default_roles: Sequence[str] = (),
         mfa: SecondFactors | None = None,
+        events: EventSink | None = None,
     ) -> None:
         if mail is not None and links is None:
             raise ConfigurationError("sending mail needs links=LinkBuilder(public_base_url)")
@@ -175,9 +185,14 @@ class AccountManager:
         self.action_tokens = (
             action_tokens if action_tokens is not None else ActionTokens(users, clock=issuer.clock)
         )
+        self.events = events
         self.lockout = (
-            lockout if lockout is not None else Lockout(hooks=self.hooks, clock=issuer.clock)
+            lockout
+            if lockout is not None
+            else Lockout(hooks=self.hooks, events=events, clock=issuer.clock)
         )
+        if self.lockout.events is None:
+            self.lockout.events = events
         if sessions is None and isinstance(issuer.store, SessionStore):
             sessions = SessionManager(issuer, hooks=self.hooks)
         self.sessions = sessions
@@ -191,6 +206,52 @@ class AccountManager:
 
     def __repr__(self) -> str:
         return f"AccountManager(users={self.users!r})"
+
+    async def _event(
+        self,
+        kind: EventType,
+        *,
+        subject: str | None = None,
+        session_id: str | None = None,
+        client_address: str | IPAddress | None = None,
+        user_agent: str | None = None,
+        reason: str | None = None,
+        **extra: Any,
+    ) -> None:
+        await emit_event(
+            self.events,
+            kind,
+            clock=self.issuer.clock,
+            subject=subject,
+            session_id=session_id,
+            client=None if client_address is None else str(client_address),
+            user_agent=user_agent,
+            reason=reason,
+            extra=extra,
+        )
+
+    async def _login_failed(
+        self,
+        reason: str,
+        *,
+        login_name: str | None,
+        subject: str | None = None,
+        client_address: str | IPAddress | None = None,
+        user_agent: str | None = None,
+        **extra: Any,
+    ) -> None:
+        # Never the name in clear (a password typed into the name field would land
+        # in the log): its digest correlates the failures of one name.
+        if login_name is not None:
+            extra["login_name_digest"] = login_name_digest(login_name)
+        await self._event(
+            EventType.LOGIN_FAILED,
+            subject=subject,
+            client_address=client_address,
+            user_agent=user_agent,
+            reason=reason,
+            **extra,
+        )
 
     # -- registration ----------------------------------------------------------
 
@@ -231,15 +292,28 @@ class AccountManager:
         password: str,
         *,
         client_address: str | IPAddress | None = None,
+        user_agent: str | None = None,
     ) -> UserRecord:
         """The account behind ``login_name`` and ``password``, or a refusal.
 
         ``AccountLockedError`` (429) while locked, before any password work;
         :class:`InvalidCredentialsError` (401) for a wrong name, password or an
-        inactive account, after the same hashing work in each case.
+        inactive account, after the same hashing work in each case. Each refusal
+        is a ``login_failed`` event (``client_address`` and ``user_agent`` go into it).
         """
         name = login_name.strip() if isinstance(login_name, str) else ""
-        await self.lockout.check(name, client_address)
+        try:
+            await self.lockout.check(name, client_address)
+        except AccountLockedError as error:
+            await self._login_failed(
+                "locked",
+                login_name=name,
+                client_address=client_address,
+                user_agent=user_agent,
+                scope="address" if error.reason == "address locked" else "account",
+                retry_after=error.retry_after,
+            )
+            raise
         user = None
         if plausible_login_name(name) and len(password) <= MAX_PASSWORD_INPUT:
             user = await self.users.find_by_login(name)
@@ -247,11 +321,22 @@ class AccountManager:
             await self.hasher.adummy_verify(
                 password if len(password) <= MAX_PASSWORD_INPUT else None
             )
-            await self._failed(name, client_address, None)
+            cause = "unknown_name" if user is None else "no_password"
+            if len(password) > MAX_PASSWORD_INPUT:
+                cause = "oversized_password"
+            await self._failed(name, client_address, None, user_agent, cause)
         valid, new_hash = await self.hasher.averify_and_update(password, user.password_hash)
         if not valid or not user.is_active:
-            await self._failed(name, client_address, user.id)
+            cause = "wrong_password" if not valid else "inactive_account"
+            await self._failed(name, client_address, user.id, user_agent, cause)
         if self.require_verified_email and not user.email_verified:
+            await self._login_failed(
+                "email not verified",
+                login_name=name,
+                subject=user.id,
+                client_address=client_address,
+                user_agent=user_agent,
+            )
             raise EmailNotVerifiedError(reason="email not verified")
         # With a second factor the login is not over: failures so far stay counted
         # until the second step succeeds (complete_mfa clears them).
@@ -262,9 +347,22 @@ class AccountManager:
         return user
 
     async def _failed(
-        self, name: str, client_address: str | IPAddress | None, subject: str | None
+        self,
+        name: str,
+        client_address: str | IPAddress | None,
+        subject: str | None,
+        user_agent: str | None,
+        cause: str,
     ) -> NoReturn:
         await self.lockout.failure(name, client_address)
+        await self._login_failed(
+            "bad credentials",
+            login_name=name,
+            subject=subject,
+            client_address=client_address,
+            user_agent=user_agent,
+            cause=cause,
+        )
         await self.hooks.emit(
             AccountEvent.LOGIN_FAILED,
             subject=subject,
@@ -287,24 +385,15 @@ class AccountManager:
         ``dpop_jkt``, the thumbprint of the key that signed the request's
         verified DPoP proof, binds the session to that key (RFC 9449).
         """
-        user = await self.authenticate(login_name, password, client_address=client_address)
+        user = await self.authenticate(
+            login_name, password, client_address=client_address, user_agent=user_agent
+        )
         if self.mfa is not None:
             context = {"login_name": login_name, "stamp": _stamp_digest(user)}
             challenge = await self.mfa.challenge(user.id, context=context)
             if challenge is not None:
                 return MFARequired(challenge.token, challenge.methods, challenge.expires_in)
-        pair = await self.issuer.issue(
-            user.id, roles=user.roles, fresh=True, amr=["pwd"], dpop_jkt=dpop_jkt
-        )
-        if self.sessions is not None:
-            await self.sessions.start(
-                user.id, pair.session_id, user_agent=user_agent, client_address=client_address
-            )
-        await self._end_if_changed_meanwhile(user, pair.session_id)
-        await self.hooks.emit(
-            AccountEvent.LOGIN_SUCCEEDED, subject=user.id, session_id=pair.session_id
-        )
-        return pair
+        return await self._start_session(user, ["pwd"], user_agent, client_address, dpop_jkt)
 
     def _second_factors(self) -> SecondFactors:
         if self.mfa is None:
@@ -334,11 +423,33 @@ class AccountManager:
             return pending.context.get("login_name", "")
 
         async def before(pending: PendingMFA) -> None:
-            await self.lockout.check(name_of(pending), client_address)
+            try:
+                await self.lockout.check(name_of(pending), client_address)
+            except AccountLockedError as error:
+                await self._login_failed(
+                    "locked",
+                    login_name=name_of(pending),
+                    subject=pending.user_id,
+                    client_address=client_address,
+                    user_agent=user_agent,
+                    step="mfa",
+                    scope="address" if error.reason == "address locked" else "account",
+                    retry_after=error.retry_after,
+                )
+                raise
 
         async def failed(pending: PendingMFA, error: Exception) -> None:
             if isinstance(error, AuthenticationError):
                 await self.lockout.failure(name_of(pending), client_address)
+                await self._login_failed(
+                    "second factor",
+                    login_name=name_of(pending),
+                    subject=pending.user_id,
+                    client_address=client_address,
+                    user_agent=user_agent,
+                    step="mfa",
+                    method=presented.method,
+                )
                 await self.hooks.emit(
                     AccountEvent.LOGIN_FAILED,
                     subject=pending.user_id,
@@ -356,10 +467,26 @@ class AccountManager:
         )
         user = await self.users.get(result.user_id)
         if user is None or not user.is_active:
+            await self._login_failed(
+                "account gone or inactive",
+                login_name=None,
+                subject=result.user_id,
+                client_address=client_address,
+                user_agent=user_agent,
+                step="mfa",
+            )
             raise InvalidCredentialsError(reason="account gone or inactive during the MFA step")
         if result.pending is not None:
             # The password checked at the first step must still be the account's.
             if result.pending.context.get("stamp") != _stamp_digest(user):
+                await self._login_failed(
+                    "account changed during the login",
+                    login_name=None,
+                    subject=user.id,
+                    client_address=client_address,
+                    user_agent=user_agent,
+                    step="mfa",
+                )
                 raise InvalidCredentialsError(reason="account changed during the MFA step")
             await self.lockout.success(name_of(result.pending))
         return await self._start_session(user, result.amr, user_agent, client_address, dpop_jkt)
@@ -378,8 +505,24 @@ class AccountManager:
         )
         user = await self.users.get(result.user_id)
         if user is None or not user.is_active:
+            await self._login_failed(
+                "account gone or inactive",
+                login_name=None,
+                subject=result.user_id,
+                client_address=client_address,
+                user_agent=user_agent,
+                step="passkey",
+            )
             raise InvalidCredentialsError(reason="account gone or inactive")
         if self.require_verified_email and not user.email_verified:
+            await self._login_failed(
+                "email not verified",
+                login_name=None,
+                subject=user.id,
+                client_address=client_address,
+                user_agent=user_agent,
+                step="passkey",
+            )
             raise EmailNotVerifiedError(reason="email not verified")
         return await self._start_session(user, result.amr, user_agent, client_address, dpop_jkt)
 
@@ -398,9 +541,27 @@ class AccountManager:
             await self.sessions.start(
                 user.id, pair.session_id, user_agent=user_agent, client_address=client_address
             )
-        await self._end_if_changed_meanwhile(user, pair.session_id)
+        try:
+            await self._end_if_changed_meanwhile(user, pair.session_id)
+        except InvalidCredentialsError:
+            await self._login_failed(
+                "account changed during the login",
+                login_name=None,
+                subject=user.id,
+                client_address=client_address,
+                user_agent=user_agent,
+            )
+            raise
         await self.hooks.emit(
             AccountEvent.LOGIN_SUCCEEDED, subject=user.id, session_id=pair.session_id
+        )
+        await self._event(
+            EventType.LOGIN_SUCCEEDED,
+            subject=user.id,
+            session_id=pair.session_id,
+            client_address=client_address,
+            user_agent=user_agent,
+            amr=list(amr),
         )
         return pair
 
@@ -453,20 +614,35 @@ class AccountManager:
                     subject=seen[0].sub,
                     session_id=seen[0].sid,
                 )
+                if not self._issuer_reports():
+                    await self._event(
+                        EventType.REFRESH_REUSE_DETECTED,
+                        subject=seen[0].sub,
+                        session_id=seen[0].sid,
+                        reason="refresh token reused; token family revoked",
+                    )
             raise
         if self.sessions is not None and seen:
             await self.sessions.touch(seen[0].sub, pair.session_id)
         return pair
 
+    def _issuer_reports(self) -> bool:
+        # The issuer reports reuse and logout-everywhere itself: to the same sink,
+        # once is enough.
+        return self.issuer.events is not None and self.issuer.events is self.events
+
     async def logout(self, subject: str, session_id: str) -> None:
         """End the caller's session (its access and refresh tokens)."""
         await self.issuer.revoke_family(session_id)
         await self.hooks.emit(AccountEvent.SESSION_REVOKED, subject=subject, session_id=session_id)
+        await self._event(EventType.LOGOUT, subject=subject, session_id=session_id)
 
     async def logout_all(self, subject: str) -> None:
         """End every session of ``subject``."""
         await self.issuer.revoke_subject(subject)
         await self.hooks.emit(AccountEvent.SESSION_REVOKED, subject=subject, data={"all": "1"})
+        if not self._issuer_reports():
+            await self._event(EventType.LOGOUT_EVERYWHERE, subject=subject)
 
     # -- email verification and password reset -----------------------------
 
@@ -498,6 +674,7 @@ class AccountManager:
         user = await self.action_tokens.confirm(ActionPurpose.VERIFY_EMAIL, token, subject=subject)
         user = await self.users.mark_email_verified(user.id)
         await self.hooks.emit(AccountEvent.VERIFIED, subject=user.id)
+        await self._event(EventType.EMAIL_VERIFIED, subject=user.id)
         return user
 
     async def request_password_reset(self, email: str) -> None:
@@ -507,6 +684,7 @@ class AccountManager:
         if user is None or not user.is_active or self.mail is None:
             return
         token = await self.action_tokens.issue(ActionPurpose.RESET_PASSWORD, user)
+        await self._event(EventType.PASSWORD_RESET_REQUESTED, subject=user.id)
         minutes = round(self.action_tokens.ttl(ActionPurpose.RESET_PASSWORD) / 60)
         await self._send(
             user,
@@ -535,6 +713,7 @@ class AccountManager:
         if user.username:
             await self.lockout.success(user.username)
         await self.hooks.emit(AccountEvent.PASSWORD_RESET, subject=user.id)
+        await self._event(EventType.PASSWORD_RESET, subject=user.id, sessions_ended="all")
         return user
 
     async def change_password(
@@ -560,6 +739,12 @@ class AccountManager:
         if self.sessions is not None and session_id is not None:
             await self.sessions.revoke_others(user.id, session_id)
         await self.hooks.emit(AccountEvent.PASSWORD_CHANGED, subject=user.id)
+        await self._event(
+            EventType.PASSWORD_CHANGED,
+            subject=user.id,
+            session_id=session_id,
+            sessions_ended="others" if self.sessions is not None and session_id else "none",
+        )
         return user
 
     async def _send(

@@ -25,6 +25,7 @@ from typing import Protocol, runtime_checkable
 
 from fastapi_secure.accounts.errors import UserExistsError, UserNotFoundError
 from fastapi_secure.clock import Clock, system_clock
+from fastapi_secure.events import pseudonymize_login_name
 
 __all__ = [
     "MAX_EMAIL_LENGTH",
@@ -33,6 +34,7 @@ __all__ = [
     "UserRecord",
     "UserStore",
     "is_email",
+    "login_name_digest",
     "new_security_stamp",
     "normalize_login_name",
     "plausible_login_name",
@@ -55,6 +57,15 @@ def normalize_login_name(name: str) -> str:
     """
     folded = unicodedata.normalize("NFKC", name).strip().casefold()
     return unicodedata.normalize("NFKC", folded)
+
+
+def login_name_digest(name: str) -> str:
+    """What a security event says about a login name tried: a digest of its
+    normalized form (:func:`~fastapi_secure.events.pseudonymize_login_name`),
+    never the name, which may be a password typed into the wrong field."""
+    return pseudonymize_login_name(
+        normalize_login_name(name[: 4 * MAX_LOGIN_NAME_LENGTH])[:MAX_LOGIN_NAME_LENGTH]
+    )
 
 
 def plausible_login_name(name: str) -> bool:

@@ -31,6 +31,7 @@ from fastapi_secure.apikeys.keys import APIKeyManager, InvalidAPIKeyError
 from fastapi_secure.audit import AuditInfo
 from fastapi_secure.auth.base import close_on_refusal
 from fastapi_secure.auth.first_of import FirstOf as FirstOf  # re-exported: the same class
+from fastapi_secure.clientip import TrustedProxies
 from fastapi_secure.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -61,7 +62,9 @@ class APIKeyAuth(SecurityBase):
     ``Depends(api_key)``, or ``Security(api_key, scopes=[...])`` to require
     scopes the key was created with. With ``auto_error=False`` a request
     without the header gives None (a key that is present but bad is still
-    refused: it must not turn a request anonymous).
+    refused: it must not turn a request anonymous). ``trusted_proxies`` names
+    the proxies whose forwarded client address the manager's ``api_key_refused``
+    events report (without it: the socket peer).
     """
 
     model: APIKeyModel
@@ -74,12 +77,14 @@ class APIKeyAuth(SecurityBase):
         auto_error: bool = True,
         scheme_name: str | None = None,
         description: str | None = None,
+        trusted_proxies: TrustedProxies | None = None,
     ) -> None:
         if not isinstance(manager, APIKeyManager):
             raise ConfigurationError("manager must be an APIKeyManager")
         if not _HEADER_NAME.fullmatch(header_name) or header_name.lower() == "authorization":
             raise ConfigurationError(f"{header_name!r} is not a usable header name")
         self.manager = manager
+        self.trusted_proxies = trusted_proxies
         self.header_name = header_name
         self.auto_error = auto_error
         self.challenge = f'APIKey header="{header_name}"'
@@ -89,6 +94,12 @@ class APIKeyAuth(SecurityBase):
             description=description,
         )
         self.scheme_name = scheme_name or type(self).__name__
+
+    def _client_of(self, request: HTTPConnection) -> str | None:
+        if self.trusted_proxies is not None:
+            address = self.trusted_proxies.client_ip(request.scope)
+            return None if address is None else str(address)
+        return request.client.host if request.client else None
 
     def _invalid(self, reason: str) -> NoReturn:
         logger.debug("API key refused: %s", reason)
@@ -105,7 +116,11 @@ class APIKeyAuth(SecurityBase):
         if cached is not None:
             return cached
         try:
-            claims = await self.manager.authenticate(key)
+            claims = await self.manager.authenticate(
+                key,
+                client=self._client_of(request),
+                user_agent=request.headers.get("user-agent"),
+            )
         except InvalidAPIKeyError as exc:
             self._invalid(exc.reason or "invalid API key")
         except SecurityError as exc:

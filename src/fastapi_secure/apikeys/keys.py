@@ -22,6 +22,11 @@ store lookup, one digest, one :func:`hmac.compare_digest` (against a dummy
 digest when the id is unknown), and only then the verdict, so an unknown,
 revoked or expired key takes as long as a wrong secret. A malformed key is
 refused before any lookup; its shape is no secret.
+
+Security events (``events=``): ``api_key_created``, ``api_key_revoked``,
+``api_key_rotated`` and ``api_key_refused`` for every well-formed key that is
+refused (wrong secret, revoked, expired, owner gone, and an unknown id too, so
+that path stays as long as the others). They carry the key id, never the secret.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from fastapi_secure.apikeys.stores.base import APIKey, APIKeyStore, StoredAPIKey
@@ -45,6 +51,7 @@ from fastapi_secure.errors import (
     SecurityError,
     StoreUnavailableError,
 )
+from fastapi_secure.events import EventSink, EventType, emit_event
 from fastapi_secure.tokens.claims import AccessClaims
 from fastapi_secure.tokens.issuer import Grant
 
@@ -163,6 +170,8 @@ class APIKeyManager:
             (owner deleted or disabled), and the claims keep only the key's
             roles that the owner still holds, so a key never outlives its
             owner's demotion.
+        events: the security log (:class:`~fastapi_secure.events.SecurityEvents`):
+            keys created, revoked, rotated and refused, by key id (never a secret).
         clock: time source (tests pass a FakeClock).
     """
 
@@ -176,6 +185,7 @@ class APIKeyManager:
         audience: str | list[str] | None = None,
         last_used_interval: float = 60.0,
         grant_loader: APIKeyGrantLoader | None = None,
+        events: EventSink | None = None,
         clock: Clock = system_clock,
     ) -> None:
         if not isinstance(store, APIKeyStore):
@@ -206,6 +216,7 @@ class APIKeyManager:
         self.last_used_interval = float(last_used_interval)
         self.clock = clock
         self.grant_loader = grant_loader
+        self.events = events
         self._pepper = key
         self._pattern = re.compile(
             rf"{re.escape(prefix)}([0-9A-Za-z]{{{ID_LENGTH}}})_([0-9A-Za-z]{{{SECRET_LENGTH}}})"
@@ -218,6 +229,28 @@ class APIKeyManager:
     def __repr__(self) -> str:
         peppered = "yes" if self._pepper is not None else "no"
         return f"APIKeyManager(prefix={self.prefix!r}, pepper={peppered})"
+
+    async def _emit(
+        self,
+        kind: EventType,
+        subject: str | None,
+        key_id: str,
+        *,
+        client: str | IPv4Address | IPv6Address | None = None,
+        user_agent: str | None = None,
+        reason: str | None = None,
+        **extra: Any,
+    ) -> None:
+        await emit_event(
+            self.events,
+            kind,
+            clock=self.clock,
+            subject=subject,
+            client=None if client is None else str(client),
+            user_agent=user_agent,
+            reason=reason,
+            extra={"key_id": key_id, "key_prefix": self.prefix, **extra},
+        )
 
     # --- format and digest ----------------------------------------------------
 
@@ -372,14 +405,32 @@ class APIKeyManager:
                 None if lifetime is None else now + lifetime,
             )
             if await self.store.add(stored):
-                return CreatedAPIKey(key=plain, record=stored.record)
+                record = stored.record
+                await self._emit(
+                    EventType.API_KEY_CREATED,
+                    subject,
+                    record.id,
+                    key_name=record.name,
+                    scopes=sorted(record.scopes),
+                    roles=list(record.roles),
+                    expires_at=record.expires_at,
+                )
+                return CreatedAPIKey(key=plain, record=record)
         # 71 random bits colliding three times in a row means the random source is broken.
         raise StoreUnavailableError(reason="could not allocate an unused API key id")
 
-    async def verify(self, key: str) -> APIKey:
+    async def verify(
+        self,
+        key: str,
+        *,
+        client: str | IPv4Address | IPv6Address | None = None,
+        user_agent: str | None = None,
+    ) -> APIKey:
         """The record of a usable key, else :class:`InvalidAPIKeyError`.
 
         Records the use (``last_used_at``) at most once per ``last_used_interval``.
+        A refused well-formed key is an ``api_key_refused`` event (with
+        ``client`` and ``user_agent``).
         """
         parsed = self._parse(key)
         stored = await self.store.get(parsed.key_id)
@@ -387,15 +438,27 @@ class APIKeyManager:
         presented = self._digest(parsed.key_id, parsed.secret)
         matches = hmac.compare_digest(presented.encode(), expected.encode())
         now = self.clock()
+        problem = None
         if stored is None:
-            raise InvalidAPIKeyError(reason="unknown API key id")
-        if not matches:
-            raise InvalidAPIKeyError(reason="wrong API key secret")
+            problem = "unknown API key id"
+        elif not matches:
+            problem = "wrong API key secret"
+        elif stored.record.revoked:
+            problem = "revoked API key"
+        elif stored.record.is_expired(now):
+            problem = "expired API key"
+        if problem is not None:
+            await self._emit(
+                EventType.API_KEY_REFUSED,
+                None if stored is None else stored.record.subject,
+                parsed.key_id,
+                client=client,
+                user_agent=user_agent,
+                reason=problem,
+            )
+            raise InvalidAPIKeyError(reason=problem)
+        assert stored is not None
         record = stored.record
-        if record.revoked:
-            raise InvalidAPIKeyError(reason="revoked API key")
-        if record.is_expired(now):
-            raise InvalidAPIKeyError(reason="expired API key")
         last = record.last_used_at
         if last is None or now - last >= self.last_used_interval:
             try:
@@ -431,14 +494,29 @@ class APIKeyManager:
             amr=[API_KEY_AMR],
         )
 
-    async def authenticate(self, key: str) -> AccessClaims:
+    async def authenticate(
+        self,
+        key: str,
+        *,
+        client: str | IPv4Address | IPv6Address | None = None,
+        user_agent: str | None = None,
+    ) -> AccessClaims:
         """:meth:`verify`, the ``grant_loader`` check, then :meth:`claims_for`."""
-        record = await self.verify(key)
+        record = await self.verify(key, client=client, user_agent=user_agent)
         if self.grant_loader is None:
             return self.claims_for(record)
         grant = await self.grant_loader(record)
         if grant is None:
-            raise InvalidAPIKeyError(reason="the key's owner is gone or disabled")
+            reason = "the key's owner is gone or disabled"
+            await self._emit(
+                EventType.API_KEY_REFUSED,
+                record.subject,
+                record.id,
+                client=client,
+                user_agent=user_agent,
+                reason=reason,
+            )
+            raise InvalidAPIKeyError(reason=reason)
         if not isinstance(grant, Grant):
             raise ConfigurationError("grant_loader must return a Grant or None")
         held = frozenset(grant.roles)
@@ -463,6 +541,7 @@ class APIKeyManager:
         """
         if not _ID.fullmatch(key_id) or not await self.store.revoke(key_id, subject):
             raise APIKeyNotFoundError("no such API key")
+        await self._emit(EventType.API_KEY_REVOKED, subject, key_id)
 
     async def rotate(
         self,
@@ -502,4 +581,14 @@ class APIKeyManager:
             key_id, subject, successor, retire_at=now + overlap, now=now
         ):
             raise APIKeyNotFoundError("no such API key, or it cannot be rotated")
+        await self._emit(
+            EventType.API_KEY_ROTATED,
+            subject,
+            key_id,
+            successor_key_id=successor.record.id,
+            old_key_until=min(
+                now + overlap, old.expires_at if old.expires_at is not None else math.inf
+            ),
+            expires_at=successor.record.expires_at,
+        )
         return CreatedAPIKey(key=plain, record=successor.record)
