@@ -227,8 +227,18 @@ async def emit_event(
         return
     try:
         await sink.emit(SecurityEvent.create(type, **fields))
-    except Exception:
-        logger.error("security event %s could not be emitted", EventType(type).value, exc_info=True)
+    except Exception as exc:
+        # Its class only: the message (and a traceback's) may hold what was being reported.
+        logger.error(
+            "security event %s could not be emitted: %s",
+            EventType(type).value,
+            _failure_name(exc),
+        )
+
+
+def _failure_name(exc: BaseException) -> str:
+    """What a failure is logged as here: its class, never its message."""
+    return type(exc).__name__
 
 
 # --- redaction -------------------------------------------------------------------------
@@ -491,8 +501,8 @@ class SecurityEvents:
         """Redact, log, then call the hook. Never raises."""
         try:
             clean = self.redact(event)
-        except Exception:
-            logger.error("security event dropped: it could not be redacted", exc_info=True)
+        except Exception as exc:
+            logger.error("security event dropped: it could not be redacted: %s", _failure_name(exc))
             return
         if self.log:
             self._log(clean)
@@ -524,8 +534,10 @@ class SecurityEvents:
             logger.error(
                 "security event hook timed out after %ss on %s", self.hook_timeout, event.type.value
             )
-        except Exception:
-            logger.error("security event hook failed on %s", event.type.value, exc_info=True)
+        except Exception as exc:
+            logger.error(
+                "security event hook failed on %s: %s", event.type.value, _failure_name(exc)
+            )
 
 
 # --- reading an ASGI scope without Starlette ------------------------------------------------
