@@ -273,6 +273,19 @@ async def test_passkey_events_and_a_clone(
         CLIENT,
     )
 
+    # Passwordless with the genuine device: one mfa_succeeded, as the first factor.
+    options = await factors.passwordless_options()
+    await factors.passwordless(device.get(options.public_key), client=CLIENT, user_agent=AGENT)
+    [signed_in] = recorder.take()
+    assert (signed_in.type, signed_in.subject, signed_in.client) == (
+        EventType.MFA_SUCCEEDED,
+        "u1",
+        CLIENT,
+    )
+    assert signed_in.extra["first_factor"] is True
+    assert signed_in.extra["method"] == "passkey"
+    assert signed_in.extra["amr"] in (["swk", "mfa"], ["hwk", "mfa"])
+
     assert not await factors.delete_passkey("u2", credential.id)  # not u2's: no event
     assert await factors.delete_passkey("u1", credential.id)
     [removed] = recorder.take()

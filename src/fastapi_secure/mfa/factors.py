@@ -391,11 +391,17 @@ class SecondFactors:
         ``client`` and ``user_agent`` go into a ``passkey_clone_suspected`` event.
         """
         assertion = await self._use_passkey(response, None, client, user_agent)
-        return SecondFactorResult(
-            user_id=assertion.user_id,
+        amr = (passkey_amr(assertion.credential), "mfa")
+        await self._emit(
+            EventType.MFA_SUCCEEDED,
+            assertion.user_id,
             method=PASSKEY_METHOD,
-            amr=(passkey_amr(assertion.credential), "mfa"),
+            amr=list(amr),
+            first_factor=True,
+            client=client,
+            user_agent=user_agent,
         )
+        return SecondFactorResult(user_id=assertion.user_id, method=PASSKEY_METHOD, amr=amr)
 
     # -- the login step ----------------------------------------------------------------
 
