@@ -519,7 +519,14 @@ async def test_a_passkey_login_reports_its_outcome(fake_clock: FakeClock) -> Non
         return await manager.login_with_passkey(assertion, client_address=CLIENT, user_agent=AGENT)
 
     pair = await passkey_login()
-    succeeded = one(recorder.take(), EventType.LOGIN_SUCCEEDED)
+    # As for a second step: the factor's event, then the login's.
+    factor, succeeded = recorder.take()
+    assert (factor.type, factor.subject, factor.extra["first_factor"]) == (
+        EventType.MFA_SUCCEEDED,
+        user.id,
+        True,
+    )
+    assert succeeded.type is EventType.LOGIN_SUCCEEDED
     assert (succeeded.subject, succeeded.session_id, succeeded.client) == (
         user.id,
         pair.session_id,
