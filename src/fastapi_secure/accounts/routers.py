@@ -27,16 +27,14 @@ for :func:`fastapi_secure.audit.audit`, each with its reason.
 
 # No ``from __future__ import annotations``: FastAPI must resolve the Annotated
 # dependency aliases built inside the router factories at runtime.
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import (
     APIRouter,
     BackgroundTasks,
     Depends,
-    HTTPException,
     Path,
     Request,
     Response,
@@ -45,7 +43,13 @@ from fastapi import (
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
-from fastapi_secure.accounts.addresses import IPAddress
+from fastapi_secure._routing import (
+    answering,
+    client_address,
+    documented_responses,
+    not_found,
+    refuse,
+)
 from fastapi_secure.accounts.errors import UserExistsError
 from fastapi_secure.accounts.identities import AccountIdentityLinker
 from fastapi_secure.accounts.manager import MAX_PASSWORD_INPUT, AccountManager, MFARequired
@@ -59,7 +63,6 @@ from fastapi_secure.auth.transport import Transport
 from fastapi_secure.clientip import TrustedProxies
 from fastapi_secure.dpop.http import DPoPAuth
 from fastapi_secure.errors import ConfigurationError, SecurityError
-from fastapi_secure.http_errors import http_exception
 from fastapi_secure.tokens.claims import AccessClaims
 
 __all__ = [
@@ -99,31 +102,7 @@ _DESCRIPTIONS = {
 
 
 def _responses(*codes: int, **described: str) -> dict[int | str, dict[str, Any]]:
-    # 422 keeps no model: its body is FastAPI's validation list, or the object of
-    # fastapi_secure.http_errors.install_error_handlers, as the application chooses.
-    # ``described`` overrides a description: ``_409="..."``.
-    def description(code: int) -> str:
-        return described.get(f"_{code}", _DESCRIPTIONS[code])
-
-    return {
-        code: {"description": description(code)}
-        if code == 422
-        else {"model": ErrorOut, "description": description(code)}
-        for code in codes
-    }
-
-
-def _refuse(error: SecurityError) -> NoReturn:
-    """Raise ``error`` as its HTTP answer (the one place that maps core errors here)."""
-    raise http_exception(error) from None
-
-
-@contextmanager
-def _answering() -> Iterator[None]:
-    try:
-        yield
-    except SecurityError as error:
-        _refuse(error)
+    return documented_responses(_DESCRIPTIONS, ErrorOut, *codes, **described)
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -136,15 +115,6 @@ def _public(reason: str) -> Callable[[_F], _F]:
         return mark_public(endpoint, reason)
 
     return mark
-
-
-ClientAddress = Callable[[Request], "str | IPAddress | None"]
-
-
-def _client_address(trusted_proxies: TrustedProxies | None) -> ClientAddress:
-    if trusted_proxies is not None:
-        return lambda request: trusted_proxies.client_ip(request.scope)
-    return lambda request: request.client.host if request.client else None
 
 
 # -- bodies ----------------------------------------------------------------------
@@ -313,7 +283,7 @@ def auth_router(
     elif dpop is not None:
         session_auth = dpop if dpop_required else FirstOf(transport, dpop)
     Claims = Annotated[AccessClaims, Depends(session_auth)]  # noqa: N806
-    address = _client_address(trusted_proxies)
+    address = client_address(trusted_proxies)
     check_origin: Callable[[Request], None] | None = getattr(transport, "check_origin", None)
 
     def proof_header() -> dict[str, Any] | None:
@@ -338,11 +308,11 @@ def auth_router(
         if check_origin is not None and (
             "origin" in request.headers or "referer" in request.headers
         ):
-            with _answering():
+            with answering():
                 check_origin(request)
         # The proof first: a bad one costs no password work and no lockout count.
         jkt = await dpop.check_login_proof(request, required=dpop_required) if dpop else None
-        with _answering():
+        with answering():
             pair = await manager.login(
                 form.username,
                 form.password,
@@ -364,7 +334,7 @@ def auth_router(
         """Rotate the refresh token: a new pair; a reused token ends its session."""
         token = await transport.read_refresh(request, body.refresh_token if body else None)
         jkt = await dpop.check_login_proof(request, required=dpop_required) if dpop else None
-        with _answering():
+        with answering():
             pair = await manager.refresh(token, dpop_jkt=jkt)
         return transport.login_response(pair, response)
 
@@ -375,7 +345,7 @@ def auth_router(
     )
     async def logout(claims: Claims, response: Response) -> None:
         """End the caller's session."""
-        with _answering():
+        with answering():
             await manager.logout(claims.sub, claims.sid)
         transport.logout_response(response)
 
@@ -386,7 +356,7 @@ def auth_router(
     )
     async def logout_all(claims: Claims, response: Response) -> None:
         """End every session of the caller, on every device."""
-        with _answering():
+        with answering():
             await manager.logout_all(claims.sub)
         transport.logout_response(response)
 
@@ -441,7 +411,7 @@ def account_router(
         @_public("registration form")
         async def register(body: RegisterIn, background: BackgroundTasks) -> UserOut:
             """Create an account; a verification mail follows."""
-            with _answering():
+            with answering():
                 user = await manager.register(
                     body.email, body.password.get_secret_value(), username=body.username
                 )
@@ -465,7 +435,7 @@ def account_router(
             except UserExistsError:
                 background.add_task(manager.notify_existing, body.email)
             except SecurityError as error:
-                _refuse(error)
+                refuse(error)
             else:
                 background.add_task(manager.send_verification, user)
             return AcceptedOut()
@@ -485,7 +455,7 @@ def account_router(
     @_public("authenticated by the mailed token")
     async def confirm_verification(body: TokenIn) -> UserOut:
         """Verify the email address with the token from the link."""
-        with _answering():
+        with answering():
             user = await manager.confirm_verification(body.token)
         return _user_out(user)
 
@@ -508,7 +478,7 @@ def account_router(
     @_public("authenticated by the mailed token")
     async def confirm_password_reset(body: ResetConfirmIn) -> None:
         """Set a new password with the token from the link; every session ends."""
-        with _answering():
+        with answering():
             await manager.confirm_password_reset(body.token, body.new_password.get_secret_value())
 
     @router.patch(
@@ -518,7 +488,7 @@ def account_router(
     )
     async def change_password(claims: Fresh, body: PasswordChangeIn) -> None:
         """Change the password (a fresh login is required); other sessions end."""
-        with _answering():
+        with answering():
             await manager.change_password(
                 claims.sub,
                 body.current_password.get_secret_value(),
@@ -556,7 +526,7 @@ def sessions_router(
     @router.get("", responses=_responses(401, 403, 503))
     async def list_sessions(claims: Claims) -> list[SessionOut]:
         """The caller's live sessions, newest first; ``current`` marks this one."""
-        with _answering():
+        with answering():
             found = await sessions.list_sessions(claims.sub)
         return [
             SessionOut(
@@ -575,7 +545,7 @@ def sessions_router(
     @router.delete("/others", responses=_responses(401, 403, 503))
     async def revoke_other_sessions(claims: Claims) -> dict[str, int]:
         """End every session of the caller but this one."""
-        with _answering():
+        with answering():
             ended = await sessions.revoke_others(claims.sub, claims.sid)
         return {"revoked": len(ended)}
 
@@ -586,13 +556,10 @@ def sessions_router(
     )
     async def revoke_session(claims: Claims, session_id: SessionId) -> None:
         """End one of the caller's sessions; its access tokens stop working at once."""
-        with _answering():
+        with answering():
             ended = await sessions.revoke(claims.sub, session_id)
         if not ended:
-            raise HTTPException(
-                status.HTTP_404_NOT_FOUND,
-                detail={"code": "not_found", "message": "no such session"},
-            )
+            not_found("session")
 
     return router
 
@@ -619,7 +586,7 @@ def identities_router(
     @router.get("", responses=_responses(401, 403, 503))
     async def list_identities(claims: Claims) -> list[IdentityOut]:
         """The caller's linked identities, oldest first."""
-        with _answering():
+        with answering():
             found = await linker.list_identities(claims.sub)
         return [
             IdentityOut(
@@ -648,12 +615,9 @@ def identities_router(
     )
     async def unlink_identity(claims: Claims, identity_id: IdentityId) -> None:
         """Unlink one of the caller's identities (never the account's last way in)."""
-        with _answering():
+        with answering():
             removed = await linker.unlink(claims.sub, identity_id)
         if not removed:
-            raise HTTPException(
-                status.HTTP_404_NOT_FOUND,
-                detail={"code": "not_found", "message": "no such identity"},
-            )
+            not_found("identity")
 
     return router

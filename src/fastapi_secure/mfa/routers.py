@@ -29,8 +29,7 @@ Every route lists each status it can answer in OpenAPI.
 # dependency aliases built inside the router factories at runtime.
 import base64
 import binascii
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from typing import Annotated, Any, NoReturn
 
@@ -38,6 +37,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import HTTPConnection
 
+from fastapi_secure._routing import answering, client_address, documented_responses, not_found
 from fastapi_secure.accounts.manager import AccountManager
 from fastapi_secure.accounts.routers import ErrorOut
 from fastapi_secure.audit import AuditInfo, mark_public
@@ -84,27 +84,7 @@ _DESCRIPTIONS = {
 
 
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        code: {"description": _DESCRIPTIONS[code]}
-        if code == 422
-        else {"model": ErrorOut, "description": _DESCRIPTIONS[code]}
-        for code in codes
-    }
-
-
-@contextmanager
-def _answering() -> Iterator[None]:
-    try:
-        yield
-    except SecurityError as error:
-        raise http_exception(error) from None
-
-
-def _not_found(what: str) -> NoReturn:
-    raise HTTPException(
-        status.HTTP_404_NOT_FOUND,
-        detail={"code": ErrorCode.NOT_FOUND.value, "message": f"no such {what}"},
-    )
+    return documented_responses(_DESCRIPTIONS, ErrorOut, *codes)
 
 
 def _no_store(response: Response) -> None:
@@ -391,7 +371,7 @@ def mfa_router(
     @router.get("/mfa", responses=_responses(401, 503))
     async def mfa_status(claims: Claims) -> MFAStatusOut:
         """Which second factors the caller has."""
-        with _answering():
+        with answering():
             methods = await factors.methods(claims.sub)
             totp = await factors.store.get_totp(claims.sub)
             passkeys = await factors.list_passkeys(claims.sub) if factors.passkeys else []
@@ -415,7 +395,7 @@ def mfa_router(
 
         Nothing changes at login until ``/mfa/totp/confirm`` gets a first valid code.
         """
-        with _answering():
+        with answering():
             enrolment = await factors.begin_totp(claims.sub, await account_label(claims.sub))
         _no_store(response)
         return TOTPEnrolmentOut(
@@ -447,15 +427,15 @@ def mfa_router(
     )
     async def remove_totp(claims: StepUp) -> None:
         """Remove TOTP (a recent login with a second factor is required)."""
-        with _answering():
+        with answering():
             removed = await factors.remove_totp(claims.sub)
         if not removed:
-            _not_found("TOTP authenticator")
+            not_found("TOTP authenticator")
 
     @router.post("/mfa/recovery-codes", responses=_responses(401, 403, 409, 503))
     async def new_recovery_codes(claims: StepUp, response: Response) -> RecoveryCodesOut:
         """A new set of recovery codes; the old set stops working."""
-        with _answering():
+        with answering():
             codes = await factors.new_recovery_codes(claims.sub)
         _no_store(response)
         return RecoveryCodesOut(recovery_codes=codes)
@@ -467,7 +447,7 @@ def mfa_router(
     @router.post("/passkeys/register/options", responses=_responses(401, 403, 503))
     async def passkey_registration_options(claims: StepUp) -> PasskeyOptionsOut:
         """Options for ``navigator.credentials.create()``, valid once, for a few minutes."""
-        with _answering():
+        with answering():
             options = await factors.passkey_registration_options(
                 claims.sub, await account_label(claims.sub)
             )
@@ -482,7 +462,7 @@ def mfa_router(
         claims: Claims, body: PasskeyRegisterIn, response: Response
     ) -> PasskeyCreatedOut:
         """Store the new passkey from the browser's answer."""
-        with _answering():
+        with answering():
             credential, codes = await factors.register_passkey(
                 claims.sub, body.credential, name=body.name
             )
@@ -493,7 +473,7 @@ def mfa_router(
     @router.get("/passkeys", responses=_responses(401, 503))
     async def list_passkeys(claims: Claims) -> list[PasskeyOut]:
         """The caller's passkeys, oldest first."""
-        with _answering():
+        with answering():
             found = await factors.list_passkeys(claims.sub)
         return [_passkey_out(credential) for credential in found]
 
@@ -504,7 +484,7 @@ def mfa_router(
         """Rename one of the caller's passkeys (the name is trimmed)."""
         raw = _credential_id(credential_id)
         try:
-            with _answering():
+            with answering():
                 renamed = (
                     None
                     if raw is None
@@ -516,7 +496,7 @@ def mfa_router(
                 detail={"code": ErrorCode.VALIDATION_FAILED.value, "message": "invalid name"},
             ) from None
         if renamed is None:
-            _not_found("passkey")
+            not_found("passkey")
         return _passkey_out(renamed)
 
     @router.delete(
@@ -527,21 +507,13 @@ def mfa_router(
     async def delete_passkey(claims: StepUp, credential_id: CredentialId) -> None:
         """Remove one of the caller's passkeys (a recent login with a second factor)."""
         raw = _credential_id(credential_id)
-        with _answering():
+        with answering():
             removed = raw is not None and await factors.delete_passkey(claims.sub, raw)
         if not removed:
-            _not_found("passkey")
+            not_found("passkey")
 
     _allow_only(router, "/passkeys/{credential_id}", ["DELETE", "PATCH"], session)
     return router
-
-
-def _client_address(
-    trusted_proxies: TrustedProxies | None,
-) -> Callable[[Request], Any]:
-    if trusted_proxies is not None:
-        return lambda request: trusted_proxies.client_ip(request.scope)
-    return lambda request: request.client.host if request.client else None
 
 
 def mfa_login_router(
@@ -570,7 +542,7 @@ def mfa_login_router(
 
         raise ConfigurationError("mfa_login_router needs an AccountManager with mfa=")
     router = APIRouter(prefix=prefix, tags=list(tags))
-    address = _client_address(trusted_proxies)
+    address = client_address(trusted_proxies)
     check_origin: Callable[[Request], None] | None = getattr(transport, "check_origin", None)
 
     def login_csrf(request: Request) -> None:
@@ -578,7 +550,7 @@ def mfa_login_router(
         if check_origin is not None and (
             "origin" in request.headers or "referer" in request.headers
         ):
-            with _answering():
+            with answering():
                 check_origin(request)
 
     async def proof_key(request: Request) -> str | None:
@@ -598,7 +570,7 @@ def mfa_login_router(
         """The second step: the MFA token with a TOTP code or a recovery code; the tokens."""
         login_csrf(request)
         jkt = await proof_key(request)
-        with _answering():
+        with answering():
             pair = await manager.complete_mfa(
                 body.mfa_token,
                 FactorCheck(code=body.code)
@@ -618,7 +590,7 @@ def mfa_login_router(
     async def passkey_options(body: PasskeyOptionsIn | None = None) -> PasskeyOptionsOut:
         """Options for ``navigator.credentials.get()``: passwordless (any passkey, user
         verification required), or with an ``mfa_token`` that account's passkeys."""
-        with _answering():
+        with answering():
             if body is not None and body.mfa_token is not None:
                 options = await factors.passkey_options_for(body.mfa_token)
             else:
@@ -636,7 +608,7 @@ def mfa_login_router(
         """Sign in with a passkey assertion (with ``mfa_token``: as a second factor)."""
         login_csrf(request)
         jkt = await proof_key(request)
-        with _answering():
+        with answering():
             if body.mfa_token is not None:
                 pair = await manager.complete_mfa(
                     body.mfa_token,
