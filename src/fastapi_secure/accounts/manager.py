@@ -465,17 +465,13 @@ class AccountManager:
             client=client_address,
             user_agent=user_agent,
         )
-        user = await self.users.get(result.user_id)
-        if user is None or not user.is_active:
-            await self._login_failed(
-                "account gone or inactive",
-                login_name=None,
-                subject=result.user_id,
-                client_address=client_address,
-                user_agent=user_agent,
-                step="mfa",
-            )
-            raise InvalidCredentialsError(reason="account gone or inactive during the MFA step")
+        user = await self._account_after_factor(
+            result.user_id,
+            step="mfa",
+            client_address=client_address,
+            user_agent=user_agent,
+            why="account gone or inactive during the MFA step",
+        )
         if result.pending is not None:
             # The password checked at the first step must still be the account's.
             if result.pending.context.get("stamp") != _stamp_digest(user):
@@ -503,17 +499,13 @@ class AccountManager:
         result = await self._second_factors().passwordless(
             response, client=client_address, user_agent=user_agent
         )
-        user = await self.users.get(result.user_id)
-        if user is None or not user.is_active:
-            await self._login_failed(
-                "account gone or inactive",
-                login_name=None,
-                subject=result.user_id,
-                client_address=client_address,
-                user_agent=user_agent,
-                step="passkey",
-            )
-            raise InvalidCredentialsError(reason="account gone or inactive")
+        user = await self._account_after_factor(
+            result.user_id,
+            step="passkey",
+            client_address=client_address,
+            user_agent=user_agent,
+            why="account gone or inactive",
+        )
         if self.require_verified_email and not user.email_verified:
             await self._login_failed(
                 "email not verified",
@@ -525,6 +517,29 @@ class AccountManager:
             )
             raise EmailNotVerifiedError(reason="email not verified")
         return await self._start_session(user, result.amr, user_agent, client_address, dpop_jkt)
+
+    async def _account_after_factor(
+        self,
+        user_id: str,
+        *,
+        step: str,
+        client_address: str | IPAddress | None,
+        user_agent: str | None,
+        why: str,
+    ) -> UserRecord:
+        """The account a factor proved, or a refusal when it is gone or inactive."""
+        user = await self.users.get(user_id)
+        if user is None or not user.is_active:
+            await self._login_failed(
+                "account gone or inactive",
+                login_name=None,
+                subject=user_id,
+                client_address=client_address,
+                user_agent=user_agent,
+                step=step,
+            )
+            raise InvalidCredentialsError(reason=why)
+        return user
 
     async def _start_session(
         self,
