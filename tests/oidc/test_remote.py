@@ -19,7 +19,13 @@ from hypothesis import strategies as st
 from fastapi_secure.errors import ConfigurationError, InvalidTokenError
 from fastapi_secure.http_errors import status_of
 from fastapi_secure.oidc.errors import ProviderUnavailableError
-from fastapi_secure.oidc.remote import RemoteKeySet, _ttl_from, check_provider_url
+from fastapi_secure.oidc.remote import (
+    FetchError,
+    RemoteKeySet,
+    _ttl_from,
+    check_provider_url,
+    fetch_json,
+)
 from fastapi_secure.testing import FakeClock
 from fastapi_secure.tokens.keys import Key, KeySet
 from tests.support.oidc_servers import CraftedProvider, Route, crafted_provider, drip, flood, hang
@@ -434,6 +440,14 @@ async def test_a_50_mb_jwks_is_abandoned_past_max_bytes(
     reason = caught.value.reason or ""
     assert ("more than 65536" in reason) or ("declares" in reason)
     assert "declares" in reason if declare_length else "more than" in reason
+
+
+async def test_fetch_json_raises_its_own_error_with_the_reason(provider: CraftedProvider) -> None:
+    """Used alone, the bounded fetch raises FetchError naming what went wrong."""
+    provider.routes["/jwks"] = Route(behaviour=flood(provider, declare_length=False))
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(FetchError, match="more than 1024"):
+            await fetch_json(client, f"{provider.url}/jwks", time_limit=5, max_bytes=1024)
 
 
 async def test_an_unreachable_provider_is_a_503(fake_clock: FakeClock) -> None:

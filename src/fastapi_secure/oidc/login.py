@@ -48,7 +48,7 @@ from fastapi_secure.errors import ConfigurationError, InvalidTokenError, Request
 from fastapi_secure.http_errors import http_exception
 from fastapi_secure.oidc.errors import OIDCLoginError, ProviderUnavailableError
 from fastapi_secure.oidc.linking import OIDCIdentity
-from fastapi_secure.oidc.remote import RemoteKeySet, _FetchError, check_provider_url, fetch_json
+from fastapi_secure.oidc.remote import FetchError, RemoteKeySet, check_provider_url, fetch_json
 
 __all__ = [
     "IdentityCallback",
@@ -487,7 +487,7 @@ class OIDCLogin:
                 max_bytes=keys.max_bytes,
                 headers={"Authorization": f"Bearer {access_token}"},
             )
-        except (_FetchError, ConfigurationError) as exc:
+        except (FetchError, ConfigurationError) as exc:
             raise OIDCLoginError(reason=f"userinfo failed: {exc}") from None
         # OpenID Connect Core 1.0, section 5.3.2: the sub must be the ID token's.
         if info.get("sub") != claims["sub"]:

@@ -57,7 +57,7 @@ from fastapi_secure.tokens.keys import (
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["HTTPClientOwner", "RemoteKeySet", "check_provider_url", "fetch_json"]
+__all__ = ["FetchError", "HTTPClientOwner", "RemoteKeySet", "check_provider_url", "fetch_json"]
 
 logger = logging.getLogger("fastapi_secure.oidc")
 
@@ -70,8 +70,12 @@ _NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-store|no-cache)\s*(?:,|$)", re.IGNORECA
 _LOOPBACK_NAMES = frozenset({"localhost"})
 
 
-class _FetchError(Exception):
-    """A document could not be fetched or was unacceptable (message: the reason)."""
+class FetchError(Exception):
+    """A document could not be fetched or was unacceptable (message: the reason).
+
+    Raised by :func:`fetch_json`; the key set, the verifiers and the login turn it
+    into their own refusals, so it never reaches a client as such.
+    """
 
 
 def _is_loopback(host: str) -> bool:
@@ -135,9 +139,9 @@ def _strict_json(data: bytes) -> dict[str, Any]:
     try:
         value = json.loads(data.decode("utf-8"), object_pairs_hook=pairs, parse_constant=constant)
     except (ValueError, RecursionError) as exc:
-        raise _FetchError(f"not a JSON document ({type(exc).__name__})") from None
+        raise FetchError(f"not a JSON document ({type(exc).__name__})") from None
     if not isinstance(value, dict):
-        raise _FetchError("not a JSON object")
+        raise FetchError("not a JSON object")
     return value
 
 
@@ -156,7 +160,7 @@ async def fetch_json(
 
     ``time_limit`` (seconds) bounds the whole exchange (a server dripping one byte a second
     cannot hold it longer); the body is streamed and abandoned past
-    ``max_bytes``. Redirects are not followed. Raises ``_FetchError``.
+    ``max_bytes``. Redirects are not followed. Raises ``FetchError``.
     """
     httpx_module = require("httpx", extra="oidc", feature="Identity provider fetches")
     try:
@@ -170,23 +174,23 @@ async def fetch_json(
                 follow_redirects=False,
             ) as response:
                 if response.status_code != 200:
-                    raise _FetchError(f"HTTP {response.status_code} from {url}")
+                    raise FetchError(f"HTTP {response.status_code} from {url}")
                 declared = response.headers.get("content-length")
                 if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                    raise _FetchError(f"{url} declares {declared} bytes, over {max_bytes}")
+                    raise FetchError(f"{url} declares {declared} bytes, over {max_bytes}")
                 body = bytearray()
                 # Decoded bytes are counted, so a compressed bomb stops at the bound too.
                 async for chunk in response.aiter_bytes():
                     body += chunk
                     if len(body) > max_bytes:
-                        raise _FetchError(f"{url} sent more than {max_bytes} bytes")
+                        raise FetchError(f"{url} sent more than {max_bytes} bytes")
                 answer_headers = response.headers
     except TimeoutError:
-        raise _FetchError(f"{url} did not answer within {time_limit} s") from None
+        raise FetchError(f"{url} did not answer within {time_limit} s") from None
     except httpx_module.HTTPError as exc:
-        raise _FetchError(f"{type(exc).__name__} fetching {url}") from None
+        raise FetchError(f"{type(exc).__name__} fetching {url}") from None
     except OSError as exc:
-        raise _FetchError(f"{type(exc).__name__} fetching {url}") from None
+        raise FetchError(f"{type(exc).__name__} fetching {url}") from None
     return _strict_json(bytes(body)), answer_headers
 
 
@@ -203,16 +207,16 @@ def _parse_jwks(
 ) -> KeySet:
     members = document.get("keys")
     if not isinstance(members, list) or not members:
-        raise _FetchError('the JWK Set has no "keys" list')
+        raise FetchError('the JWK Set has no "keys" list')
     if len(members) > max_keys:
-        raise _FetchError(f"the JWK Set holds {len(members)} keys, over {max_keys}")
+        raise FetchError(f"the JWK Set holds {len(members)} keys, over {max_keys}")
     keys: dict[str, Key] = {}
     for member in members:
         if not isinstance(member, Mapping):
-            raise _FetchError("a JWK Set member is not an object")
+            raise FetchError("a JWK Set member is not an object")
         if member.get("kty") == "oct":
             # A published shared secret: whoever reads the JWKS could sign.
-            raise _FetchError("the JWK Set publishes a symmetric (oct) key")
+            raise FetchError("the JWK Set publishes a symmetric (oct) key")
         kid = member.get("kid")
         use = member.get("use")
         ops = member.get("key_ops")
@@ -231,13 +235,13 @@ def _parse_jwks(
             logger.warning("skipping JWK %r from the provider: %s", kid, exc)
             continue
         if key.is_symmetric:  # pragma: no cover - kty oct is refused above
-            raise _FetchError("the JWK Set publishes a symmetric key")
+            raise FetchError("the JWK Set publishes a symmetric key")
         if key.kid in keys:
-            raise _FetchError(f"the JWK Set has two keys with kid {key.kid!r}")
+            raise FetchError(f"the JWK Set has two keys with kid {key.kid!r}")
         # A provider that publishes private members by mistake still only verifies here.
         keys[key.kid] = key.public_key() if key.can_sign else key
     if not keys:
-        raise _FetchError("the JWK Set has no usable signature key")
+        raise FetchError("the JWK Set has no usable signature key")
     return KeySet.verification_only(keys.values(), max_token_bytes=max_token_bytes)
 
 
@@ -375,17 +379,17 @@ class RemoteKeySet(HTTPClientOwner):
             return self._metadata
         document, _ = await self._get(self.issuer.rstrip("/") + DISCOVERY_PATH)
         if document.get("issuer") != self.issuer:
-            raise _FetchError("the discovery document names another issuer")
+            raise FetchError("the discovery document names another issuer")
         for name, value in document.items():
             if name.endswith(("_endpoint", "_uri")) and not isinstance(value, str):
-                raise _FetchError(f"discovery {name} is not a string")
+                raise FetchError(f"discovery {name} is not a string")
         jwks_uri = document.get("jwks_uri")
         if not isinstance(jwks_uri, str):
-            raise _FetchError("the discovery document has no jwks_uri")
+            raise FetchError("the discovery document has no jwks_uri")
         try:
             check_provider_url(jwks_uri, allow_insecure_loopback=self.allow_insecure_loopback)
         except ConfigurationError as exc:
-            raise _FetchError(f"unacceptable jwks_uri: {exc}") from None
+            raise FetchError(f"unacceptable jwks_uri: {exc}") from None
         self._metadata = document
         return document
 
@@ -400,7 +404,7 @@ class RemoteKeySet(HTTPClientOwner):
         async with self._lock:
             try:
                 return dict(await self._discover())
-            except _FetchError as exc:
+            except FetchError as exc:
                 logger.warning("OIDC discovery for %s failed: %s", self.issuer, exc)
                 raise ProviderUnavailableError(reason=str(exc)) from None
 
@@ -442,7 +446,7 @@ class RemoteKeySet(HTTPClientOwner):
             self._last_attempt = now
             try:
                 fresh = await self._fetch()
-            except _FetchError as exc:
+            except FetchError as exc:
                 self._last_failure = str(exc)
                 if snapshot is not None:
                     logger.warning(

@@ -51,9 +51,9 @@ from fastapi_secure.errors import ConfigurationError, ExpiredTokenError, Invalid
 from fastapi_secure.oidc.errors import ProviderUnavailableError
 from fastapi_secure.oidc.remote import (
     DEFAULT_MAX_BYTES,
+    FetchError,
     HTTPClientOwner,
     RemoteKeySet,
-    _FetchError,
     check_provider_url,
     fetch_json,
 )
@@ -511,7 +511,7 @@ class IntrospectionVerifier(HTTPClientOwner):
                 time_limit=self.timeout,
                 max_bytes=self.max_bytes,
             )
-        except _FetchError as exc:
+        except FetchError as exc:
             logger.warning("token introspection failed: %s", exc)
             raise ProviderUnavailableError(reason=str(exc)) from None
         try:
